@@ -11,10 +11,33 @@ struct _MemoryTransport
 
 G_DEFINE_FINAL_TYPE (MemoryTransport, memory_transport, SOFIA_WS_TYPE_TRANSPORT)
 
+/**
+ * MemoryTransport:
+ *
+ * A test-only [class@SofiaWs.Transport] whose wire is the main loop.
+ */
+
+/**
+ * memory_transport_knobs: (skip)
+ */
 MemoryKnobs *
 memory_transport_knobs (MemoryTransport *self)
 {
   return &self->knobs;
+}
+
+/**
+ * memory_transport_set_connect_error:
+ * @self: a #MemoryTransport
+ * @error: (nullable): the error later connects fail with, or %NULL for success
+ */
+void
+memory_transport_set_connect_error (MemoryTransport *self,
+                                    const GError    *error)
+{
+  g_clear_error (&self->knobs.connect_error);
+  if (error != NULL)
+    self->knobs.connect_error = g_error_copy (error);
 }
 
 static void
@@ -66,11 +89,14 @@ complete_now (gpointer user_data)
                              "The peer is not connected");
   else
     {
+      g_autoptr(MemoryTransport) receiver = completion->message ? g_object_ref (self->peer) : NULL;
+
       if (completion->before != NULL)
         completion->before (self);
-      if (completion->message != NULL)
-        sofia_ws_transport_emit_message (SOFIA_WS_TRANSPORT (self->peer), completion->message);
+      /* Handed to the wire first (message-sent), then received, as on a socket. */
       g_task_return_boolean (task, TRUE);
+      if (receiver != NULL)
+        sofia_ws_transport_emit_message (SOFIA_WS_TRANSPORT (receiver), completion->message);
     }
 
   g_clear_error (&completion->error);
@@ -238,6 +264,14 @@ memory_transport_send_finish (SofiaWsTransport  *transport,
                  error);
 }
 
+/**
+ * memory_transport_drop:
+ * @self: a #MemoryTransport
+ * @error: why the connection dropped
+ *
+ * The connection drops under the transport: `transport-error` with @error, then
+ * DISCONNECTED.
+ */
 void
 memory_transport_drop (MemoryTransport *self,
                        const GError    *error)
@@ -247,6 +281,13 @@ memory_transport_drop (MemoryTransport *self,
                                  SOFIA_WS_TRANSPORT_STATE_DISCONNECTED);
 }
 
+/**
+ * memory_transport_new_pair:
+ * @a: (out) (transfer full): one end
+ * @b: (out) (transfer full): the other end
+ *
+ * Makes two transports wired to each other.
+ */
 void
 memory_transport_new_pair (MemoryTransport **a,
                            MemoryTransport **b)

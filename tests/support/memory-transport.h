@@ -13,6 +13,9 @@ G_DECLARE_FINAL_TYPE (MemoryTransport, memory_transport, MEMORY, TRANSPORT, Sofi
 void memory_transport_new_pair (MemoryTransport **a,
                                 MemoryTransport **b);
 
+/**
+ * MemoryKnobs: (skip)
+ */
 typedef struct {
   guint connect_delay_ms;        /* 0: completes in an idle */
   guint disconnect_delay_ms;
@@ -37,7 +40,9 @@ typedef struct {
 
 MemoryKnobs *memory_transport_knobs (MemoryTransport *self);
 
-/* The connection drops under the transport: transport-error with @error, then DISCONNECTED. */
+void memory_transport_set_connect_error (MemoryTransport *self,
+                                         const GError    *error);
+
 void memory_transport_drop (MemoryTransport *self,
                             const GError    *error);
 
