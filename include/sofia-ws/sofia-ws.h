@@ -7,5 +7,7 @@
 #include <sofia-ws/sofia-ws-error.h>
 #include <sofia-ws/sofia-ws-enum-types.h>
 #include <sofia-ws/sofia-ws-transport.h>
+#include <sofia-ws/sofia-ws-websocket.h>
+#include <sofia-ws/sofia-ws-listener.h>
 
 #undef SOFIA_WS_INSIDE

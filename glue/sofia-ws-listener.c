@@ -1,0 +1,580 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "config.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "sofia-ws-error.h"
+#include "sofia-ws-websocket-private.h"
+
+/**
+ * SofiaWsListener:
+ *
+ * Accepts SIP-over-WebSocket connections (RFC 7118) on an address and port, ws or wss, on
+ * libwebsockets and the thread-default GMainContext at construction.
+ *
+ * Each accepted connection is announced by [signal@SofiaWs.Listener::accepted] as a
+ * [class@SofiaWs.WebSocket] that is already CONNECTED; its
+ * [method@SofiaWs.Transport.disconnect_async] closes that connection. The listener keeps
+ * each connection alive until it closes.
+ *
+ * The handshake is refused (the TCP connection is closed without an upgrade) when the client
+ * does not offer the `sip` subprotocol, asks for another [property@SofiaWs.Listener:path],
+ * sends an Origin outside [property@SofiaWs.Listener:allowed-origins], or when
+ * [property@SofiaWs.Listener:max-connections] are open. The response always selects `sip`.
+ */
+
+struct _SofiaWsListener
+{
+  GObject parent_instance;
+
+  char *address;
+  guint port;
+  char *path;
+  char *tls_certificate_file;
+  char *tls_key_file;
+  GStrv allowed_origins;
+  guint max_connections;
+  guint max_message_size;
+  gboolean trace_sip;
+
+  GMainContext *context;
+  SofiaWsLoop *loop;
+  struct lws_vhost *vhost;
+  guint16 bound_port;
+  GHashTable *connections;        /* SofiaWsWebSocket * (strong) */
+  guint refused;
+};
+
+/* The vhost's user data: it may outlive the listener until lws destroys the vhost. */
+typedef struct {
+  GWeakRef listener;
+} VhostData;
+
+G_DEFINE_FINAL_TYPE (SofiaWsListener, sofia_ws_listener, G_TYPE_OBJECT)
+
+enum {
+  PROP_0,
+  PROP_ADDRESS,
+  PROP_PORT,
+  PROP_PATH,
+  PROP_TLS_CERTIFICATE_FILE,
+  PROP_TLS_KEY_FILE,
+  PROP_ALLOWED_ORIGINS,
+  PROP_MAX_CONNECTIONS,
+  PROP_MAX_MESSAGE_SIZE,
+  PROP_TRACE_SIP,
+  N_PROPS
+};
+
+static GParamSpec *properties[N_PROPS];
+
+enum {
+  SIGNAL_ACCEPTED,
+  N_SIGNALS
+};
+
+static guint signals[N_SIGNALS];
+
+/* ---- handshake ------------------------------------------------------------------------ */
+
+static gboolean
+offers_sip (struct lws *wsi)
+{
+  char protocols[256] = "";
+  g_auto(GStrv) offered = NULL;
+
+  if (lws_hdr_copy (wsi, protocols, sizeof protocols, WSI_TOKEN_PROTOCOL) <= 0)
+    return FALSE;
+  offered = g_strsplit (protocols, ",", -1);
+  for (guint i = 0; offered[i] != NULL; i++)
+    if (strcmp (g_strstrip (offered[i]), "sip") == 0)
+      return TRUE;
+  return FALSE;
+}
+
+static gboolean
+origin_allowed (SofiaWsListener *self,
+                struct lws      *wsi)
+{
+  char origin[512] = "";
+
+  if (self->allowed_origins == NULL || self->allowed_origins[0] == NULL)
+    return TRUE;
+  if (lws_hdr_copy (wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN) <= 0)
+    return FALSE;
+  for (guint i = 0; self->allowed_origins[i] != NULL; i++)
+    if (g_ascii_strcasecmp (self->allowed_origins[i], origin) == 0)
+      return TRUE;
+  return FALSE;
+}
+
+static gboolean
+path_matches (SofiaWsListener *self,
+              struct lws      *wsi)
+{
+  char uri[1024] = "";
+  char *query;
+
+  if (self->path == NULL)
+    return TRUE;
+  if (lws_hdr_copy (wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0)
+    return FALSE;
+  query = strchr (uri, '?');
+  if (query != NULL)
+    *query = '\0';
+  return strcmp (uri, self->path) == 0;
+}
+
+static int
+refuse (SofiaWsListener *self,
+        struct lws      *wsi,
+        const char      *why)
+{
+  char peer[128] = "";
+
+  lws_get_peer_simple (wsi, peer, sizeof peer);
+  self->refused++;
+  g_debug ("listener %s:%u: refused a handshake from %s: %s", self->address, self->bound_port,
+           peer, why);
+  return -1;
+}
+
+static int
+filter_handshake (SofiaWsListener *self,
+                  struct lws      *wsi)
+{
+  if (!offers_sip (wsi))
+    return refuse (self, wsi, "no sip subprotocol offered (RFC 7118 4.1)");
+  if (!path_matches (self, wsi))
+    return refuse (self, wsi, "wrong path");
+  if (!origin_allowed (self, wsi))
+    return refuse (self, wsi, "Origin not allowed");
+  if (self->max_connections > 0 && g_hash_table_size (self->connections) >= self->max_connections)
+    return refuse (self, wsi, "connection limit reached");
+  return 0;
+}
+
+static int
+accept_connection (SofiaWsListener *self,
+                   struct lws      *wsi)
+{
+  g_autoptr(SofiaWsWebSocket) connection = NULL;
+
+  connection = sofia_ws_websocket_new_accepted (self->loop, wsi, self, self->max_message_size,
+                                                self->trace_sip);
+  g_hash_table_add (self->connections, g_object_ref (connection));
+  g_debug ("listener %s:%u: accepted %s", self->address, self->bound_port,
+           sofia_ws_websocket_get_remote_address (connection));
+  g_signal_emit (self, signals[SIGNAL_ACCEPTED], 0, connection);
+  return 0;
+}
+
+int
+sofia_ws_listener_handle_callback (struct lws                *wsi,
+                                   enum lws_callback_reasons  reason,
+                                   void                      *in,
+                                   size_t                     len)
+{
+  struct lws_vhost *vhost = lws_get_vhost (wsi);
+  VhostData *data = vhost != NULL ? lws_get_vhost_user (vhost) : NULL;
+  g_autoptr(SofiaWsListener) self = NULL;
+
+  if (data == NULL)
+    return reason == LWS_CALLBACK_PROTOCOL_DESTROY ? 0 : -1;
+
+  if (reason == LWS_CALLBACK_PROTOCOL_DESTROY)
+    {
+      g_weak_ref_clear (&data->listener);
+      g_free (data);
+      return 0;
+    }
+
+  self = g_weak_ref_get (&data->listener);
+  if (self == NULL || self->vhost != vhost)
+    return -1;
+
+  switch (reason)
+    {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+      return filter_handshake (self, wsi);
+    case LWS_CALLBACK_ESTABLISHED:
+      return accept_connection (self, wsi);
+    default:
+      return 0;
+    }
+}
+
+void
+sofia_ws_listener_connection_closed (SofiaWsListener  *self,
+                                     SofiaWsWebSocket *connection)
+{
+  g_hash_table_remove (self->connections, connection);
+}
+
+/* ---- public API ----------------------------------------------------------------------- */
+
+/**
+ * sofia_ws_listener_new:
+ *
+ * Returns: (transfer full): a new listener; set its properties, then start it
+ */
+SofiaWsListener *
+sofia_ws_listener_new (void)
+{
+  return g_object_new (SOFIA_WS_TYPE_LISTENER, NULL);
+}
+
+/**
+ * sofia_ws_listener_start:
+ * @self: a #SofiaWsListener
+ * @error: return location for a #GError
+ *
+ * Binds the address and port and starts accepting connections. With port 0 the system
+ * chooses one: read it back with [method@SofiaWs.Listener.get_port].
+ *
+ * Returns: %TRUE when listening
+ */
+gboolean
+sofia_ws_listener_start (SofiaWsListener  *self,
+                         GError          **error)
+{
+  struct lws_context_creation_info info = { 0 };
+  gboolean secure;
+  VhostData *data;
+
+  g_return_val_if_fail (SOFIA_WS_IS_LISTENER (self), FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  if (self->vhost != NULL)
+    return TRUE;
+
+  secure = self->tls_certificate_file != NULL || self->tls_key_file != NULL;
+  if (secure && (self->tls_certificate_file == NULL || self->tls_key_file == NULL))
+    {
+      g_set_error_literal (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_INVALID_ARGUMENT,
+                           "wss needs both tls-certificate-file and tls-key-file");
+      return FALSE;
+    }
+  if (secure && (!g_file_test (self->tls_certificate_file, G_FILE_TEST_IS_REGULAR) ||
+                 !g_file_test (self->tls_key_file, G_FILE_TEST_IS_REGULAR)))
+    {
+      g_set_error (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_TLS,
+                   "Cannot read the TLS certificate %s or key %s", self->tls_certificate_file,
+                   self->tls_key_file);
+      return FALSE;
+    }
+
+  if (self->loop == NULL)
+    {
+      self->loop = sofia_ws_loop_ref_for_context (self->context, error);
+      if (self->loop == NULL)
+        return FALSE;
+    }
+
+  data = g_new0 (VhostData, 1);
+  g_weak_ref_init (&data->listener, self);
+
+  /* lws keeps these pointers for the vhost's life, which may end after the listener's:
+   * static or interned strings only. */
+  info.vhost_name = "sofia-ws-listener";
+  info.iface = g_intern_string (self->address);
+  info.port = self->port;
+  info.protocols = sofia_ws_loop_protocols;
+  info.user = data;
+  info.options = LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND;
+  if (secure)
+    {
+      /* Without it on the vhost too, lws silently listens in plain ws. */
+      info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+      info.ssl_cert_filepath = g_intern_string (self->tls_certificate_file);
+      info.ssl_private_key_filepath = g_intern_string (self->tls_key_file);
+    }
+
+  errno = 0;
+  self->vhost = lws_create_vhost (sofia_ws_loop_get_lws_context (self->loop), &info);
+  if (self->vhost == NULL)
+    {
+      int saved = errno;
+
+      g_weak_ref_clear (&data->listener);
+      g_free (data);
+      g_set_error (error, SOFIA_WS_ERROR, secure ? SOFIA_WS_ERROR_TLS : SOFIA_WS_ERROR_FAILED,
+                   "Could not listen on %s port %u%s%s%s", self->address, self->port,
+                   saved ? " (" : "", saved ? g_strerror (saved) : "", saved ? ")" : "");
+      return FALSE;
+    }
+
+  self->bound_port = lws_get_vhost_listen_port (self->vhost);
+  sofia_ws_loop_kick (self->loop);
+  g_debug ("listening on %s://%s:%u%s", secure ? "wss" : "ws", self->address, self->bound_port,
+           self->path ? self->path : "/");
+  return TRUE;
+}
+
+/**
+ * sofia_ws_listener_stop:
+ * @self: a #SofiaWsListener
+ *
+ * Stops accepting and closes every connection with 1001 (going away).
+ */
+void
+sofia_ws_listener_stop (SofiaWsListener *self)
+{
+  g_autoptr(GPtrArray) open = NULL;
+  GHashTableIter iter;
+  gpointer connection;
+  g_autoptr(GVariant) options = NULL;
+
+  g_return_if_fail (SOFIA_WS_IS_LISTENER (self));
+
+  if (self->vhost == NULL)
+    return;
+
+  options = g_variant_ref_sink (g_variant_new_parsed ("{'code': <@q 1001>, "
+                                                      "'reason': <'going away'>}"));
+  open = g_ptr_array_new_with_free_func (g_object_unref);
+  g_hash_table_iter_init (&iter, self->connections);
+  while (g_hash_table_iter_next (&iter, &connection, NULL))
+    g_ptr_array_add (open, g_object_ref (connection));
+  for (guint i = 0; i < open->len; i++)
+    sofia_ws_transport_disconnect_async (open->pdata[i], options, NULL, NULL, NULL);
+
+  lws_vhost_destroy (self->vhost);
+  self->vhost = NULL;
+  self->bound_port = 0;
+  sofia_ws_loop_kick (self->loop);
+}
+
+/**
+ * sofia_ws_listener_get_port:
+ * @self: a #SofiaWsListener
+ *
+ * Returns: the port the listener is bound to, or 0 when it is not listening
+ */
+guint16
+sofia_ws_listener_get_port (SofiaWsListener *self)
+{
+  g_return_val_if_fail (SOFIA_WS_IS_LISTENER (self), 0);
+  return self->bound_port;
+}
+
+/**
+ * sofia_ws_listener_get_is_secure:
+ * @self: a #SofiaWsListener
+ *
+ * Returns: whether the listener serves wss (a certificate and key are set)
+ */
+gboolean
+sofia_ws_listener_get_is_secure (SofiaWsListener *self)
+{
+  g_return_val_if_fail (SOFIA_WS_IS_LISTENER (self), FALSE);
+  return self->tls_certificate_file != NULL;
+}
+
+/**
+ * sofia_ws_listener_get_n_connections:
+ * @self: a #SofiaWsListener
+ *
+ * Returns: how many accepted connections are open
+ */
+guint
+sofia_ws_listener_get_n_connections (SofiaWsListener *self)
+{
+  g_return_val_if_fail (SOFIA_WS_IS_LISTENER (self), 0);
+  return g_hash_table_size (self->connections);
+}
+
+/* ---- GObject -------------------------------------------------------------------------- */
+
+static void
+sofia_ws_listener_dispose (GObject *object)
+{
+  SofiaWsListener *self = SOFIA_WS_LISTENER (object);
+
+  sofia_ws_listener_stop (self);
+  g_hash_table_remove_all (self->connections);
+  if (self->loop != NULL)
+    g_clear_pointer (&self->loop, sofia_ws_loop_unref);
+
+  G_OBJECT_CLASS (sofia_ws_listener_parent_class)->dispose (object);
+}
+
+static void
+sofia_ws_listener_finalize (GObject *object)
+{
+  SofiaWsListener *self = SOFIA_WS_LISTENER (object);
+
+  g_hash_table_unref (self->connections);
+  g_free (self->address);
+  g_free (self->path);
+  g_free (self->tls_certificate_file);
+  g_free (self->tls_key_file);
+  g_strfreev (self->allowed_origins);
+  g_main_context_unref (self->context);
+
+  G_OBJECT_CLASS (sofia_ws_listener_parent_class)->finalize (object);
+}
+
+static void
+sofia_ws_listener_get_property (GObject    *object,
+                                guint       prop_id,
+                                GValue     *value,
+                                GParamSpec *pspec)
+{
+  SofiaWsListener *self = SOFIA_WS_LISTENER (object);
+
+  switch (prop_id)
+    {
+    case PROP_ADDRESS: g_value_set_string (value, self->address); break;
+    case PROP_PORT: g_value_set_uint (value, self->bound_port ? self->bound_port : self->port); break;
+    case PROP_PATH: g_value_set_string (value, self->path); break;
+    case PROP_TLS_CERTIFICATE_FILE: g_value_set_string (value, self->tls_certificate_file); break;
+    case PROP_TLS_KEY_FILE: g_value_set_string (value, self->tls_key_file); break;
+    case PROP_ALLOWED_ORIGINS: g_value_set_boxed (value, self->allowed_origins); break;
+    case PROP_MAX_CONNECTIONS: g_value_set_uint (value, self->max_connections); break;
+    case PROP_MAX_MESSAGE_SIZE: g_value_set_uint (value, self->max_message_size); break;
+    case PROP_TRACE_SIP: g_value_set_boolean (value, self->trace_sip); break;
+    default: G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+sofia_ws_listener_set_property (GObject      *object,
+                                guint         prop_id,
+                                const GValue *value,
+                                GParamSpec   *pspec)
+{
+  SofiaWsListener *self = SOFIA_WS_LISTENER (object);
+
+  switch (prop_id)
+    {
+    case PROP_ADDRESS:
+      g_free (self->address);
+      self->address = g_value_dup_string (value);
+      break;
+    case PROP_PORT: self->port = g_value_get_uint (value); break;
+    case PROP_PATH:
+      g_free (self->path);
+      self->path = g_value_dup_string (value);
+      break;
+    case PROP_TLS_CERTIFICATE_FILE:
+      g_free (self->tls_certificate_file);
+      self->tls_certificate_file = g_value_dup_string (value);
+      break;
+    case PROP_TLS_KEY_FILE:
+      g_free (self->tls_key_file);
+      self->tls_key_file = g_value_dup_string (value);
+      break;
+    case PROP_ALLOWED_ORIGINS:
+      g_strfreev (self->allowed_origins);
+      self->allowed_origins = g_value_dup_boxed (value);
+      break;
+    case PROP_MAX_CONNECTIONS: self->max_connections = g_value_get_uint (value); break;
+    case PROP_MAX_MESSAGE_SIZE: self->max_message_size = g_value_get_uint (value); break;
+    case PROP_TRACE_SIP: self->trace_sip = g_value_get_boolean (value); break;
+    default: G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+sofia_ws_listener_class_init (SofiaWsListenerClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+  const GParamFlags rw = G_PARAM_READWRITE | G_PARAM_CONSTRUCT | G_PARAM_STATIC_STRINGS;
+
+  object_class->dispose = sofia_ws_listener_dispose;
+  object_class->finalize = sofia_ws_listener_finalize;
+  object_class->get_property = sofia_ws_listener_get_property;
+  object_class->set_property = sofia_ws_listener_set_property;
+
+  /**
+   * SofiaWsListener:address:
+   *
+   * The IP address to listen on.
+   */
+  properties[PROP_ADDRESS] = g_param_spec_string ("address", NULL, NULL, "127.0.0.1", rw);
+
+  /**
+   * SofiaWsListener:port:
+   *
+   * The TCP port; 0 lets the system choose. Once started, the bound port.
+   */
+  properties[PROP_PORT] = g_param_spec_uint ("port", NULL, NULL, 0, 65535, 0, rw);
+
+  /**
+   * SofiaWsListener:path:
+   *
+   * The HTTP path clients must ask for, such as "/ws"; %NULL accepts any.
+   */
+  properties[PROP_PATH] = g_param_spec_string ("path", NULL, NULL, NULL, rw);
+
+  /**
+   * SofiaWsListener:tls-certificate-file:
+   *
+   * A PEM certificate (chain): with [property@SofiaWs.Listener:tls-key-file], the listener
+   * serves wss.
+   */
+  properties[PROP_TLS_CERTIFICATE_FILE] =
+    g_param_spec_string ("tls-certificate-file", NULL, NULL, NULL, rw);
+
+  /**
+   * SofiaWsListener:tls-key-file:
+   *
+   * The PEM private key of [property@SofiaWs.Listener:tls-certificate-file].
+   */
+  properties[PROP_TLS_KEY_FILE] = g_param_spec_string ("tls-key-file", NULL, NULL, NULL, rw);
+
+  /**
+   * SofiaWsListener:allowed-origins:
+   *
+   * The Origin values accepted in the handshake, such as "https://app.example.com"; empty or
+   * %NULL accepts any, and handshakes without an Origin (non-browser clients).
+   */
+  properties[PROP_ALLOWED_ORIGINS] =
+    g_param_spec_boxed ("allowed-origins", NULL, NULL, G_TYPE_STRV, rw);
+
+  /**
+   * SofiaWsListener:max-connections:
+   *
+   * How many connections may be open at once; 0 for no limit.
+   */
+  properties[PROP_MAX_CONNECTIONS] =
+    g_param_spec_uint ("max-connections", NULL, NULL, 0, G_MAXUINT, 0, rw);
+
+  /**
+   * SofiaWsListener:max-message-size:
+   *
+   * The largest message accepted on a connection, in bytes (see
+   * [property@SofiaWs.WebSocket:max-message-size]).
+   */
+  properties[PROP_MAX_MESSAGE_SIZE] =
+    g_param_spec_uint ("max-message-size", NULL, NULL, 1, G_MAXINT, 128 * 1024, rw);
+
+  /**
+   * SofiaWsListener:trace-sip:
+   *
+   * Log every message of every connection with g_debug().
+   */
+  properties[PROP_TRACE_SIP] = g_param_spec_boolean ("trace-sip", NULL, NULL, FALSE, rw);
+
+  g_object_class_install_properties (object_class, N_PROPS, properties);
+
+  /**
+   * SofiaWsListener::accepted:
+   * @self: the listener
+   * @connection: the server side of the new connection, already CONNECTED
+   *
+   * Emitted for every connection accepted.
+   */
+  signals[SIGNAL_ACCEPTED] =
+    g_signal_new ("accepted", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL, NULL,
+                  G_TYPE_NONE, 1, SOFIA_WS_TYPE_WEBSOCKET);
+}
+
+static void
+sofia_ws_listener_init (SofiaWsListener *self)
+{
+  self->context = g_main_context_ref_thread_default ();
+  self->connections = g_hash_table_new_full (NULL, NULL, g_object_unref, NULL);
+}

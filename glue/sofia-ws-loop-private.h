@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <glib.h>
+#include <libwebsockets.h>
+
+G_BEGIN_DECLS
+
+/* One libwebsockets context per GMainContext, shared by every WebSocket transport and listener
+ * created with that context as their thread default.
+ *
+ * lws runs on a libuv loop (lws's uv event library, loaded at run time from
+ * libwebsockets-evlib-uv), and the uv loop sits in the GMainContext as one GSource: its single
+ * epoll fd and its next timeout. So a GMainContext iteration costs the same with ten or ten
+ * thousand connections, unlike lws's glib event library, which adds a GSource per connection
+ * (DESIGN.md, "Scale trap"). All lws callbacks run from that GSource, on the context's thread. */
+typedef struct _SofiaWsLoop SofiaWsLoop;
+
+/* The protocol callback every vhost of the loop uses; it lives with the connections. */
+int sofia_ws_loop_protocol_callback (struct lws               *wsi,
+                                     enum lws_callback_reasons reason,
+                                     void                     *user,
+                                     void                     *in,
+                                     size_t                    len);
+
+SofiaWsLoop        *sofia_ws_loop_ref_for_context     (GMainContext  *context,
+                                                       GError       **error);
+SofiaWsLoop        *sofia_ws_loop_ref                 (SofiaWsLoop   *loop);
+void                sofia_ws_loop_unref               (SofiaWsLoop   *loop);
+struct lws_context *sofia_ws_loop_get_lws_context     (SofiaWsLoop   *loop);
+GMainContext       *sofia_ws_loop_get_main_context    (SofiaWsLoop   *loop);
+
+/* A client vhost for one TLS trust setting (ca_file NULL: the system's CAs). */
+struct lws_vhost   *sofia_ws_loop_get_client_vhost    (SofiaWsLoop   *loop,
+                                                       const char    *ca_file,
+                                                       GError       **error);
+
+/* Call after any lws call made from outside an lws callback (asking for WRITEABLE, closing,
+ * connecting): libuv applies fd interest changes only when it next runs, so the loop source
+ * is made ready at once. */
+void                sofia_ws_loop_kick                (SofiaWsLoop   *loop);
+
+/* The size of the per-connection data every vhost declares. */
+typedef struct {
+  gpointer connection;            /* the SofiaWsWebSocket, not a reference */
+} SofiaWsSessionData;
+
+extern const struct lws_protocols sofia_ws_loop_protocols[];
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (SofiaWsLoop, sofia_ws_loop_unref)
+
+G_END_DECLS

@@ -1,0 +1,359 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "config.h"
+
+#include <stdlib.h>
+#include <uv.h>
+
+#include "sofia-ws-error.h"
+#include "sofia-ws-loop-private.h"
+
+struct _SofiaWsLoop
+{
+  guint ref_count;                /* under loops_lock */
+  gboolean dying;                 /* destruction scheduled; a new ref cancels it */
+  GMainContext *context;
+  uv_loop_t uv;
+  GSource *source;
+  struct lws_context *lws;
+  GHashTable *client_vhosts;      /* CA file ("" = system CAs) -> struct lws_vhost * */
+};
+
+typedef struct {
+  GSource source;
+  SofiaWsLoop *loop;              /* not a reference: the loop owns the source */
+  gpointer fd_tag;
+} UvSource;
+
+/* One loop per GMainContext. */
+static GMutex loops_lock;
+static GHashTable *loops;
+
+const struct lws_protocols sofia_ws_loop_protocols[] = {
+  {
+    .name = "sip",
+    .callback = sofia_ws_loop_protocol_callback,
+    .per_session_data_size = sizeof (SofiaWsSessionData),
+    .rx_buffer_size = 0,
+  },
+  { NULL, NULL, 0, 0, 0, NULL, 0 },
+};
+
+/* ---- the uv loop as one GSource ------------------------------------------------------- */
+
+static gboolean
+uv_source_prepare (GSource *source,
+                   gint    *timeout)
+{
+  uv_loop_t *uv = &((UvSource *) source)->loop->uv;
+  int next;
+
+  /* uv_backend_timeout() says 0 for a loop with nothing to do: that means "sleep" here. */
+  if (!uv_loop_alive (uv))
+    {
+      *timeout = -1;
+      return FALSE;
+    }
+
+  uv_update_time (uv);
+  next = uv_backend_timeout (uv);
+  *timeout = next;
+  return next == 0;
+}
+
+static gboolean
+uv_source_check (GSource *source)
+{
+  UvSource *self = (UvSource *) source;
+  uv_loop_t *uv = &self->loop->uv;
+
+  if (g_source_query_unix_fd (source, self->fd_tag) & (G_IO_IN | G_IO_ERR | G_IO_HUP))
+    return TRUE;
+  if (!uv_loop_alive (uv))
+    return FALSE;
+  uv_update_time (uv);
+  return uv_backend_timeout (uv) == 0;
+}
+
+static gboolean
+uv_source_dispatch (GSource     *source,
+                    GSourceFunc  callback,
+                    gpointer     user_data)
+{
+  g_source_set_ready_time (source, -1);
+  uv_run (&((UvSource *) source)->loop->uv, UV_RUN_NOWAIT);
+  return G_SOURCE_CONTINUE;
+}
+
+static GSourceFuncs uv_source_funcs = {
+  .prepare = uv_source_prepare,
+  .check = uv_source_check,
+  .dispatch = uv_source_dispatch,
+};
+
+void
+sofia_ws_loop_kick (SofiaWsLoop *loop)
+{
+  g_source_set_ready_time (loop->source, 0);
+}
+
+/* ---- lws logging ---------------------------------------------------------------------- */
+
+static void
+log_from_lws (int         level,
+              const char *line)
+{
+  g_autofree char *text = g_strchomp (g_strdup (line));
+
+  /* Failures reach users as GErrors and close codes; lws's own lines are for debugging. */
+  g_debug ("lws: %s", text);
+}
+
+static void
+set_lws_logging (void)
+{
+  static gsize once = 0;
+
+  if (g_once_init_enter (&once))
+    {
+      const char *level = g_getenv ("SOFIA_WS_LWS_LOG_LEVEL");
+
+      /* lws's log bits (LLL_*; 31 adds info and debug lines), into g_debug(). */
+      lws_set_log_level (level != NULL ? atoi (level) : (LLL_ERR | LLL_WARN | LLL_NOTICE),
+                         log_from_lws);
+      g_once_init_leave (&once, 1);
+    }
+}
+
+/* ---- creation and destruction --------------------------------------------------------- */
+
+static void
+turn_until_idle (uv_loop_t *uv)
+{
+  int budget = 10000;
+
+  while (budget-- > 0 && uv_run (uv, UV_RUN_NOWAIT) != 0)
+    ;
+}
+
+static void
+loop_free (SofiaWsLoop *loop)
+{
+  if (loop->lws != NULL)
+    {
+      /* With a foreign loop lws closes its handles asynchronously: turn the uv loop until
+       * they are closed (bounded, as lws's own internal-loop teardown is), then destroy
+       * again to free the rest, as lws's foreign-loop example does. */
+      lws_context_destroy (loop->lws);
+      turn_until_idle (&loop->uv);
+      lws_context_destroy (loop->lws);
+      turn_until_idle (&loop->uv);
+    }
+
+  g_clear_pointer (&loop->client_vhosts, g_hash_table_unref);
+  if (loop->source != NULL)
+    {
+      g_source_destroy (loop->source);
+      g_source_unref (loop->source);
+    }
+
+  if (uv_loop_close (&loop->uv) != 0)
+    {
+      /* Freeing a loop with live handles would be a use-after-free later: keep it. */
+      g_debug ("libuv loop still has open handles after lws was destroyed; leaving it");
+      g_main_context_unref (loop->context);
+      return;
+    }
+
+  g_main_context_unref (loop->context);
+  g_free (loop);
+}
+
+static gboolean
+loop_destroy_if_unused (gpointer user_data)
+{
+  SofiaWsLoop *loop = user_data;
+
+  g_mutex_lock (&loops_lock);
+  if (loop->ref_count > 0)
+    {
+      loop->dying = FALSE;
+      g_mutex_unlock (&loops_lock);
+      return G_SOURCE_REMOVE;
+    }
+  g_hash_table_remove (loops, loop->context);
+  g_mutex_unlock (&loops_lock);
+
+  loop_free (loop);
+  return G_SOURCE_REMOVE;
+}
+
+static SofiaWsLoop *
+loop_new (GMainContext  *context,
+          GError       **error)
+{
+  SofiaWsLoop *loop = g_new0 (SofiaWsLoop, 1);
+  struct lws_context_creation_info info = { 0 };
+  void *foreign_loops[1];
+  UvSource *uv_source;
+  int err;
+
+  loop->ref_count = 1;
+  loop->context = g_main_context_ref (context);
+  loop->client_vhosts = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+
+  err = uv_loop_init (&loop->uv);
+  if (err != 0)
+    {
+      g_set_error (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_FAILED,
+                   "Could not create a libuv loop: %s", uv_strerror (err));
+      g_hash_table_unref (loop->client_vhosts);
+      g_main_context_unref (loop->context);
+      g_free (loop);
+      return NULL;
+    }
+
+  loop->source = g_source_new (&uv_source_funcs, sizeof (UvSource));
+  uv_source = (UvSource *) loop->source;
+  uv_source->loop = loop;
+  uv_source->fd_tag = g_source_add_unix_fd (loop->source, uv_backend_fd (&loop->uv), G_IO_IN);
+  g_source_set_static_name (loop->source, "[sofia-ws] libwebsockets");
+  g_source_attach (loop->source, context);
+
+  set_lws_logging ();
+  foreign_loops[0] = &loop->uv;
+  info.options = LWS_SERVER_OPTION_LIBUV |
+                 LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
+                 LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT |
+                 LWS_SERVER_OPTION_JUST_USE_RAW_ORIGIN;
+  info.port = CONTEXT_PORT_NO_LISTEN;
+  info.foreign_loops = foreign_loops;
+  info.gid = -1;
+  info.uid = -1;
+  loop->lws = lws_create_context (&info);
+  if (loop->lws == NULL)
+    {
+      g_set_error_literal (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_FAILED,
+                           "Could not create the libwebsockets context (is the "
+                           "libwebsockets-evlib-uv package installed?)");
+      loop_free (loop);
+      return NULL;
+    }
+
+  return loop;
+}
+
+SofiaWsLoop *
+sofia_ws_loop_ref_for_context (GMainContext  *context,
+                               GError       **error)
+{
+  SofiaWsLoop *loop;
+
+  g_return_val_if_fail (context != NULL, NULL);
+
+  g_mutex_lock (&loops_lock);
+  if (loops == NULL)
+    loops = g_hash_table_new (NULL, NULL);
+
+  loop = g_hash_table_lookup (loops, context);
+  if (loop != NULL)
+    loop->ref_count++;
+  else
+    {
+      loop = loop_new (context, error);
+      if (loop != NULL)
+        g_hash_table_insert (loops, context, loop);
+    }
+  g_mutex_unlock (&loops_lock);
+
+  return loop;
+}
+
+SofiaWsLoop *
+sofia_ws_loop_ref (SofiaWsLoop *loop)
+{
+  g_mutex_lock (&loops_lock);
+  loop->ref_count++;
+  g_mutex_unlock (&loops_lock);
+  return loop;
+}
+
+void
+sofia_ws_loop_unref (SofiaWsLoop *loop)
+{
+  gboolean schedule = FALSE;
+
+  g_mutex_lock (&loops_lock);
+  if (--loop->ref_count == 0 && !loop->dying)
+    {
+      loop->dying = TRUE;
+      schedule = TRUE;
+    }
+  g_mutex_unlock (&loops_lock);
+
+  /* Never destroy lws from inside one of its callbacks: from an idle of the loop's context. */
+  if (schedule)
+    {
+      GSource *idle = g_idle_source_new ();
+
+      g_source_set_priority (idle, G_PRIORITY_DEFAULT);
+      g_source_set_callback (idle, loop_destroy_if_unused, loop, NULL);
+      g_source_set_static_name (idle, "[sofia-ws] libwebsockets teardown");
+      g_source_attach (idle, loop->context);
+      g_source_unref (idle);
+    }
+}
+
+struct lws_context *
+sofia_ws_loop_get_lws_context (SofiaWsLoop *loop)
+{
+  return loop->lws;
+}
+
+GMainContext *
+sofia_ws_loop_get_main_context (SofiaWsLoop *loop)
+{
+  return loop->context;
+}
+
+struct lws_vhost *
+sofia_ws_loop_get_client_vhost (SofiaWsLoop  *loop,
+                                const char   *ca_file,
+                                GError      **error)
+{
+  const char *key = ca_file != NULL ? ca_file : "";
+  struct lws_context_creation_info info = { 0 };
+  struct lws_vhost *vhost;
+  char *stored_key;
+
+  vhost = g_hash_table_lookup (loop->client_vhosts, key);
+  if (vhost != NULL)
+    return vhost;
+
+  /* lws keeps the name and CA path pointers: a literal, and the table's key, which lives as
+   * long as the lws context. */
+  stored_key = g_strdup (key);
+  info.vhost_name = "sofia-ws-client";
+  info.port = CONTEXT_PORT_NO_LISTEN;
+  info.protocols = sofia_ws_loop_protocols;
+  /* Needed on client vhosts too, or TLS connects fail with "SSL_new failed". */
+  info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+  if (ca_file != NULL)
+    {
+      info.client_ssl_ca_filepath = stored_key;
+      /* Only this CA: the system's store must not widen what the user asked to trust. */
+      info.options |= LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
+    }
+
+  vhost = lws_create_vhost (loop->lws, &info);
+  if (vhost == NULL)
+    {
+      g_set_error (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_TLS,
+                   "Could not set up TLS for clients%s%s", ca_file ? " with CA file " : "",
+                   ca_file ? ca_file : "");
+      g_free (stored_key);
+      return NULL;
+    }
+
+  g_hash_table_insert (loop->client_vhosts, stored_key, vhost);
+  return vhost;
+}

@@ -1,0 +1,33 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include "sofia-ws-listener.h"
+#include "sofia-ws-loop-private.h"
+#include "sofia-ws-websocket.h"
+
+G_BEGIN_DECLS
+
+/* The server side of a connection the listener accepted: already CONNECTED. */
+SofiaWsWebSocket *sofia_ws_websocket_new_accepted (SofiaWsLoop     *loop,
+                                                   struct lws      *wsi,
+                                                   SofiaWsListener *listener,
+                                                   guint            max_message_size,
+                                                   gboolean         trace_sip);
+
+/* lws callbacks for a wsi bound to a connection (its opaque user data). */
+int sofia_ws_websocket_handle_callback (SofiaWsWebSocket          *self,
+                                        struct lws                *wsi,
+                                        enum lws_callback_reasons  reason,
+                                        void                      *in,
+                                        size_t                     len);
+
+/* lws callbacks of the handshake on a listener's vhost, before a connection exists. */
+int sofia_ws_listener_handle_callback (struct lws                *wsi,
+                                       enum lws_callback_reasons  reason,
+                                       void                      *in,
+                                       size_t                     len);
+
+void sofia_ws_listener_connection_closed (SofiaWsListener  *self,
+                                          SofiaWsWebSocket *connection);
+
+G_END_DECLS

@@ -1,0 +1,1488 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "config.h"
+
+#include <string.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include "sofia-ws-enum-types.h"
+#include "sofia-ws-error.h"
+#include "sofia-ws-websocket-private.h"
+
+/**
+ * SofiaWsWebSocket:
+ *
+ * A [class@SofiaWs.Transport] over one WebSocket connection (RFC 7118), on libwebsockets and
+ * the thread-default GMainContext at construction.
+ *
+ * As a client, set [property@SofiaWs.WebSocket:server] (`ws://` or `wss://`) and call
+ * [method@SofiaWs.Transport.connect_async]. A [class@SofiaWs.Listener] hands out the server
+ * side of the connections it accepts as WebSockets too, already connected.
+ *
+ * RFC 7118 rules: the `sip` subprotocol is required of the server; one SIP message is one
+ * WebSocket message, sent as text (binary when it is not valid UTF-8); text and binary
+ * messages are accepted, fragmented ones reassembled; a message over
+ * [property@SofiaWs.WebSocket:max-message-size] closes the connection with 1009, invalid
+ * UTF-8 in a text message with 1007; a disconnect sends its close code (1000 by default) and
+ * waits for the peer's close. RFC 5626 CRLF keepalives are answered and never reported as
+ * messages.
+ *
+ * Every send either goes out or fails: [method@SofiaWs.Transport.send_async] completes when
+ * the message was handed to the socket, and fails with %SOFIA_WS_ERROR_QUEUE_FULL when the
+ * send queue is full or %SOFIA_WS_ERROR_CLOSED when the connection closes first.
+ */
+
+#define DEFAULT_CONNECTION_TIMEOUT 5
+#define DEFAULT_KEEPALIVE_DEBOUNCE 10
+#define DEFAULT_RECONNECTION_DELAY 4
+#define DEFAULT_MAX_MESSAGE_SIZE (128 * 1024)
+#define DEFAULT_SEND_QUEUE_LIMIT 256
+#define MAX_RECONNECTION_DELAY 60
+
+typedef struct {
+  SofiaWsWebSocket *self;         /* not a reference: the queue is the websocket's */
+  GTask *task;                    /* NULL for keepalives */
+  guint8 *buffer;                 /* LWS_PRE bytes of headroom, then the message */
+  gsize len;
+  gboolean binary;
+  GSource *cancel_source;
+} OutMessage;
+
+struct _SofiaWsWebSocket
+{
+  SofiaWsTransport parent_instance;
+
+  /* settings */
+  char *server;
+  guint connection_timeout;
+  guint keepalive_interval;
+  guint keepalive_debounce;
+  guint reconnection_attempts;
+  guint reconnection_delay;
+  gboolean trace_sip;
+  char *tls_ca_file;
+  gboolean tls_verify;
+  char *origin;
+  guint max_message_size;
+  guint send_queue_limit;
+
+  GMainContext *context;
+  SofiaWsLoop *loop;              /* while a connection exists or is being made */
+  struct lws *wsi;
+  gboolean accepted;
+  GWeakRef listener;
+  char *remote_address;
+  gboolean secure;
+
+  GTask *connect_task;            /* the connect vfunc's, until established or failed */
+  GSource *connect_timeout_source;
+  GSource *connect_cancel_source;
+  gboolean start_failed;          /* lws reported the failure from inside the connect call */
+  GTask *disconnect_task;
+  gboolean close_requested;
+  gboolean close_started;         /* lws is sending our close frame: write nothing more */
+  guint16 close_code;
+  char *close_reason;
+  guint16 peer_close_code;
+  char *peer_close_reason;
+  GError *pending_error;          /* why the connection is being closed by us */
+
+  GByteArray *rx;
+  gboolean rx_in_message;
+  gboolean rx_binary;
+
+  GQueue tx;                      /* OutMessage * */
+
+  GSource *keepalive_source;
+  GSource *debounce_source;
+  gboolean awaiting_keepalive_reply;
+
+  guint reconnection_attempt;
+  GSource *reconnection_source;
+  gboolean reconnecting;
+};
+
+G_DEFINE_FINAL_TYPE (SofiaWsWebSocket, sofia_ws_websocket, SOFIA_WS_TYPE_TRANSPORT)
+
+enum {
+  PROP_0,
+  PROP_SERVER,
+  PROP_CONNECTION_TIMEOUT,
+  PROP_KEEPALIVE_INTERVAL,
+  PROP_KEEPALIVE_DEBOUNCE,
+  PROP_RECONNECTION_ATTEMPTS,
+  PROP_RECONNECTION_DELAY,
+  PROP_TRACE_SIP,
+  PROP_TLS_CA_FILE,
+  PROP_TLS_VERIFY,
+  PROP_ORIGIN,
+  PROP_MAX_MESSAGE_SIZE,
+  PROP_SEND_QUEUE_LIMIT,
+  PROP_REMOTE_ADDRESS,
+  PROP_CLOSE_CODE,
+  N_PROPS
+};
+
+static GParamSpec *properties[N_PROPS];
+
+static void start_keepalive (SofiaWsWebSocket *self);
+static void stop_keepalive (SofiaWsWebSocket *self);
+static void schedule_reconnection (SofiaWsWebSocket *self);
+
+/* ---- helpers -------------------------------------------------------------------------- */
+
+static const char *
+peer_name (SofiaWsWebSocket *self)
+{
+  if (self->remote_address != NULL)
+    return self->remote_address;
+  return self->server != NULL ? self->server : "(unconnected)";
+}
+
+static void
+trace (SofiaWsWebSocket *self,
+       const char       *direction,
+       const char       *data,
+       gsize             len)
+{
+  if (self->trace_sip)
+    g_debug ("%s %s (%" G_GSIZE_FORMAT " bytes):\n%.*s", direction, peer_name (self), len,
+             (int) len, data);
+}
+
+static GSource *
+timeout_source_new (SofiaWsWebSocket *self,
+                    guint             ms,
+                    GSourceFunc       func,
+                    const char       *name)
+{
+  GSource *source = g_timeout_source_new (ms);
+
+  /* The source holds no reference: it is destroyed with the websocket or before. */
+  g_source_set_callback (source, func, self, NULL);
+  g_source_set_static_name (source, name);
+  g_source_attach (source, self->context);
+  return source;
+}
+
+static void
+clear_source (GSource **source)
+{
+  if (*source != NULL)
+    {
+      g_source_destroy (*source);
+      g_clear_pointer (source, g_source_unref);
+    }
+}
+
+static void
+out_message_free (OutMessage *m)
+{
+  clear_source (&m->cancel_source);
+  g_clear_object (&m->task);
+  g_free (m->buffer);
+  g_free (m);
+}
+
+static void
+fail_queue (SofiaWsWebSocket *self,
+            const GError     *error)
+{
+  OutMessage *m;
+
+  while ((m = g_queue_pop_head (&self->tx)) != NULL)
+    {
+      if (m->task != NULL)
+        g_task_return_error (m->task, g_error_copy (error));
+      out_message_free (m);
+    }
+}
+
+static gboolean
+is_crlf_keepalive (const guint8 *data,
+                   gsize         len)
+{
+  if (len == 0 || len % 2 != 0)
+    return FALSE;
+  for (gsize i = 0; i < len; i += 2)
+    if (data[i] != '\r' || data[i + 1] != '\n')
+      return FALSE;
+  return TRUE;
+}
+
+/* Starts lws's own close of @wsi: with @code, a close frame first and a wait for the peer's
+ * (RFC 6455 7.1.2), without it a plain hang-up.
+ *
+ * Not by returning -1 from a callback: Debian's lws 4.1.6 is a _DEBUG build, whose libuv
+ * service path then closes the wsi a second time at once ("uv repeat test"), which hangs up
+ * before the close frame is sent. A timeout that expires at once, with the reason lws uses
+ * for idle keep-alives, takes the polite path. */
+static void
+close_wsi (struct lws *wsi,
+           guint16     code,
+           const char *reason)
+{
+  if (code != 0)
+    {
+      lws_close_reason (wsi, code, (unsigned char *) reason,
+                        reason != NULL ? MIN (strlen (reason), 120) : 0);
+      lws_set_timeout (wsi, PENDING_TIMEOUT_HTTP_KEEPALIVE_IDLE, LWS_TO_KILL_ASYNC);
+    }
+  else
+    lws_set_timeout (wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+}
+
+/* Detaches from the wsi and lets lws close it on its own; no callbacks reach us after. */
+static void
+abandon_wsi (SofiaWsWebSocket *self,
+             guint16           code)
+{
+  if (self->wsi == NULL)
+    return;
+
+  lws_set_opaque_user_data (self->wsi, NULL);
+  close_wsi (self->wsi, code, NULL);
+  sofia_ws_loop_kick (self->loop);
+  self->wsi = NULL;
+}
+
+static void
+request_writable (SofiaWsWebSocket *self)
+{
+  if (self->wsi != NULL)
+    {
+      lws_callback_on_writable (self->wsi);
+      sofia_ws_loop_kick (self->loop);
+    }
+}
+
+static OutMessage *
+out_message_new (SofiaWsWebSocket *self,
+                 const char       *data,
+                 gsize             len,
+                 GTask            *task)
+{
+  OutMessage *m = g_new0 (OutMessage, 1);
+
+  m->self = self;
+  m->task = task;
+  m->len = len;
+  m->binary = !g_utf8_validate_len (data, len, NULL);
+  m->buffer = g_malloc (LWS_PRE + len);
+  memcpy (m->buffer + LWS_PRE, data, len);
+  return m;
+}
+
+/* ---- connecting (client) -------------------------------------------------------------- */
+
+static void
+complete_connect (SofiaWsWebSocket *self,
+                  GError           *error)
+{
+  g_autoptr(GTask) task = g_steal_pointer (&self->connect_task);
+
+  clear_source (&self->connect_timeout_source);
+  clear_source (&self->connect_cancel_source);
+  if (task == NULL)
+    {
+      g_clear_error (&error);
+      return;
+    }
+  if (error != NULL)
+    g_task_return_error (task, error);
+  else
+    g_task_return_boolean (task, TRUE);
+}
+
+static GError *
+connection_error_from_lws (SofiaWsWebSocket *self,
+                           const char       *why)
+{
+  g_autofree char *text = g_strdup (why != NULL ? why : "unknown");
+
+  if (self->pending_error != NULL)
+    return g_steal_pointer (&self->pending_error);
+
+  if (strstr (text, "SSL") != NULL || strstr (text, "ssl") != NULL ||
+      strstr (text, "cert") != NULL || strstr (text, "tls") != NULL ||
+      strstr (text, "TLS") != NULL)
+    return g_error_new (SOFIA_WS_ERROR, SOFIA_WS_ERROR_TLS,
+                        "TLS handshake with %s failed: %s", self->server, text);
+  if (g_str_has_prefix (text, "HS: Cannot match protocol") ||
+      g_str_has_prefix (text, "ws protocol no match"))
+    return g_error_new (SOFIA_WS_ERROR, SOFIA_WS_ERROR_PROTOCOL,
+                        "%s did not accept the sip subprotocol", self->server);
+  if (g_str_has_prefix (text, "HS:"))
+    return g_error_new (SOFIA_WS_ERROR, SOFIA_WS_ERROR_HANDSHAKE_REFUSED,
+                        "%s refused the WebSocket handshake (%s)", self->server, text + 4);
+  return g_error_new (SOFIA_WS_ERROR, SOFIA_WS_ERROR_CONNECTION_REFUSED,
+                      "Could not connect to %s: %s", self->server, text);
+}
+
+static gboolean
+on_connect_timeout (gpointer user_data)
+{
+  SofiaWsWebSocket *self = user_data;
+  GError *error = g_error_new (SOFIA_WS_ERROR, SOFIA_WS_ERROR_CONNECT_TIMEOUT,
+                               "Connection to %s timed out after %u s", self->server,
+                               self->connection_timeout);
+
+  g_clear_pointer (&self->connect_timeout_source, g_source_unref);
+  abandon_wsi (self, 0);
+  if (self->connect_task != NULL)
+    complete_connect (self, error);
+  else
+    {
+      /* A reconnection attempt. */
+      sofia_ws_transport_emit_transport_error (SOFIA_WS_TRANSPORT (self), error);
+      g_error_free (error);
+      sofia_ws_transport_transition (SOFIA_WS_TRANSPORT (self),
+                                     SOFIA_WS_TRANSPORT_STATE_DISCONNECTED);
+      schedule_reconnection (self);
+    }
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+start_client (SofiaWsWebSocket  *self,
+              GError           **error)
+{
+  struct lws_client_connect_info info = { 0 };
+  g_autoptr(GUri) uri = NULL;
+  g_autofree char *host_header = NULL;
+  g_autofree char *path = NULL;
+  struct lws_vhost *vhost;
+  struct lws *wsi;
+  const char *scheme;
+  const char *host;
+  int port;
+
+  if (self->accepted)
+    {
+      g_set_error_literal (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_INVALID_ARGUMENT,
+                           "A connection accepted by a listener cannot be reconnected");
+      return FALSE;
+    }
+  if (self->server == NULL)
+    {
+      g_set_error_literal (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_INVALID_ARGUMENT,
+                           "No server set: the \"server\" property needs a ws:// or wss:// URL");
+      return FALSE;
+    }
+
+  uri = g_uri_parse (self->server, G_URI_FLAGS_ENCODED, NULL);
+  scheme = uri != NULL ? g_uri_get_scheme (uri) : NULL;
+  host = uri != NULL ? g_uri_get_host (uri) : NULL;
+  if (scheme == NULL || host == NULL || *host == '\0' ||
+      (g_ascii_strcasecmp (scheme, "ws") != 0 && g_ascii_strcasecmp (scheme, "wss") != 0))
+    {
+      g_set_error (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_INVALID_ARGUMENT,
+                   "\"%s\" is not a ws:// or wss:// URL", self->server);
+      return FALSE;
+    }
+
+  self->secure = g_ascii_strcasecmp (scheme, "wss") == 0;
+  port = g_uri_get_port (uri);
+  if (port <= 0)
+    port = self->secure ? 443 : 80;
+  path = g_uri_join (G_URI_FLAGS_ENCODED, NULL, NULL, NULL, -1,
+                     *g_uri_get_path (uri) ? g_uri_get_path (uri) : "/",
+                     g_uri_get_query (uri), NULL);
+
+  if (self->loop == NULL)
+    {
+      self->loop = sofia_ws_loop_ref_for_context (self->context, error);
+      if (self->loop == NULL)
+        return FALSE;
+    }
+  vhost = sofia_ws_loop_get_client_vhost (self->loop, self->secure ? self->tls_ca_file : NULL,
+                                          error);
+  if (vhost == NULL)
+    return FALSE;
+
+  host_header = (port == (self->secure ? 443 : 80)) ? g_strdup (host)
+                                                    : g_strdup_printf ("%s:%d", host, port);
+  info.context = sofia_ws_loop_get_lws_context (self->loop);
+  info.vhost = vhost;
+  info.address = host;
+  info.port = port;
+  info.path = path;
+  info.host = host_header;
+  info.origin = self->origin;
+  info.protocol = "sip";
+  info.local_protocol_name = "sip";
+  info.opaque_user_data = self;
+  if (self->secure)
+    {
+      info.ssl_connection = LCCSCF_USE_SSL;
+      if (!self->tls_verify)
+        info.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED | LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK |
+                               LCCSCF_ALLOW_EXPIRED | LCCSCF_ALLOW_INSECURE;
+    }
+
+  g_clear_error (&self->pending_error);
+  g_clear_pointer (&self->remote_address, g_free);
+  self->peer_close_code = 0;
+  g_clear_pointer (&self->peer_close_reason, g_free);
+  self->close_requested = FALSE;
+  self->close_started = FALSE;
+
+  self->connect_timeout_source = timeout_source_new (self, self->connection_timeout * 1000,
+                                                     on_connect_timeout,
+                                                     "[sofia-ws] connection timeout");
+  /* lws may report a failure from inside this call (through CLIENT_CONNECTION_ERROR, which
+   * completes the attempt): then the wsi it returns is not ours to keep. */
+  self->start_failed = FALSE;
+  wsi = lws_client_connect_via_info (&info);
+  sofia_ws_loop_kick (self->loop);
+  if (self->start_failed)
+    return TRUE;
+  if (wsi == NULL)
+    {
+      clear_source (&self->connect_timeout_source);
+      g_set_error (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_CONNECTION_REFUSED,
+                   "Could not start a connection to %s", self->server);
+      return FALSE;
+    }
+  self->wsi = wsi;
+  return TRUE;
+}
+
+static void
+on_established (SofiaWsWebSocket *self,
+                struct lws       *wsi)
+{
+  char address[128] = "";
+
+  lws_get_peer_simple (wsi, address, sizeof address);
+  g_free (self->remote_address);
+  self->remote_address = g_strdup (address);
+  self->reconnection_attempt = 0;
+  g_debug ("connected to %s (%s)", self->server, self->remote_address);
+
+  if (self->connect_task != NULL)
+    complete_connect (self, NULL);
+  else if (self->reconnecting)
+    {
+      self->reconnecting = FALSE;
+      clear_source (&self->connect_timeout_source);
+      sofia_ws_transport_transition (SOFIA_WS_TRANSPORT (self),
+                                     SOFIA_WS_TRANSPORT_STATE_CONNECTED);
+    }
+  start_keepalive (self);
+  if (!g_queue_is_empty (&self->tx))
+    request_writable (self);
+}
+
+static void
+on_connection_error (SofiaWsWebSocket *self,
+                     const char       *why)
+{
+  GError *error = connection_error_from_lws (self, why);
+
+  self->wsi = NULL;
+  self->start_failed = TRUE;
+  if (self->connect_task != NULL)
+    complete_connect (self, error);
+  else if (self->reconnecting)
+    {
+      self->reconnecting = FALSE;
+      clear_source (&self->connect_timeout_source);
+      sofia_ws_transport_emit_transport_error (SOFIA_WS_TRANSPORT (self), error);
+      g_error_free (error);
+      sofia_ws_transport_transition (SOFIA_WS_TRANSPORT (self),
+                                     SOFIA_WS_TRANSPORT_STATE_DISCONNECTED);
+      schedule_reconnection (self);
+    }
+  else
+    g_error_free (error);
+}
+
+/* ---- reconnection --------------------------------------------------------------------- */
+
+static gboolean
+on_reconnection_due (gpointer user_data)
+{
+  SofiaWsWebSocket *self = user_data;
+  g_autoptr(GError) error = NULL;
+
+  g_clear_pointer (&self->reconnection_source, g_source_unref);
+  if (sofia_ws_transport_get_state (SOFIA_WS_TRANSPORT (self)) !=
+      SOFIA_WS_TRANSPORT_STATE_DISCONNECTED)
+    return G_SOURCE_REMOVE;
+
+  self->reconnection_attempt++;
+  g_debug ("reconnecting to %s (attempt %u of %u)", self->server, self->reconnection_attempt,
+           self->reconnection_attempts);
+  self->reconnecting = TRUE;
+  sofia_ws_transport_transition (SOFIA_WS_TRANSPORT (self), SOFIA_WS_TRANSPORT_STATE_CONNECTING);
+  if (!start_client (self, &error))
+    {
+      self->reconnecting = FALSE;
+      sofia_ws_transport_emit_transport_error (SOFIA_WS_TRANSPORT (self), error);
+      sofia_ws_transport_transition (SOFIA_WS_TRANSPORT (self),
+                                     SOFIA_WS_TRANSPORT_STATE_DISCONNECTED);
+      schedule_reconnection (self);
+    }
+  return G_SOURCE_REMOVE;
+}
+
+static void
+schedule_reconnection (SofiaWsWebSocket *self)
+{
+  guint delay_ms;
+  guint exponent;
+
+  if (self->accepted || self->reconnection_attempt >= self->reconnection_attempts ||
+      self->reconnection_source != NULL)
+    return;
+
+  /* The first attempt at once, as SIP.js does; then the delay, doubling each time (capped),
+   * plus up to 20% jitter so that a server restart does not see all clients at once. */
+  if (self->reconnection_attempt == 0)
+    delay_ms = 0;
+  else
+    {
+      exponent = MIN (self->reconnection_attempt - 1, 6);
+      delay_ms = MIN ((guint64) self->reconnection_delay * 1000 << exponent,
+                      MAX_RECONNECTION_DELAY * 1000);
+      delay_ms += g_random_int_range (0, delay_ms / 5 + 1);
+    }
+  self->reconnection_source = timeout_source_new (self, delay_ms, on_reconnection_due,
+                                                  "[sofia-ws] reconnection");
+}
+
+/* ---- closing -------------------------------------------------------------------------- */
+
+/* lws says the connection is gone (after it was established). */
+static void
+on_closed (SofiaWsWebSocket *self)
+{
+  SofiaWsTransport *transport = SOFIA_WS_TRANSPORT (self);
+  g_autoptr(SofiaWsListener) listener = g_weak_ref_get (&self->listener);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GTask) disconnect_task = g_steal_pointer (&self->disconnect_task);
+
+  self->wsi = NULL;
+  stop_keepalive (self);
+
+  if (self->pending_error != NULL)
+    error = g_steal_pointer (&self->pending_error);
+  else if (self->peer_close_code != 0)
+    error = g_error_new (SOFIA_WS_ERROR, SOFIA_WS_ERROR_CLOSED,
+                         "WebSocket closed by %s (code: %u%s%s)", peer_name (self),
+                         self->peer_close_code, self->peer_close_reason ? ", " : "",
+                         self->peer_close_reason ? self->peer_close_reason : "");
+  else
+    error = g_error_new (SOFIA_WS_ERROR, SOFIA_WS_ERROR_CLOSED,
+                         "WebSocket connection to %s lost (code: 1006)", peer_name (self));
+
+  fail_queue (self, error);
+  g_debug ("%s: %s", peer_name (self), error->message);
+
+  if (disconnect_task != NULL)
+    g_task_return_boolean (disconnect_task, TRUE);
+  else if (self->connect_task != NULL)
+    complete_connect (self, g_error_copy (error));
+  else if (sofia_ws_transport_get_state (transport) == SOFIA_WS_TRANSPORT_STATE_CONNECTED ||
+           sofia_ws_transport_get_state (transport) == SOFIA_WS_TRANSPORT_STATE_DISCONNECTING)
+    {
+      sofia_ws_transport_emit_transport_error (transport, error);
+      sofia_ws_transport_transition (transport, SOFIA_WS_TRANSPORT_STATE_DISCONNECTED);
+      schedule_reconnection (self);
+    }
+
+  if (listener != NULL)
+    sofia_ws_listener_connection_closed (listener, self);
+}
+
+/* Closes the connection for a fault of the peer's; what it sends next is ignored. */
+static int
+close_for_fault (SofiaWsWebSocket *self,
+                 struct lws       *wsi,
+                 guint16           code,
+                 GError           *error)
+{
+  g_clear_error (&self->pending_error);
+  self->pending_error = error;
+  self->close_started = TRUE;
+  fail_queue (self, error);
+  close_wsi (wsi, code, error->message);
+  return 0;
+}
+
+/* ---- data ----------------------------------------------------------------------------- */
+
+static void
+queue_internal (SofiaWsWebSocket *self,
+                const char       *data)
+{
+  g_queue_push_tail (&self->tx, out_message_new (self, data, strlen (data), NULL));
+  request_writable (self);
+}
+
+static int
+on_message_complete (SofiaWsWebSocket *self,
+                     struct lws       *wsi)
+{
+  guint8 *data = self->rx->data;
+  gsize len = self->rx->len;
+  g_autofree char *message = NULL;
+
+  self->rx_in_message = FALSE;
+
+  if (!self->rx_binary && !g_utf8_validate_len ((const char *) data, len, NULL))
+    return close_for_fault (self, wsi, LWS_CLOSE_STATUS_INVALID_PAYLOAD,
+                                g_error_new (SOFIA_WS_ERROR, SOFIA_WS_ERROR_INVALID_MESSAGE,
+                                             "%s sent invalid UTF-8 in a text message",
+                                             peer_name (self)));
+
+  if (len == 0)
+    {
+      g_debug ("%s: empty WebSocket message ignored", peer_name (self));
+      return 0;
+    }
+
+  if (is_crlf_keepalive (data, len))
+    {
+      /* RFC 5626 4.4.1: a double CRLF "ping" is answered with a single CRLF "pong". */
+      if (len >= 4)
+        queue_internal (self, "\r\n");
+      else if (self->awaiting_keepalive_reply)
+        {
+          self->awaiting_keepalive_reply = FALSE;
+          clear_source (&self->debounce_source);
+        }
+      return 0;
+    }
+
+  if (memchr (data, '\0', len) != NULL)
+    {
+      g_autoptr(GError) error = g_error_new (SOFIA_WS_ERROR, SOFIA_WS_ERROR_INVALID_MESSAGE,
+                                             "%s sent a message with a NUL byte, which cannot "
+                                             "be delivered as a string (%" G_GSIZE_FORMAT
+                                             " bytes dropped)", peer_name (self), len);
+
+      sofia_ws_transport_emit_transport_error (SOFIA_WS_TRANSPORT (self), error);
+      return 0;
+    }
+
+  trace (self, "received from", (const char *) data, len);
+  /* Binary messages that are not UTF-8 are decoded as SIP.js 0.21 does (TextDecoder). */
+  if (g_utf8_validate_len ((const char *) data, len, NULL))
+    message = g_strndup ((const char *) data, len);
+  else
+    message = g_utf8_make_valid ((const char *) data, len);
+
+  g_byte_array_set_size (self->rx, 0);
+  sofia_ws_transport_emit_message (SOFIA_WS_TRANSPORT (self), message);
+  return 0;
+}
+
+static int
+on_receive (SofiaWsWebSocket *self,
+            struct lws       *wsi,
+            const void       *in,
+            size_t            len)
+{
+  if (self->pending_error != NULL)
+    return 0;
+
+  if (!self->rx_in_message)
+    {
+      self->rx_in_message = TRUE;
+      self->rx_binary = lws_frame_is_binary (wsi);
+      g_byte_array_set_size (self->rx, 0);
+    }
+
+  if (self->rx->len + len > self->max_message_size)
+    {
+      self->rx_in_message = FALSE;
+      g_byte_array_set_size (self->rx, 0);
+      return close_for_fault (self, wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
+                                  g_error_new (SOFIA_WS_ERROR, SOFIA_WS_ERROR_MESSAGE_TOO_LARGE,
+                                               "%s sent a message larger than %u bytes",
+                                               peer_name (self), self->max_message_size));
+    }
+
+  g_byte_array_append (self->rx, in, len);
+  if (!lws_is_final_fragment (wsi) || lws_remaining_packet_payload (wsi) > 0)
+    return 0;
+  return on_message_complete (self, wsi);
+}
+
+static int
+on_writeable (SofiaWsWebSocket *self,
+              struct lws       *wsi)
+{
+  OutMessage *m;
+
+  if (self->close_started)
+    return 0;
+
+  m = g_queue_pop_head (&self->tx);
+  if (m != NULL)
+    {
+      int written = lws_write (wsi, m->buffer + LWS_PRE, m->len,
+                               m->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
+
+      if (written < (int) m->len)
+        {
+          if (m->task != NULL)
+            g_task_return_new_error (m->task, SOFIA_WS_ERROR, SOFIA_WS_ERROR_CLOSED,
+                                     "Writing to %s failed", peer_name (self));
+          out_message_free (m);
+          self->close_started = TRUE;
+          close_wsi (wsi, 0, NULL);
+          return 0;
+        }
+
+      trace (self, "sent to", (const char *) m->buffer + LWS_PRE, m->len);
+      if (m->task != NULL)
+        g_task_return_boolean (m->task, TRUE);
+      out_message_free (m);
+
+      if ((!g_queue_is_empty (&self->tx) || self->close_requested) && self->wsi == wsi)
+        lws_callback_on_writable (wsi);
+      return 0;
+    }
+
+  if (self->close_requested)
+    {
+      self->close_started = TRUE;
+      close_wsi (wsi, self->close_code, self->close_reason);
+    }
+  return 0;
+}
+
+/* ---- keepalive (RFC 5626 CRLF) -------------------------------------------------------- */
+
+static gboolean
+on_keepalive_debounce (gpointer user_data)
+{
+  SofiaWsWebSocket *self = user_data;
+
+  /* As SIP.js: no reply within the debounce time allows the next keepalive, nothing more;
+   * a dead peer is found by the WebSocket close or the TCP stack. */
+  g_clear_pointer (&self->debounce_source, g_source_unref);
+  self->awaiting_keepalive_reply = FALSE;
+  g_debug ("%s: no CRLF keepalive reply within %u s", peer_name (self),
+           self->keepalive_debounce);
+  return G_SOURCE_REMOVE;
+}
+
+static gboolean
+on_keepalive_due (gpointer user_data)
+{
+  SofiaWsWebSocket *self = user_data;
+
+  g_clear_pointer (&self->keepalive_source, g_source_unref);
+  if (self->wsi != NULL && !self->awaiting_keepalive_reply)
+    {
+      queue_internal (self, "\r\n\r\n");
+      self->awaiting_keepalive_reply = TRUE;
+      if (self->keepalive_debounce > 0)
+        self->debounce_source = timeout_source_new (self, self->keepalive_debounce * 1000,
+                                                    on_keepalive_debounce,
+                                                    "[sofia-ws] keepalive debounce");
+    }
+  start_keepalive (self);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+start_keepalive (SofiaWsWebSocket *self)
+{
+  guint ms;
+
+  if (self->keepalive_interval == 0 || self->accepted || self->keepalive_source != NULL)
+    return;
+  /* 0.8 to 1.0 times the interval, as SIP.js. */
+  ms = self->keepalive_interval * 1000;
+  ms -= g_random_int_range (0, ms / 5 + 1);
+  self->keepalive_source = timeout_source_new (self, ms, on_keepalive_due,
+                                               "[sofia-ws] keepalive");
+}
+
+static void
+stop_keepalive (SofiaWsWebSocket *self)
+{
+  clear_source (&self->keepalive_source);
+  clear_source (&self->debounce_source);
+  self->awaiting_keepalive_reply = FALSE;
+}
+
+/* ---- lws callbacks -------------------------------------------------------------------- */
+
+static gboolean
+has_sip_subprotocol (struct lws *wsi)
+{
+  char protocol[64] = "";
+
+  if (lws_hdr_copy (wsi, protocol, sizeof protocol, WSI_TOKEN_PROTOCOL) <= 0)
+    return FALSE;
+  return g_ascii_strcasecmp (g_strstrip (protocol), "sip") == 0;
+}
+
+int
+sofia_ws_websocket_handle_callback (SofiaWsWebSocket          *self,
+                                    struct lws                *wsi,
+                                    enum lws_callback_reasons  reason,
+                                    void                      *in,
+                                    size_t                     len)
+{
+  g_autoptr(SofiaWsWebSocket) hold = g_object_ref (self);
+
+  switch (reason)
+    {
+    case LWS_CALLBACK_CLIENT_FILTER_PRE_ESTABLISH:
+      /* RFC 7118 4.1: the server must answer with the sip subprotocol. */
+      if (!has_sip_subprotocol (wsi))
+        {
+          g_clear_error (&self->pending_error);
+          self->pending_error = g_error_new (SOFIA_WS_ERROR, SOFIA_WS_ERROR_PROTOCOL,
+                                             "%s did not accept the sip subprotocol",
+                                             self->server);
+          return -1;
+        }
+      return 0;
+
+    case LWS_CALLBACK_CLIENT_ESTABLISHED:
+      on_established (self, wsi);
+      return 0;
+
+    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+      lws_set_opaque_user_data (wsi, NULL);
+      on_connection_error (self, in);
+      return 0;
+
+    case LWS_CALLBACK_CLIENT_RECEIVE:
+    case LWS_CALLBACK_RECEIVE:
+      return on_receive (self, wsi, in, len);
+
+    case LWS_CALLBACK_CLIENT_WRITEABLE:
+    case LWS_CALLBACK_SERVER_WRITEABLE:
+      return on_writeable (self, wsi);
+
+    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
+      if (len >= 2)
+        {
+          const guint8 *payload = in;
+
+          self->peer_close_code = (guint16) (payload[0] << 8 | payload[1]);
+          g_free (self->peer_close_reason);
+          self->peer_close_reason = len > 2 ? g_strndup ((const char *) payload + 2, len - 2)
+                                            : NULL;
+          g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_CLOSE_CODE]);
+        }
+      return 0;
+
+    case LWS_CALLBACK_CLIENT_CLOSED:
+    case LWS_CALLBACK_CLOSED:
+      lws_set_opaque_user_data (wsi, NULL);
+      on_closed (self);
+      return 0;
+
+    case LWS_CALLBACK_WSI_DESTROY:
+      lws_set_opaque_user_data (wsi, NULL);
+      if (self->wsi == wsi)
+        {
+          /* Destroyed without a close or error callback: treat as a lost connection. */
+          if (self->connect_task != NULL || self->reconnecting)
+            on_connection_error (self, "closed before established");
+          else
+            on_closed (self);
+        }
+      return 0;
+
+    default:
+      return 0;
+    }
+}
+
+int
+sofia_ws_loop_protocol_callback (struct lws               *wsi,
+                                 enum lws_callback_reasons reason,
+                                 void                     *user,
+                                 void                     *in,
+                                 size_t                    len)
+{
+  SofiaWsWebSocket *self;
+
+  switch (reason)
+    {
+    case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+    case LWS_CALLBACK_ESTABLISHED:
+    case LWS_CALLBACK_PROTOCOL_DESTROY:
+      return sofia_ws_listener_handle_callback (wsi, reason, in, len);
+    default:
+      break;
+    }
+
+  self = wsi != NULL ? lws_get_opaque_user_data (wsi) : NULL;
+  if (self == NULL)
+    return 0;
+  return sofia_ws_websocket_handle_callback (self, wsi, reason, in, len);
+}
+
+/* ---- the contract --------------------------------------------------------------------- */
+
+static gboolean
+on_connect_cancelled (GCancellable *cancellable,
+                      gpointer      user_data)
+{
+  SofiaWsWebSocket *self = user_data;
+
+  g_clear_pointer (&self->connect_cancel_source, g_source_unref);
+  abandon_wsi (self, 0);
+  complete_connect (self, g_error_new (G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                                       "Connecting to %s was cancelled", self->server));
+  return G_SOURCE_REMOVE;
+}
+
+static void
+sofia_ws_websocket_connect_async (SofiaWsTransport    *transport,
+                                  GVariant            *options,
+                                  GCancellable        *cancellable,
+                                  GAsyncReadyCallback  callback,
+                                  gpointer             user_data)
+{
+  SofiaWsWebSocket *self = SOFIA_WS_WEBSOCKET (transport);
+  g_autoptr(GTask) task = g_task_new (self, cancellable, callback, user_data);
+  g_autoptr(GError) error = NULL;
+
+  g_task_set_source_tag (task, sofia_ws_websocket_connect_async);
+  g_task_set_check_cancellable (task, FALSE);
+  clear_source (&self->reconnection_source);
+  self->reconnection_attempt = 0;
+
+  self->connect_task = g_object_ref (task);
+  if (!start_client (self, &error))
+    {
+      g_clear_object (&self->connect_task);
+      g_task_return_error (task, g_steal_pointer (&error));
+      return;
+    }
+
+  /* The base class cancels when every caller gave up or a disconnect came first. */
+  if (cancellable != NULL && self->connect_task != NULL)
+    {
+      self->connect_cancel_source = g_cancellable_source_new (cancellable);
+      g_source_set_callback (self->connect_cancel_source, G_SOURCE_FUNC (on_connect_cancelled),
+                             self, NULL);
+      g_source_set_static_name (self->connect_cancel_source, "[sofia-ws] connect cancelled");
+      g_source_attach (self->connect_cancel_source, self->context);
+    }
+}
+
+static gboolean
+sofia_ws_websocket_connect_finish (SofiaWsTransport  *transport,
+                                   GAsyncResult      *result,
+                                   gboolean          *override_event,
+                                   GError           **error)
+{
+  *override_event = FALSE;
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+static void
+sofia_ws_websocket_disconnect_async (SofiaWsTransport    *transport,
+                                     GVariant            *options,
+                                     GCancellable        *cancellable,
+                                     GAsyncReadyCallback  callback,
+                                     gpointer             user_data)
+{
+  SofiaWsWebSocket *self = SOFIA_WS_WEBSOCKET (transport);
+  g_autoptr(GTask) task = g_task_new (self, cancellable, callback, user_data);
+  guint16 code = 1000;
+  const char *reason = NULL;
+
+  g_task_set_source_tag (task, sofia_ws_websocket_disconnect_async);
+  clear_source (&self->reconnection_source);
+  stop_keepalive (self);
+
+  if (options != NULL)
+    {
+      g_variant_lookup (options, "code", "q", &code);
+      g_variant_lookup (options, "reason", "&s", &reason);
+    }
+
+  if (self->wsi == NULL || self->connect_task != NULL || self->reconnecting)
+    {
+      /* Nothing established: drop the attempt, if any. */
+      self->reconnecting = FALSE;
+      clear_source (&self->connect_timeout_source);
+      abandon_wsi (self, 0);
+      fail_queue (self, &(GError) { SOFIA_WS_ERROR, SOFIA_WS_ERROR_CLOSED,
+                                    (char *) "The transport was disconnected" });
+      g_task_return_boolean (task, TRUE);
+      return;
+    }
+
+  self->close_requested = TRUE;
+  self->close_code = code;
+  g_free (self->close_reason);
+  self->close_reason = g_strdup (reason);
+  self->disconnect_task = g_steal_pointer (&task);
+  request_writable (self);
+}
+
+static gboolean
+sofia_ws_websocket_disconnect_finish (SofiaWsTransport  *transport,
+                                      GAsyncResult      *result,
+                                      gboolean          *override_event,
+                                      GError           **error)
+{
+  *override_event = FALSE;
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+static gboolean
+on_send_cancelled (GCancellable *cancellable,
+                   gpointer      user_data)
+{
+  OutMessage *m = user_data;
+  SofiaWsWebSocket *self = m->self;
+
+  /* Still queued, so not on the wire yet: it can be taken back. */
+  if (g_queue_remove (&self->tx, m))
+    {
+      g_task_return_error_if_cancelled (m->task);
+      g_clear_pointer (&m->cancel_source, g_source_unref);
+      out_message_free (m);
+    }
+  return G_SOURCE_REMOVE;
+}
+
+static void
+sofia_ws_websocket_send_async (SofiaWsTransport    *transport,
+                               const char          *message,
+                               GVariant            *options,
+                               GCancellable        *cancellable,
+                               GAsyncReadyCallback  callback,
+                               gpointer             user_data)
+{
+  SofiaWsWebSocket *self = SOFIA_WS_WEBSOCKET (transport);
+  GTask *task = g_task_new (self, cancellable, callback, user_data);
+  gsize len = strlen (message);
+  OutMessage *m;
+
+  g_task_set_source_tag (task, sofia_ws_websocket_send_async);
+
+  if (len == 0)
+    {
+      g_task_return_new_error (task, SOFIA_WS_ERROR, SOFIA_WS_ERROR_INVALID_MESSAGE,
+                               "An empty message cannot be sent");
+      g_object_unref (task);
+      return;
+    }
+  if (len > self->max_message_size)
+    {
+      g_task_return_new_error (task, SOFIA_WS_ERROR, SOFIA_WS_ERROR_MESSAGE_TOO_LARGE,
+                               "The message (%" G_GSIZE_FORMAT " bytes) is larger than "
+                               "max-message-size (%u bytes)", len, self->max_message_size);
+      g_object_unref (task);
+      return;
+    }
+  if (self->wsi == NULL || self->close_requested)
+    {
+      g_task_return_new_error (task, SOFIA_WS_ERROR, SOFIA_WS_ERROR_CLOSED,
+                               "The connection to %s is closing", peer_name (self));
+      g_object_unref (task);
+      return;
+    }
+  if (g_queue_get_length (&self->tx) >= self->send_queue_limit)
+    {
+      g_task_return_new_error (task, SOFIA_WS_ERROR, SOFIA_WS_ERROR_QUEUE_FULL,
+                               "The send queue to %s is full (%u messages)", peer_name (self),
+                               self->send_queue_limit);
+      g_object_unref (task);
+      return;
+    }
+
+  m = out_message_new (self, message, len, task);
+  if (cancellable != NULL)
+    {
+      m->cancel_source = g_cancellable_source_new (cancellable);
+      g_source_set_callback (m->cancel_source, G_SOURCE_FUNC (on_send_cancelled), m, NULL);
+      g_source_set_static_name (m->cancel_source, "[sofia-ws] send cancelled");
+      g_source_attach (m->cancel_source, self->context);
+    }
+  g_queue_push_tail (&self->tx, m);
+  request_writable (self);
+}
+
+static gboolean
+sofia_ws_websocket_send_finish (SofiaWsTransport  *transport,
+                                GAsyncResult      *result,
+                                gboolean          *override_event,
+                                GError           **error)
+{
+  *override_event = FALSE;
+  return g_task_propagate_boolean (G_TASK (result), error);
+}
+
+/* ---- accepted connections ------------------------------------------------------------- */
+
+SofiaWsWebSocket *
+sofia_ws_websocket_new_accepted (SofiaWsLoop     *loop,
+                                 struct lws      *wsi,
+                                 SofiaWsListener *listener,
+                                 guint            max_message_size,
+                                 gboolean         trace_sip)
+{
+  SofiaWsWebSocket *self = g_object_new (SOFIA_WS_TYPE_WEBSOCKET,
+                                         "max-message-size", max_message_size,
+                                         "trace-sip", trace_sip,
+                                         NULL);
+  char address[128] = "";
+  struct sockaddr_storage peer;
+  socklen_t peer_len = sizeof peer;
+  guint16 port = 0;
+
+  self->accepted = TRUE;
+  self->loop = sofia_ws_loop_ref (loop);
+  self->wsi = wsi;
+  self->secure = sofia_ws_listener_get_is_secure (listener);
+  g_weak_ref_set (&self->listener, listener);
+
+  lws_get_peer_simple (wsi, address, sizeof address);
+  if (getpeername (lws_get_socket_fd (wsi), (struct sockaddr *) &peer, &peer_len) == 0)
+    port = g_ntohs (peer.ss_family == AF_INET6 ? ((struct sockaddr_in6 *) &peer)->sin6_port
+                                               : ((struct sockaddr_in *) &peer)->sin_port);
+  self->remote_address = strchr (address, ':') != NULL
+                           ? g_strdup_printf ("[%s]:%u", address, port)
+                           : g_strdup_printf ("%s:%u", address, port);
+  lws_set_opaque_user_data (wsi, self);
+
+  sofia_ws_transport_transition (SOFIA_WS_TRANSPORT (self), SOFIA_WS_TRANSPORT_STATE_CONNECTING);
+  sofia_ws_transport_transition (SOFIA_WS_TRANSPORT (self), SOFIA_WS_TRANSPORT_STATE_CONNECTED);
+  return self;
+}
+
+/* ---- public API ----------------------------------------------------------------------- */
+
+/**
+ * sofia_ws_websocket_new:
+ * @server: (nullable): the server's URL, `ws://host[:port][/path]` or `wss://...`
+ *
+ * Returns: (transfer full): a new, disconnected WebSocket transport
+ */
+SofiaWsWebSocket *
+sofia_ws_websocket_new (const char *server)
+{
+  return g_object_new (SOFIA_WS_TYPE_WEBSOCKET, "server", server, NULL);
+}
+
+/**
+ * sofia_ws_websocket_get_server:
+ * @self: a #SofiaWsWebSocket
+ *
+ * Returns: (nullable): the server URL; %NULL for accepted connections
+ */
+const char *
+sofia_ws_websocket_get_server (SofiaWsWebSocket *self)
+{
+  g_return_val_if_fail (SOFIA_WS_IS_WEBSOCKET (self), NULL);
+  return self->server;
+}
+
+/**
+ * sofia_ws_websocket_get_remote_address:
+ * @self: a #SofiaWsWebSocket
+ *
+ * Returns: (nullable): the peer's address (`IP:port` for accepted connections, the IP for
+ *   clients) once connected
+ */
+const char *
+sofia_ws_websocket_get_remote_address (SofiaWsWebSocket *self)
+{
+  g_return_val_if_fail (SOFIA_WS_IS_WEBSOCKET (self), NULL);
+  return self->remote_address;
+}
+
+/**
+ * sofia_ws_websocket_get_close_code:
+ * @self: a #SofiaWsWebSocket
+ *
+ * Returns: the close code the peer sent with its last close frame, or 0
+ */
+guint16
+sofia_ws_websocket_get_close_code (SofiaWsWebSocket *self)
+{
+  g_return_val_if_fail (SOFIA_WS_IS_WEBSOCKET (self), 0);
+  return self->peer_close_code;
+}
+
+/**
+ * sofia_ws_websocket_get_is_secure:
+ * @self: a #SofiaWsWebSocket
+ *
+ * Returns: whether the connection is (or will be) over TLS (wss)
+ */
+gboolean
+sofia_ws_websocket_get_is_secure (SofiaWsWebSocket *self)
+{
+  g_return_val_if_fail (SOFIA_WS_IS_WEBSOCKET (self), FALSE);
+  return self->secure;
+}
+
+/* ---- GObject -------------------------------------------------------------------------- */
+
+static void
+sofia_ws_websocket_dispose (GObject *object)
+{
+  SofiaWsWebSocket *self = SOFIA_WS_WEBSOCKET (object);
+
+  /* Nobody holds the transport any more (pending calls would): close without events. */
+  clear_source (&self->connect_timeout_source);
+  clear_source (&self->connect_cancel_source);
+  clear_source (&self->reconnection_source);
+  stop_keepalive (self);
+  abandon_wsi (self, LWS_CLOSE_STATUS_GOINGAWAY);
+  fail_queue (self, &(GError) { SOFIA_WS_ERROR, SOFIA_WS_ERROR_CLOSED,
+                                (char *) "The transport was destroyed" });
+  if (self->loop != NULL)
+    g_clear_pointer (&self->loop, sofia_ws_loop_unref);
+
+  G_OBJECT_CLASS (sofia_ws_websocket_parent_class)->dispose (object);
+}
+
+static void
+sofia_ws_websocket_finalize (GObject *object)
+{
+  SofiaWsWebSocket *self = SOFIA_WS_WEBSOCKET (object);
+
+  g_weak_ref_clear (&self->listener);
+  g_clear_error (&self->pending_error);
+  g_byte_array_unref (self->rx);
+  g_free (self->server);
+  g_free (self->tls_ca_file);
+  g_free (self->origin);
+  g_free (self->remote_address);
+  g_free (self->close_reason);
+  g_free (self->peer_close_reason);
+  g_main_context_unref (self->context);
+
+  G_OBJECT_CLASS (sofia_ws_websocket_parent_class)->finalize (object);
+}
+
+static void
+sofia_ws_websocket_get_property (GObject    *object,
+                                 guint       prop_id,
+                                 GValue     *value,
+                                 GParamSpec *pspec)
+{
+  SofiaWsWebSocket *self = SOFIA_WS_WEBSOCKET (object);
+
+  switch (prop_id)
+    {
+    case PROP_SERVER: g_value_set_string (value, self->server); break;
+    case PROP_CONNECTION_TIMEOUT: g_value_set_uint (value, self->connection_timeout); break;
+    case PROP_KEEPALIVE_INTERVAL: g_value_set_uint (value, self->keepalive_interval); break;
+    case PROP_KEEPALIVE_DEBOUNCE: g_value_set_uint (value, self->keepalive_debounce); break;
+    case PROP_RECONNECTION_ATTEMPTS: g_value_set_uint (value, self->reconnection_attempts); break;
+    case PROP_RECONNECTION_DELAY: g_value_set_uint (value, self->reconnection_delay); break;
+    case PROP_TRACE_SIP: g_value_set_boolean (value, self->trace_sip); break;
+    case PROP_TLS_CA_FILE: g_value_set_string (value, self->tls_ca_file); break;
+    case PROP_TLS_VERIFY: g_value_set_boolean (value, self->tls_verify); break;
+    case PROP_ORIGIN: g_value_set_string (value, self->origin); break;
+    case PROP_MAX_MESSAGE_SIZE: g_value_set_uint (value, self->max_message_size); break;
+    case PROP_SEND_QUEUE_LIMIT: g_value_set_uint (value, self->send_queue_limit); break;
+    case PROP_REMOTE_ADDRESS: g_value_set_string (value, self->remote_address); break;
+    case PROP_CLOSE_CODE: g_value_set_uint (value, self->peer_close_code); break;
+    default: G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+sofia_ws_websocket_set_property (GObject      *object,
+                                 guint         prop_id,
+                                 const GValue *value,
+                                 GParamSpec   *pspec)
+{
+  SofiaWsWebSocket *self = SOFIA_WS_WEBSOCKET (object);
+
+  switch (prop_id)
+    {
+    case PROP_SERVER:
+      g_free (self->server);
+      self->server = g_value_dup_string (value);
+      break;
+    case PROP_CONNECTION_TIMEOUT: self->connection_timeout = g_value_get_uint (value); break;
+    case PROP_KEEPALIVE_INTERVAL: self->keepalive_interval = g_value_get_uint (value); break;
+    case PROP_KEEPALIVE_DEBOUNCE: self->keepalive_debounce = g_value_get_uint (value); break;
+    case PROP_RECONNECTION_ATTEMPTS: self->reconnection_attempts = g_value_get_uint (value); break;
+    case PROP_RECONNECTION_DELAY: self->reconnection_delay = g_value_get_uint (value); break;
+    case PROP_TRACE_SIP: self->trace_sip = g_value_get_boolean (value); break;
+    case PROP_TLS_CA_FILE:
+      g_free (self->tls_ca_file);
+      self->tls_ca_file = g_value_dup_string (value);
+      break;
+    case PROP_TLS_VERIFY: self->tls_verify = g_value_get_boolean (value); break;
+    case PROP_ORIGIN:
+      g_free (self->origin);
+      self->origin = g_value_dup_string (value);
+      break;
+    case PROP_MAX_MESSAGE_SIZE: self->max_message_size = g_value_get_uint (value); break;
+    case PROP_SEND_QUEUE_LIMIT: self->send_queue_limit = g_value_get_uint (value); break;
+    default: G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+sofia_ws_websocket_class_init (SofiaWsWebSocketClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+  SofiaWsTransportClass *transport_class = SOFIA_WS_TRANSPORT_CLASS (klass);
+  const GParamFlags rw = G_PARAM_READWRITE | G_PARAM_CONSTRUCT | G_PARAM_STATIC_STRINGS;
+
+  object_class->dispose = sofia_ws_websocket_dispose;
+  object_class->finalize = sofia_ws_websocket_finalize;
+  object_class->get_property = sofia_ws_websocket_get_property;
+  object_class->set_property = sofia_ws_websocket_set_property;
+
+  transport_class->connect_async = sofia_ws_websocket_connect_async;
+  transport_class->connect_finish = sofia_ws_websocket_connect_finish;
+  transport_class->disconnect_async = sofia_ws_websocket_disconnect_async;
+  transport_class->disconnect_finish = sofia_ws_websocket_disconnect_finish;
+  transport_class->send_async = sofia_ws_websocket_send_async;
+  transport_class->send_finish = sofia_ws_websocket_send_finish;
+
+  /**
+   * SofiaWsWebSocket:server:
+   *
+   * The server to connect to: `ws://host[:port][/path]` or `wss://...` (SIP.js `server`).
+   */
+  properties[PROP_SERVER] =
+    g_param_spec_string ("server", NULL, NULL, NULL, rw);
+
+  /**
+   * SofiaWsWebSocket:connection-timeout:
+   *
+   * Seconds to establish the connection (TCP, TLS and the WebSocket handshake) before the
+   * connect fails with %SOFIA_WS_ERROR_CONNECT_TIMEOUT.
+   */
+  properties[PROP_CONNECTION_TIMEOUT] =
+    g_param_spec_uint ("connection-timeout", NULL, NULL, 1, 3600, DEFAULT_CONNECTION_TIMEOUT, rw);
+
+  /**
+   * SofiaWsWebSocket:keepalive-interval:
+   *
+   * Seconds between RFC 5626 CRLF keepalives ("\r\n\r\n"), each sent after 0.8 to 1.0
+   * times this interval; 0 (the default) sends none.
+   */
+  properties[PROP_KEEPALIVE_INTERVAL] =
+    g_param_spec_uint ("keepalive-interval", NULL, NULL, 0, 86400, 0, rw);
+
+  /**
+   * SofiaWsWebSocket:keepalive-debounce:
+   *
+   * Seconds to wait for the CRLF reply to a keepalive before another may be sent.
+   */
+  properties[PROP_KEEPALIVE_DEBOUNCE] =
+    g_param_spec_uint ("keepalive-debounce", NULL, NULL, 0, 86400, DEFAULT_KEEPALIVE_DEBOUNCE,
+                       rw);
+
+  /**
+   * SofiaWsWebSocket:reconnection-attempts:
+   *
+   * How many times to reconnect after the connection was lost (not after a requested
+   * disconnect); 0, the default, never reconnects. The first attempt is made at once, later
+   * ones after [property@SofiaWs.WebSocket:reconnection-delay], doubling each time up to a
+   * minute, with up to 20% random jitter.
+   */
+  properties[PROP_RECONNECTION_ATTEMPTS] =
+    g_param_spec_uint ("reconnection-attempts", NULL, NULL, 0, G_MAXUINT, 0, rw);
+
+  /**
+   * SofiaWsWebSocket:reconnection-delay:
+   *
+   * Seconds before the second reconnection attempt (the base of the backoff).
+   */
+  properties[PROP_RECONNECTION_DELAY] =
+    g_param_spec_uint ("reconnection-delay", NULL, NULL, 1, 3600, DEFAULT_RECONNECTION_DELAY,
+                       rw);
+
+  /**
+   * SofiaWsWebSocket:trace-sip:
+   *
+   * Log every message sent and received with g_debug() (domain "SofiaWs").
+   */
+  properties[PROP_TRACE_SIP] =
+    g_param_spec_boolean ("trace-sip", NULL, NULL, FALSE, rw);
+
+  /**
+   * SofiaWsWebSocket:tls-ca-file:
+   *
+   * A PEM file of the certificate authorities to trust for wss:// servers, instead of the
+   * system's.
+   */
+  properties[PROP_TLS_CA_FILE] =
+    g_param_spec_string ("tls-ca-file", NULL, NULL, NULL, rw);
+
+  /**
+   * SofiaWsWebSocket:tls-verify:
+   *
+   * Whether to verify the wss:// server's certificate and host name (the default). Turning
+   * it off accepts any certificate: for tests only.
+   */
+  properties[PROP_TLS_VERIFY] =
+    g_param_spec_boolean ("tls-verify", NULL, NULL, TRUE, rw);
+
+  /**
+   * SofiaWsWebSocket:origin:
+   *
+   * The Origin header to send in the handshake, or %NULL for none (as Node clients).
+   */
+  properties[PROP_ORIGIN] =
+    g_param_spec_string ("origin", NULL, NULL, NULL, rw);
+
+  /**
+   * SofiaWsWebSocket:max-message-size:
+   *
+   * The largest message accepted or sent, in bytes. A larger incoming message closes the
+   * connection with 1009; a larger send fails with %SOFIA_WS_ERROR_MESSAGE_TOO_LARGE.
+   */
+  properties[PROP_MAX_MESSAGE_SIZE] =
+    g_param_spec_uint ("max-message-size", NULL, NULL, 1, G_MAXINT, DEFAULT_MAX_MESSAGE_SIZE,
+                       rw);
+
+  /**
+   * SofiaWsWebSocket:send-queue-limit:
+   *
+   * How many messages may wait for the socket; a send beyond fails with
+   * %SOFIA_WS_ERROR_QUEUE_FULL.
+   */
+  properties[PROP_SEND_QUEUE_LIMIT] =
+    g_param_spec_uint ("send-queue-limit", NULL, NULL, 1, G_MAXUINT, DEFAULT_SEND_QUEUE_LIMIT,
+                       rw);
+
+  /**
+   * SofiaWsWebSocket:remote-address:
+   *
+   * The peer's address once connected.
+   */
+  properties[PROP_REMOTE_ADDRESS] =
+    g_param_spec_string ("remote-address", NULL, NULL, NULL,
+                         G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * SofiaWsWebSocket:close-code:
+   *
+   * The close code of the peer's last close frame, or 0.
+   */
+  properties[PROP_CLOSE_CODE] =
+    g_param_spec_uint ("close-code", NULL, NULL, 0, G_MAXUINT16, 0,
+                       G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  g_object_class_install_properties (object_class, N_PROPS, properties);
+}
+
+static void
+sofia_ws_websocket_init (SofiaWsWebSocket *self)
+{
+  self->context = g_main_context_ref_thread_default ();
+  self->rx = g_byte_array_new ();
+  g_weak_ref_init (&self->listener, NULL);
+}
