@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#pragma once
+
+#include <gio/gio.h>
+
+G_BEGIN_DECLS
+
+/* A real Kamailio, run in the foreground as a SIP-over-WebSocket (RFC 7118) server on one
+ * loopback TCP port, for test suites.  Everything it needs (configuration, run dir, log) lives
+ * in a fresh temporary directory; no system file or service is touched.
+ *
+ * Environment overrides: KAMAILIO (the binary), KAMAILIO_MODULES_DIR (the module directory),
+ * KAMAILIO_PEER_KEEP=1 (do not delete the temporary directory on stop; its path is printed). */
+
+#define KAMAILIO_PEER_ERROR (kamailio_peer_error_quark ())
+
+typedef enum {
+  KAMAILIO_PEER_ERROR_NOT_FOUND,   /* no kamailio binary or module directory */
+  KAMAILIO_PEER_ERROR_FAILED,      /* setup failed or kamailio exited */
+  KAMAILIO_PEER_ERROR_TIMEOUT,     /* the port did not come up in time */
+} KamailioPeerError;
+
+typedef struct _KamailioPeer KamailioPeer;
+
+GQuark        kamailio_peer_error_quark  (void);
+
+/* TRUE when a kamailio binary with the websocket module was found; otherwise FALSE and, if
+ * @reason is not NULL, a newly allocated explanation (for g_test_skip). */
+gboolean      kamailio_peer_is_available (char **reason);
+
+/* Writes the configuration, picks a free port on 127.0.0.1, starts kamailio and waits (at
+ * most about 10 s) until it answers on the port. */
+KamailioPeer *kamailio_peer_start        (GError **error);
+
+/* Stops kamailio and starts it again on the same port, with the same configuration. On
+ * failure the peer is left stopped; kamailio_peer_stop() must still be called. */
+gboolean      kamailio_peer_restart      (KamailioPeer *self,
+                                          GError      **error);
+
+guint16       kamailio_peer_get_port     (KamailioPeer *self);
+
+/* "ws://127.0.0.1:PORT/" */
+const char   *kamailio_peer_get_ws_url   (KamailioPeer *self);
+
+/* The PID of the main kamailio process, or 0 when it is not running. */
+GPid          kamailio_peer_get_pid      (KamailioPeer *self);
+
+/* The directory holding kamailio.cfg and the logs. */
+const char   *kamailio_peer_get_dir      (KamailioPeer *self);
+
+/* The log (stdout + stderr) of the current or last run; free with g_free(). */
+char         *kamailio_peer_get_log      (KamailioPeer *self);
+
+/* SIGTERM, wait (SIGKILL to its process group after a timeout), delete the temporary
+ * directory and free. NULL is allowed. */
+void          kamailio_peer_stop         (KamailioPeer *self);
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (KamailioPeer, kamailio_peer_stop)
+
+G_END_DECLS
