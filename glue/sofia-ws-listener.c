@@ -129,14 +129,16 @@ path_matches (SofiaWsListener *self,
 static int
 refuse (SofiaWsListener *self,
         struct lws      *wsi,
+        guint            status,
         const char      *why)
 {
   char peer[128] = "";
 
   lws_get_peer_simple (wsi, peer, sizeof peer);
   self->refused++;
-  g_debug ("listener %s:%u: refused a handshake from %s: %s", self->address, self->bound_port,
-           peer, why);
+  g_debug ("listener %s:%u: refused a handshake from %s with %u: %s", self->address,
+           self->bound_port, peer, status, why);
+  lws_return_http_status (wsi, status, why);
   return -1;
 }
 
@@ -145,13 +147,14 @@ filter_handshake (SofiaWsListener *self,
                   struct lws      *wsi)
 {
   if (!offers_sip (wsi))
-    return refuse (self, wsi, "no sip subprotocol offered (RFC 7118 4.1)");
+    return refuse (self, wsi, HTTP_STATUS_BAD_REQUEST,
+                   "The sip subprotocol is required (RFC 7118)");
   if (!path_matches (self, wsi))
-    return refuse (self, wsi, "wrong path");
+    return refuse (self, wsi, HTTP_STATUS_NOT_FOUND, "No SIP WebSocket service at this path");
   if (!origin_allowed (self, wsi))
-    return refuse (self, wsi, "Origin not allowed");
+    return refuse (self, wsi, HTTP_STATUS_FORBIDDEN, "Origin not allowed");
   if (self->max_connections > 0 && g_hash_table_size (self->connections) >= self->max_connections)
-    return refuse (self, wsi, "connection limit reached");
+    return refuse (self, wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "Too many connections");
   return 0;
 }
 

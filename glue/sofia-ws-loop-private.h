@@ -40,6 +40,10 @@ struct lws_vhost   *sofia_ws_loop_get_client_vhost    (SofiaWsLoop   *loop,
  * is made ready at once. */
 void                sofia_ws_loop_kick                (SofiaWsLoop   *loop);
 
+/* Call after arming an lws timeout from outside an lws callback: lws re-arms its timer only
+ * when it services, so it is woken through its event pipe. */
+void                sofia_ws_loop_wake                (SofiaWsLoop   *loop);
+
 /* The size of the per-connection data every vhost declares. */
 typedef struct {
   gpointer connection;            /* the SofiaWsWebSocket, not a reference */

@@ -96,6 +96,13 @@ sofia_ws_loop_kick (SofiaWsLoop *loop)
   g_source_set_ready_time (loop->source, 0);
 }
 
+void
+sofia_ws_loop_wake (SofiaWsLoop *loop)
+{
+  lws_cancel_service (loop->lws);
+  sofia_ws_loop_kick (loop);
+}
+
 /* ---- lws logging ---------------------------------------------------------------------- */
 
 static void

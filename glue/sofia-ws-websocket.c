@@ -125,6 +125,13 @@ enum {
 
 static GParamSpec *properties[N_PROPS];
 
+enum {
+  SIGNAL_KEEPALIVE,
+  N_SIGNALS
+};
+
+static guint signals[N_SIGNALS];
+
 static void start_keepalive (SofiaWsWebSocket *self);
 static void stop_keepalive (SofiaWsWebSocket *self);
 static void schedule_reconnection (SofiaWsWebSocket *self);
@@ -242,7 +249,7 @@ abandon_wsi (SofiaWsWebSocket *self,
 
   lws_set_opaque_user_data (self->wsi, NULL);
   close_wsi (self->wsi, code, NULL);
-  sofia_ws_loop_kick (self->loop);
+  sofia_ws_loop_wake (self->loop);
   self->wsi = NULL;
 }
 
@@ -652,6 +659,7 @@ on_message_complete (SofiaWsWebSocket *self,
         {
           self->awaiting_keepalive_reply = FALSE;
           clear_source (&self->debounce_source);
+          g_signal_emit (self, signals[SIGNAL_KEEPALIVE], 0, TRUE);
         }
       return 0;
     }
@@ -768,6 +776,7 @@ on_keepalive_debounce (gpointer user_data)
   self->awaiting_keepalive_reply = FALSE;
   g_debug ("%s: no CRLF keepalive reply within %u s", peer_name (self),
            self->keepalive_debounce);
+  g_signal_emit (self, signals[SIGNAL_KEEPALIVE], 0, FALSE);
   return G_SOURCE_REMOVE;
 }
 
@@ -1477,6 +1486,19 @@ sofia_ws_websocket_class_init (SofiaWsWebSocketClass *klass)
                        G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
+
+  /**
+   * SofiaWsWebSocket::keepalive:
+   * @self: the websocket
+   * @answered: %TRUE when the server answered a CRLF keepalive, %FALSE when no answer came
+   *   within [property@SofiaWs.WebSocket:keepalive-debounce] (SIP.js's
+   *   `keepAliveDebounceTimeout`)
+   *
+   * Emitted for each CRLF keepalive sent, once its fate is known.
+   */
+  signals[SIGNAL_KEEPALIVE] =
+    g_signal_new ("keepalive", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST, 0, NULL, NULL,
+                  NULL, G_TYPE_NONE, 1, G_TYPE_BOOLEAN);
 }
 
 static void
