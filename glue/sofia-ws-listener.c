@@ -36,11 +36,16 @@ struct _SofiaWsListener
   GStrv allowed_origins;
   guint max_connections;
   guint max_message_size;
+  guint ping_interval;
+  guint ping_timeout;
   gboolean trace_sip;
 
   GMainContext *context;
   SofiaWsLoop *loop;
-  struct lws_vhost *vhost;
+  struct lws_context *lws;        /* the listener's own, until it is destroyed */
+  struct lws_vhost *vhost;        /* while accepting */
+  GSource *grace_source;          /* stopped: the time left for the connections to close */
+  GPtrArray *stop_waiters;        /* GTask * of stop_async, until the port is released */
   guint16 bound_port;
   GHashTable *connections;        /* SofiaWsWebSocket * (strong) */
   guint refused;
@@ -63,6 +68,8 @@ enum {
   PROP_ALLOWED_ORIGINS,
   PROP_MAX_CONNECTIONS,
   PROP_MAX_MESSAGE_SIZE,
+  PROP_PING_INTERVAL,
+  PROP_PING_TIMEOUT,
   PROP_TRACE_SIP,
   N_PROPS
 };
@@ -165,6 +172,7 @@ accept_connection (SofiaWsListener *self,
   g_autoptr(SofiaWsWebSocket) connection = NULL;
 
   connection = sofia_ws_websocket_new_accepted (self->loop, wsi, self, self->max_message_size,
+                                                self->ping_interval, self->ping_timeout,
                                                 self->trace_sip);
   g_hash_table_add (self->connections, g_object_ref (connection));
   g_debug ("listener %s:%u: accepted %s", self->address, self->bound_port,
@@ -194,8 +202,10 @@ sofia_ws_listener_handle_callback (struct lws                *wsi,
     }
 
   self = g_weak_ref_get (&data->listener);
-  if (self == NULL || self->vhost != vhost)
+  if (self == NULL)
     return -1;
+  if (self->vhost == NULL && reason == LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION)
+    return refuse (self, wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "The listener is stopping");
 
   switch (reason)
     {
@@ -208,11 +218,41 @@ sofia_ws_listener_handle_callback (struct lws                *wsi,
     }
 }
 
+static void
+destroy_lws (SofiaWsListener *self)
+{
+  if (self->grace_source != NULL)
+    {
+      g_source_destroy (self->grace_source);
+      g_clear_pointer (&self->grace_source, g_source_unref);
+    }
+  if (self->lws != NULL)
+    {
+      g_autoptr(GPtrArray) waiters = g_steal_pointer (&self->stop_waiters);
+
+      self->stop_waiters = g_ptr_array_new_with_free_func (g_object_unref);
+      sofia_ws_loop_destroy_server_context (self->loop, g_steal_pointer (&self->lws), waiters);
+    }
+}
+
+static gboolean
+on_grace_over (gpointer user_data)
+{
+  SofiaWsListener *self = user_data;
+
+  g_clear_pointer (&self->grace_source, g_source_unref);
+  destroy_lws (self);
+  return G_SOURCE_REMOVE;
+}
+
 void
 sofia_ws_listener_connection_closed (SofiaWsListener  *self,
                                      SofiaWsWebSocket *connection)
 {
   g_hash_table_remove (self->connections, connection);
+  /* Stopped, and the last connection has said goodbye: release the port now. */
+  if (self->vhost == NULL && self->lws != NULL && g_hash_table_size (self->connections) == 0)
+    destroy_lws (self);
 }
 
 /* ---- public API ----------------------------------------------------------------------- */
@@ -275,6 +315,12 @@ sofia_ws_listener_start (SofiaWsListener  *self,
         return FALSE;
     }
 
+  /* A stopped listener's connections are still closing: its context goes now. */
+  destroy_lws (self);
+  self->lws = sofia_ws_loop_new_server_context (self->loop, error);
+  if (self->lws == NULL)
+    return FALSE;
+
   data = g_new0 (VhostData, 1);
   g_weak_ref_init (&data->listener, self);
 
@@ -286,6 +332,9 @@ sofia_ws_listener_start (SofiaWsListener  *self,
   info.protocols = sofia_ws_loop_protocols;
   info.user = data;
   info.options = LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND;
+  info.retry_and_idle_policy =
+    sofia_ws_loop_get_liveness_policy (self->loop, self->ping_interval,
+                                       self->ping_interval + self->ping_timeout);
   if (secure)
     {
       /* Without it on the vhost too, lws silently listens in plain ws. */
@@ -295,13 +344,14 @@ sofia_ws_listener_start (SofiaWsListener  *self,
     }
 
   errno = 0;
-  self->vhost = lws_create_vhost (sofia_ws_loop_get_lws_context (self->loop), &info);
+  self->vhost = lws_create_vhost (self->lws, &info);
   if (self->vhost == NULL)
     {
       int saved = errno;
 
       g_weak_ref_clear (&data->listener);
       g_free (data);
+      destroy_lws (self);
       g_set_error (error, SOFIA_WS_ERROR, secure ? SOFIA_WS_ERROR_TLS : SOFIA_WS_ERROR_FAILED,
                    "Could not listen on %s port %u%s%s%s", self->address, self->port,
                    saved ? " (" : "", saved ? g_strerror (saved) : "", saved ? ")" : "");
@@ -319,7 +369,8 @@ sofia_ws_listener_start (SofiaWsListener  *self,
  * sofia_ws_listener_stop:
  * @self: a #SofiaWsListener
  *
- * Stops accepting and closes every connection with 1001 (going away).
+ * Stops accepting and closes every connection with 1001 (going away). The port is released
+ * once they have closed, two seconds later at the most; handshakes meanwhile get 503.
  */
 void
 sofia_ws_listener_stop (SofiaWsListener *self)
@@ -340,13 +391,73 @@ sofia_ws_listener_stop (SofiaWsListener *self)
   g_hash_table_iter_init (&iter, self->connections);
   while (g_hash_table_iter_next (&iter, &connection, NULL))
     g_ptr_array_add (open, g_object_ref (connection));
+  self->vhost = NULL;
+  self->bound_port = 0;
   for (guint i = 0; i < open->len; i++)
     sofia_ws_transport_disconnect_async (open->pdata[i], options, NULL, NULL, NULL);
 
-  lws_vhost_destroy (self->vhost);
-  self->vhost = NULL;
-  self->bound_port = 0;
-  sofia_ws_loop_kick (self->loop);
+  if (g_hash_table_size (self->connections) == 0)
+    destroy_lws (self);
+  else
+    {
+      self->grace_source = g_timeout_source_new_seconds (2);
+      g_source_set_callback (self->grace_source, on_grace_over, self, NULL);
+      g_source_set_static_name (self->grace_source, "[sofia-ws] listener stop grace");
+      g_source_attach (self->grace_source, self->context);
+    }
+}
+
+/**
+ * sofia_ws_listener_stop_async:
+ * @self: a #SofiaWsListener
+ * @cancellable: (nullable): a #GCancellable, or %NULL; cancelling only stops the wait
+ * @callback: (scope async): called once the port is released
+ * @user_data: data for @callback
+ *
+ * As [method@SofiaWs.Listener.stop], and completes once the connections are closed and the
+ * port is released, so that it can be bound again (by this listener or another).
+ */
+void
+sofia_ws_listener_stop_async (SofiaWsListener     *self,
+                              GCancellable        *cancellable,
+                              GAsyncReadyCallback  callback,
+                              gpointer             user_data)
+{
+  g_autoptr(GTask) task = NULL;
+
+  g_return_if_fail (SOFIA_WS_IS_LISTENER (self));
+  g_return_if_fail (cancellable == NULL || G_IS_CANCELLABLE (cancellable));
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, sofia_ws_listener_stop_async);
+  sofia_ws_listener_stop (self);
+  if (self->lws == NULL)
+    g_task_return_boolean (task, TRUE);
+  else
+    g_ptr_array_add (self->stop_waiters, g_steal_pointer (&task));
+}
+
+/**
+ * sofia_ws_listener_stop_finish:
+ * @self: a #SofiaWsListener
+ * @result: the #GAsyncResult passed to the callback
+ * @error: return location for a #GError
+ *
+ * Finishes [method@SofiaWs.Listener.stop_async].
+ *
+ * Returns: %TRUE once the port is released
+ */
+gboolean
+sofia_ws_listener_stop_finish (SofiaWsListener  *self,
+                               GAsyncResult     *result,
+                               GError          **error)
+{
+  g_return_val_if_fail (SOFIA_WS_IS_LISTENER (self), FALSE);
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+  g_return_val_if_fail (g_task_get_source_tag (G_TASK (result)) == sofia_ws_listener_stop_async,
+                        FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
 }
 
 /**
@@ -396,6 +507,7 @@ sofia_ws_listener_dispose (GObject *object)
   SofiaWsListener *self = SOFIA_WS_LISTENER (object);
 
   sofia_ws_listener_stop (self);
+  destroy_lws (self);
   g_hash_table_remove_all (self->connections);
   if (self->loop != NULL)
     g_clear_pointer (&self->loop, sofia_ws_loop_unref);
@@ -409,6 +521,7 @@ sofia_ws_listener_finalize (GObject *object)
   SofiaWsListener *self = SOFIA_WS_LISTENER (object);
 
   g_hash_table_unref (self->connections);
+  g_ptr_array_unref (self->stop_waiters);
   g_free (self->address);
   g_free (self->path);
   g_free (self->tls_certificate_file);
@@ -437,6 +550,8 @@ sofia_ws_listener_get_property (GObject    *object,
     case PROP_ALLOWED_ORIGINS: g_value_set_boxed (value, self->allowed_origins); break;
     case PROP_MAX_CONNECTIONS: g_value_set_uint (value, self->max_connections); break;
     case PROP_MAX_MESSAGE_SIZE: g_value_set_uint (value, self->max_message_size); break;
+    case PROP_PING_INTERVAL: g_value_set_uint (value, self->ping_interval); break;
+    case PROP_PING_TIMEOUT: g_value_set_uint (value, self->ping_timeout); break;
     case PROP_TRACE_SIP: g_value_set_boolean (value, self->trace_sip); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -475,6 +590,8 @@ sofia_ws_listener_set_property (GObject      *object,
       break;
     case PROP_MAX_CONNECTIONS: self->max_connections = g_value_get_uint (value); break;
     case PROP_MAX_MESSAGE_SIZE: self->max_message_size = g_value_get_uint (value); break;
+    case PROP_PING_INTERVAL: self->ping_interval = g_value_get_uint (value); break;
+    case PROP_PING_TIMEOUT: self->ping_timeout = g_value_get_uint (value); break;
     case PROP_TRACE_SIP: self->trace_sip = g_value_get_boolean (value); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -555,6 +672,23 @@ sofia_ws_listener_class_init (SofiaWsListenerClass *klass)
     g_param_spec_uint ("max-message-size", NULL, NULL, 1, G_MAXINT, 128 * 1024, rw);
 
   /**
+   * SofiaWsListener:ping-interval:
+   *
+   * Seconds without a PONG after which each connection is sent a WebSocket PING (JsSIP
+   * sends no keepalives of its own); 0, the default, sends none.
+   */
+  properties[PROP_PING_INTERVAL] =
+    g_param_spec_uint ("ping-interval", NULL, NULL, 0, G_MAXUINT16, 0, rw);
+
+  /**
+   * SofiaWsListener:ping-timeout:
+   *
+   * Seconds after a PING without its PONG before a connection is dropped as dead.
+   */
+  properties[PROP_PING_TIMEOUT] =
+    g_param_spec_uint ("ping-timeout", NULL, NULL, 1, G_MAXUINT16, 10, rw);
+
+  /**
    * SofiaWsListener:trace-sip:
    *
    * Log every message of every connection with g_debug().
@@ -580,4 +714,5 @@ sofia_ws_listener_init (SofiaWsListener *self)
 {
   self->context = g_main_context_ref_thread_default ();
   self->connections = g_hash_table_new_full (NULL, NULL, g_object_unref, NULL);
+  self->stop_waiters = g_ptr_array_new_with_free_func (g_object_unref);
 }

@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <stdlib.h>
+#include <gio/gio.h>
 #include <uv.h>
 
 #include "sofia-ws-error.h"
@@ -14,8 +15,9 @@ struct _SofiaWsLoop
   GMainContext *context;
   uv_loop_t uv;
   GSource *source;
-  struct lws_context *lws;
+  struct lws_context *client_lws; /* shared by the clients, made on first use */
   GHashTable *client_vhosts;      /* CA file ("" = system CAs) -> struct lws_vhost * */
+  GHashTable *liveness_policies;  /* (ping << 16 | hangup) -> lws_retry_bo_t * */
 };
 
 typedef struct {
@@ -97,9 +99,10 @@ sofia_ws_loop_kick (SofiaWsLoop *loop)
 }
 
 void
-sofia_ws_loop_wake (SofiaWsLoop *loop)
+sofia_ws_loop_wake (SofiaWsLoop *loop,
+                    struct lws  *wsi)
 {
-  lws_cancel_service (loop->lws);
+  lws_cancel_service (lws_get_context (wsi));
   sofia_ws_loop_kick (loop);
 }
 
@@ -145,18 +148,19 @@ turn_until_idle (uv_loop_t *uv)
 static void
 loop_free (SofiaWsLoop *loop)
 {
-  if (loop->lws != NULL)
+  if (loop->client_lws != NULL)
     {
       /* With a foreign loop lws closes its handles asynchronously: turn the uv loop until
        * they are closed (bounded, as lws's own internal-loop teardown is), then destroy
        * again to free the rest, as lws's foreign-loop example does. */
-      lws_context_destroy (loop->lws);
+      lws_context_destroy (loop->client_lws);
       turn_until_idle (&loop->uv);
-      lws_context_destroy (loop->lws);
+      lws_context_destroy (loop->client_lws);
       turn_until_idle (&loop->uv);
     }
 
   g_clear_pointer (&loop->client_vhosts, g_hash_table_unref);
+  g_clear_pointer (&loop->liveness_policies, g_hash_table_unref);
   if (loop->source != NULL)
     {
       g_source_destroy (loop->source);
@@ -199,14 +203,13 @@ loop_new (GMainContext  *context,
           GError       **error)
 {
   SofiaWsLoop *loop = g_new0 (SofiaWsLoop, 1);
-  struct lws_context_creation_info info = { 0 };
-  void *foreign_loops[1];
   UvSource *uv_source;
   int err;
 
   loop->ref_count = 1;
   loop->context = g_main_context_ref (context);
   loop->client_vhosts = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
+  loop->liveness_policies = g_hash_table_new_full (NULL, NULL, NULL, g_free);
 
   err = uv_loop_init (&loop->uv);
   if (err != 0)
@@ -214,6 +217,7 @@ loop_new (GMainContext  *context,
       g_set_error (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_FAILED,
                    "Could not create a libuv loop: %s", uv_strerror (err));
       g_hash_table_unref (loop->client_vhosts);
+      g_hash_table_unref (loop->liveness_policies);
       g_main_context_unref (loop->context);
       g_free (loop);
       return NULL;
@@ -225,6 +229,16 @@ loop_new (GMainContext  *context,
   uv_source->fd_tag = g_source_add_unix_fd (loop->source, uv_backend_fd (&loop->uv), G_IO_IN);
   g_source_set_static_name (loop->source, "[sofia-ws] libwebsockets");
   g_source_attach (loop->source, context);
+  return loop;
+}
+
+static struct lws_context *
+lws_context_new_on_loop (SofiaWsLoop  *loop,
+                         GError      **error)
+{
+  struct lws_context_creation_info info = { 0 };
+  struct lws_context *lws;
+  void *foreign_loops[1];
 
   set_lws_logging ();
   foreign_loops[0] = &loop->uv;
@@ -236,17 +250,91 @@ loop_new (GMainContext  *context,
   info.foreign_loops = foreign_loops;
   info.gid = -1;
   info.uid = -1;
-  loop->lws = lws_create_context (&info);
-  if (loop->lws == NULL)
+  lws = lws_create_context (&info);
+  if (lws == NULL)
+    g_set_error_literal (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_FAILED,
+                         "Could not create a libwebsockets context (is the "
+                         "libwebsockets-evlib-uv package installed?)");
+  return lws;
+}
+
+struct lws_context *
+sofia_ws_loop_new_server_context (SofiaWsLoop  *loop,
+                                  GError      **error)
+{
+  return lws_context_new_on_loop (loop, error);
+}
+
+/* ---- destroying a listener's context while the loop goes on --------------------------- */
+
+typedef struct {
+  SofiaWsLoop *loop;
+  struct lws_context *lws;
+  GPtrArray *done;                /* GTask *, completed at the end */
+  gboolean started;
+  gboolean busy;
+} Teardown;
+
+static void
+find_context_handle (uv_handle_t *handle,
+                     void        *user_data)
+{
+  Teardown *teardown = user_data;
+
+  /* lws's own uv handles carry their context (LWS_UV_REFCOUNT_STATIC_HANDLE_NEW); they close
+   * only after every connection of that context has. */
+  if (handle->data == (void *) teardown->lws)
+    teardown->busy = TRUE;
+}
+
+static gboolean
+step_teardown (gpointer user_data)
+{
+  Teardown *teardown = user_data;
+
+  /* Started here, from the GLib side: inside an lws callback lws would defer it. */
+  if (!teardown->started)
     {
-      g_set_error_literal (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_FAILED,
-                           "Could not create the libwebsockets context (is the "
-                           "libwebsockets-evlib-uv package installed?)");
-      loop_free (loop);
-      return NULL;
+      teardown->started = TRUE;
+      lws_context_destroy (teardown->lws);
+      sofia_ws_loop_kick (teardown->loop);
+      return G_SOURCE_CONTINUE;
     }
 
-  return loop;
+  teardown->busy = FALSE;
+  uv_walk (&teardown->loop->uv, find_context_handle, teardown);
+  if (teardown->busy)
+    return G_SOURCE_CONTINUE;
+
+  lws_context_destroy (teardown->lws);
+  for (guint i = 0; teardown->done != NULL && i < teardown->done->len; i++)
+    g_task_return_boolean (teardown->done->pdata[i], TRUE);
+  g_clear_pointer (&teardown->done, g_ptr_array_unref);
+  sofia_ws_loop_unref (teardown->loop);
+  g_free (teardown);
+  return G_SOURCE_REMOVE;
+}
+
+void
+sofia_ws_loop_destroy_server_context (SofiaWsLoop        *loop,
+                                      struct lws_context *lws,
+                                      GPtrArray          *done)
+{
+  Teardown *teardown = g_new0 (Teardown, 1);
+  GSource *source;
+
+  /* The first lws_context_destroy() closes everything asynchronously on the uv loop; the
+   * second, once lws's handles are gone, frees the context (as lws's foreign-loop example
+   * does). */
+  teardown->loop = sofia_ws_loop_ref (loop);
+  teardown->lws = lws;
+  teardown->done = done != NULL ? g_ptr_array_ref (done) : NULL;
+
+  source = g_timeout_source_new (10);
+  g_source_set_callback (source, step_teardown, teardown, NULL);
+  g_source_set_static_name (source, "[sofia-ws] listener teardown");
+  g_source_attach (source, loop->context);
+  g_source_unref (source);
 }
 
 SofiaWsLoop *
@@ -311,9 +399,12 @@ sofia_ws_loop_unref (SofiaWsLoop *loop)
 }
 
 struct lws_context *
-sofia_ws_loop_get_lws_context (SofiaWsLoop *loop)
+sofia_ws_loop_get_client_context (SofiaWsLoop  *loop,
+                                  GError      **error)
 {
-  return loop->lws;
+  if (loop->client_lws == NULL)
+    loop->client_lws = lws_context_new_on_loop (loop, error);
+  return loop->client_lws;
 }
 
 GMainContext *
@@ -335,6 +426,8 @@ sofia_ws_loop_get_client_vhost (SofiaWsLoop  *loop,
   vhost = g_hash_table_lookup (loop->client_vhosts, key);
   if (vhost != NULL)
     return vhost;
+  if (sofia_ws_loop_get_client_context (loop, error) == NULL)
+    return NULL;
 
   /* lws keeps the name and CA path pointers: a literal, and the table's key, which lives as
    * long as the lws context. */
@@ -351,7 +444,7 @@ sofia_ws_loop_get_client_vhost (SofiaWsLoop  *loop,
       info.options |= LWS_SERVER_OPTION_DISABLE_OS_CA_CERTS;
     }
 
-  vhost = lws_create_vhost (loop->lws, &info);
+  vhost = lws_create_vhost (loop->client_lws, &info);
   if (vhost == NULL)
     {
       g_set_error (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_TLS,
@@ -364,3 +457,31 @@ sofia_ws_loop_get_client_vhost (SofiaWsLoop  *loop,
   g_hash_table_insert (loop->client_vhosts, stored_key, vhost);
   return vhost;
 }
+
+const lws_retry_bo_t *
+sofia_ws_loop_get_liveness_policy (SofiaWsLoop *loop,
+                                   guint        ping_secs,
+                                   guint        hangup_secs)
+{
+  gpointer key;
+  lws_retry_bo_t *policy;
+
+  if (ping_secs == 0)
+    return NULL;
+
+  ping_secs = MIN (ping_secs, G_MAXUINT16);
+  hangup_secs = CLAMP (hangup_secs, ping_secs + 1, G_MAXUINT16);
+  key = GUINT_TO_POINTER (ping_secs << 16 | hangup_secs);
+  policy = g_hash_table_lookup (loop->liveness_policies, key);
+  if (policy == NULL)
+    {
+      policy = g_new0 (lws_retry_bo_t, 1);
+      policy->secs_since_valid_ping = ping_secs;
+      policy->secs_since_valid_hangup = hangup_secs;
+      /* lws adds 30% jitter when this is 0; 1% keeps the timing close to what was asked. */
+      policy->jitter_percent = 1;
+      g_hash_table_insert (loop->liveness_policies, key, policy);
+    }
+  return policy;
+}
+

@@ -12,6 +12,8 @@ SofiaWsWebSocket *sofia_ws_websocket_new_accepted (SofiaWsLoop     *loop,
                                                    struct lws      *wsi,
                                                    SofiaWsListener *listener,
                                                    guint            max_message_size,
+                                                   guint            ping_interval,
+                                                   guint            ping_timeout,
                                                    gboolean         trace_sip);
 
 /* lws callbacks for a wsi bound to a connection (its opaque user data). */

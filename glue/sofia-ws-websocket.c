@@ -38,6 +38,7 @@
 #define DEFAULT_MAX_MESSAGE_SIZE (128 * 1024)
 #define DEFAULT_SEND_QUEUE_LIMIT 256
 #define MAX_RECONNECTION_DELAY 60
+#define DEFAULT_PING_TIMEOUT 10
 
 typedef struct {
   SofiaWsWebSocket *self;         /* not a reference: the queue is the websocket's */
@@ -65,6 +66,8 @@ struct _SofiaWsWebSocket
   char *origin;
   guint max_message_size;
   guint send_queue_limit;
+  guint ping_interval;
+  guint ping_timeout;
 
   GMainContext *context;
   SofiaWsLoop *loop;              /* while a connection exists or is being made */
@@ -86,6 +89,8 @@ struct _SofiaWsWebSocket
   guint16 peer_close_code;
   char *peer_close_reason;
   GError *pending_error;          /* why the connection is being closed by us */
+
+  gint64 last_alive;               /* monotonic time of the handshake or the last PONG */
 
   GByteArray *rx;
   gboolean rx_in_message;
@@ -118,6 +123,8 @@ enum {
   PROP_ORIGIN,
   PROP_MAX_MESSAGE_SIZE,
   PROP_SEND_QUEUE_LIMIT,
+  PROP_PING_INTERVAL,
+  PROP_PING_TIMEOUT,
   PROP_REMOTE_ADDRESS,
   PROP_CLOSE_CODE,
   N_PROPS
@@ -249,7 +256,7 @@ abandon_wsi (SofiaWsWebSocket *self,
 
   lws_set_opaque_user_data (self->wsi, NULL);
   close_wsi (self->wsi, code, NULL);
-  sofia_ws_loop_wake (self->loop);
+  sofia_ws_loop_wake (self->loop, self->wsi);
   self->wsi = NULL;
 }
 
@@ -409,7 +416,7 @@ start_client (SofiaWsWebSocket  *self,
 
   host_header = (port == (self->secure ? 443 : 80)) ? g_strdup (host)
                                                     : g_strdup_printf ("%s:%d", host, port);
-  info.context = sofia_ws_loop_get_lws_context (self->loop);
+  info.context = sofia_ws_loop_get_client_context (self->loop, NULL);
   info.vhost = vhost;
   info.address = host;
   info.port = port;
@@ -419,6 +426,9 @@ start_client (SofiaWsWebSocket  *self,
   info.protocol = "sip";
   info.local_protocol_name = "sip";
   info.opaque_user_data = self;
+  info.retry_and_idle_policy =
+    sofia_ws_loop_get_liveness_policy (self->loop, self->ping_interval,
+                                       self->ping_interval + self->ping_timeout);
   if (self->secure)
     {
       info.ssl_connection = LCCSCF_USE_SSL;
@@ -465,6 +475,7 @@ on_established (SofiaWsWebSocket *self,
   g_free (self->remote_address);
   self->remote_address = g_strdup (address);
   self->reconnection_attempt = 0;
+  self->last_alive = g_get_monotonic_time ();
   g_debug ("connected to %s (%s)", self->server, self->remote_address);
 
   if (self->connect_task != NULL)
@@ -561,6 +572,16 @@ schedule_reconnection (SofiaWsWebSocket *self)
 
 /* ---- closing -------------------------------------------------------------------------- */
 
+/* lws hangs up on a peer that let its liveness policy run out: no PONG for that long. */
+static gboolean
+peer_timed_out (SofiaWsWebSocket *self)
+{
+  gint64 silent_ms = (g_get_monotonic_time () - self->last_alive) / 1000;
+
+  return self->ping_interval > 0 && self->peer_close_code == 0 &&
+         silent_ms + 500 >= (gint64) (self->ping_interval + self->ping_timeout) * 1000;
+}
+
 /* lws says the connection is gone (after it was established). */
 static void
 on_closed (SofiaWsWebSocket *self)
@@ -575,6 +596,10 @@ on_closed (SofiaWsWebSocket *self)
 
   if (self->pending_error != NULL)
     error = g_steal_pointer (&self->pending_error);
+  else if (peer_timed_out (self))
+    error = g_error_new (SOFIA_WS_ERROR, SOFIA_WS_ERROR_PEER_TIMEOUT,
+                         "%s did not answer WebSocket pings for %u s", peer_name (self),
+                         self->ping_interval + self->ping_timeout);
   else if (self->peer_close_code != 0)
     error = g_error_new (SOFIA_WS_ERROR, SOFIA_WS_ERROR_CLOSED,
                          "WebSocket closed by %s (code: %u%s%s)", peer_name (self),
@@ -873,6 +898,11 @@ sofia_ws_websocket_handle_callback (SofiaWsWebSocket          *self,
     case LWS_CALLBACK_SERVER_WRITEABLE:
       return on_writeable (self, wsi);
 
+    case LWS_CALLBACK_CLIENT_RECEIVE_PONG:
+    case LWS_CALLBACK_RECEIVE_PONG:
+      self->last_alive = g_get_monotonic_time ();
+      return 0;
+
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
       if (len >= 2)
         {
@@ -1138,10 +1168,14 @@ sofia_ws_websocket_new_accepted (SofiaWsLoop     *loop,
                                  struct lws      *wsi,
                                  SofiaWsListener *listener,
                                  guint            max_message_size,
+                                 guint            ping_interval,
+                                 guint            ping_timeout,
                                  gboolean         trace_sip)
 {
   SofiaWsWebSocket *self = g_object_new (SOFIA_WS_TYPE_WEBSOCKET,
                                          "max-message-size", max_message_size,
+                                         "ping-interval", ping_interval,
+                                         "ping-timeout", ping_timeout,
                                          "trace-sip", trace_sip,
                                          NULL);
   char address[128] = "";
@@ -1163,6 +1197,7 @@ sofia_ws_websocket_new_accepted (SofiaWsLoop     *loop,
                            ? g_strdup_printf ("[%s]:%u", address, port)
                            : g_strdup_printf ("%s:%u", address, port);
   lws_set_opaque_user_data (wsi, self);
+  self->last_alive = g_get_monotonic_time ();
 
   sofia_ws_transport_transition (SOFIA_WS_TRANSPORT (self), SOFIA_WS_TRANSPORT_STATE_CONNECTING);
   sofia_ws_transport_transition (SOFIA_WS_TRANSPORT (self), SOFIA_WS_TRANSPORT_STATE_CONNECTED);
@@ -1233,7 +1268,9 @@ gboolean
 sofia_ws_websocket_get_is_secure (SofiaWsWebSocket *self)
 {
   g_return_val_if_fail (SOFIA_WS_IS_WEBSOCKET (self), FALSE);
-  return self->secure;
+  if (self->accepted)
+    return self->secure;
+  return self->server != NULL && g_ascii_strncasecmp (self->server, "wss:", 4) == 0;
 }
 
 /* ---- GObject -------------------------------------------------------------------------- */
@@ -1298,6 +1335,8 @@ sofia_ws_websocket_get_property (GObject    *object,
     case PROP_ORIGIN: g_value_set_string (value, self->origin); break;
     case PROP_MAX_MESSAGE_SIZE: g_value_set_uint (value, self->max_message_size); break;
     case PROP_SEND_QUEUE_LIMIT: g_value_set_uint (value, self->send_queue_limit); break;
+    case PROP_PING_INTERVAL: g_value_set_uint (value, self->ping_interval); break;
+    case PROP_PING_TIMEOUT: g_value_set_uint (value, self->ping_timeout); break;
     case PROP_REMOTE_ADDRESS: g_value_set_string (value, self->remote_address); break;
     case PROP_CLOSE_CODE: g_value_set_uint (value, self->peer_close_code); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -1335,6 +1374,8 @@ sofia_ws_websocket_set_property (GObject      *object,
       break;
     case PROP_MAX_MESSAGE_SIZE: self->max_message_size = g_value_get_uint (value); break;
     case PROP_SEND_QUEUE_LIMIT: self->send_queue_limit = g_value_get_uint (value); break;
+    case PROP_PING_INTERVAL: self->ping_interval = g_value_get_uint (value); break;
+    case PROP_PING_TIMEOUT: self->ping_timeout = g_value_get_uint (value); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
 }
@@ -1466,6 +1507,24 @@ sofia_ws_websocket_class_init (SofiaWsWebSocketClass *klass)
   properties[PROP_SEND_QUEUE_LIMIT] =
     g_param_spec_uint ("send-queue-limit", NULL, NULL, 1, G_MAXUINT, DEFAULT_SEND_QUEUE_LIMIT,
                        rw);
+
+  /**
+   * SofiaWsWebSocket:ping-interval:
+   *
+   * Seconds without a PONG after which a WebSocket PING is sent (RFC 7118 6); 0, the
+   * default, sends none. Takes effect at the next connection.
+   */
+  properties[PROP_PING_INTERVAL] =
+    g_param_spec_uint ("ping-interval", NULL, NULL, 0, G_MAXUINT16, 0, rw);
+
+  /**
+   * SofiaWsWebSocket:ping-timeout:
+   *
+   * Seconds after a PING without its PONG before the peer is declared dead: the connection
+   * is dropped and `transport-error` carries %SOFIA_WS_ERROR_PEER_TIMEOUT.
+   */
+  properties[PROP_PING_TIMEOUT] =
+    g_param_spec_uint ("ping-timeout", NULL, NULL, 1, G_MAXUINT16, DEFAULT_PING_TIMEOUT, rw);
 
   /**
    * SofiaWsWebSocket:remote-address:

@@ -6,6 +6,7 @@
 
 #include <string.h>
 
+#include "support/drain.h"
 #include "support/kamailio-peer.h"
 #include "support/sip-text.h"
 
@@ -41,6 +42,7 @@ fixture_setup (Fixture *f, gconstpointer data)
 static void
 fixture_teardown (Fixture *f, gconstpointer data)
 {
+  test_drain_main_context ();
   g_clear_pointer (&f->kamailio, kamailio_peer_stop);
 }
 

@@ -6,6 +6,7 @@
 
 #include <string.h>
 
+#include "support/drain.h"
 #include "support/sip-text.h"
 
 typedef enum {
@@ -84,16 +85,12 @@ fixture_setup (Fixture *f, gconstpointer data)
 static void
 fixture_teardown (Fixture *f, gconstpointer data)
 {
-  gint64 end = g_get_monotonic_time () + 100 * 1000;
-
   for (guint i = 0; i < f->connections->len; i++)
     g_signal_handlers_disconnect_by_data (f->connections->pdata[i], f);
   g_ptr_array_unref (f->connections);
   g_signal_handlers_disconnect_by_data (f->listener, f);
   g_assert_finalize_object (f->listener);
-  while (g_get_monotonic_time () < end)
-    if (!g_main_context_iteration (NULL, FALSE))
-      g_usleep (1000);
+  test_drain_main_context ();
   g_ptr_array_unref (f->messages);
   g_ptr_array_unref (f->errors);
   g_free (f->node_dir);

@@ -4,7 +4,10 @@
 #include <sofia-ws/sofia-ws.h>
 
 #include <gio/gio.h>
+#include <glib/gstdio.h>
 #include <string.h>
+
+#include "support/drain.h"
 
 typedef struct {
   SofiaWsListener *listener;
@@ -110,16 +113,6 @@ fixture_setup (Fixture *f, gconstpointer data)
 }
 
 static void
-drain (guint ms)
-{
-  gint64 end = g_get_monotonic_time () + ms * 1000;
-
-  while (g_get_monotonic_time () < end)
-    if (!g_main_context_iteration (NULL, FALSE))
-      g_usleep (1000);
-}
-
-static void
 fixture_teardown (Fixture *f, gconstpointer data)
 {
   g_signal_handlers_disconnect_by_data (f->client, f);
@@ -127,10 +120,13 @@ fixture_teardown (Fixture *f, gconstpointer data)
   for (guint i = 0; i < f->accepted->len; i++)
     g_signal_handlers_disconnect_by_data (f->accepted->pdata[i], f);
   g_ptr_array_unref (f->accepted);
-  g_signal_handlers_disconnect_by_data (f->listener, f);
-  g_assert_finalize_object (f->listener);
-  /* Let lws close what is left and tear its context down. */
-  drain (50);
+  if (f->listener != NULL)
+    {
+      g_signal_handlers_disconnect_by_data (f->listener, f);
+      g_assert_finalize_object (f->listener);
+    }
+  /* Let lws close what is left and tear its contexts down. */
+  test_drain_main_context ();
   g_ptr_array_unref (f->server_received);
   g_string_free (f->client_events, TRUE);
   g_ptr_array_unref (f->client_received);
@@ -228,6 +224,177 @@ server_side (Fixture *f)
   return f->accepted->pdata[0];
 }
 
+/* ---- a misbehaving server ------------------------------------------------------------- */
+
+typedef enum {
+  RAW_SILENT,                     /* accepts TCP, never answers the handshake */
+  RAW_HANDSHAKE_THEN_SILENT,      /* a correct 101, then nothing: no PONG, no close */
+  RAW_NO_SIP,                     /* a 101 without Sec-WebSocket-Protocol */
+  RAW_FORBIDDEN,                  /* HTTP 403 */
+} RawMode;
+
+typedef struct {
+  GSocketService *service;
+  RawMode mode;
+  guint16 port;
+  GPtrArray *connections;         /* GSocketConnection *, kept open */
+} RawServer;
+
+static char *
+websocket_accept_for (const char *key)
+{
+  g_autoptr(GChecksum) sha1 = g_checksum_new (G_CHECKSUM_SHA1);
+  guint8 digest[20];
+  gsize len = sizeof digest;
+
+  g_checksum_update (sha1, (const guchar *) key, -1);
+  g_checksum_update (sha1, (const guchar *) "258EAFA5-E914-47DA-95CA-C5AB0DC85B11", -1);
+  g_checksum_get_digest (sha1, digest, &len);
+  return g_base64_encode (digest, len);
+}
+
+typedef struct {
+  RawServer *server;
+  GSocketConnection *connection;
+  GDataInputStream *in;
+  char *key;
+} RawClient;
+
+static void raw_read_line (RawClient *client);
+
+static void
+raw_client_free (RawClient *client)
+{
+  g_object_unref (client->in);
+  g_object_unref (client->connection);
+  g_free (client->key);
+  g_free (client);
+}
+
+static void
+raw_answer (RawClient *client)
+{
+  GOutputStream *out = g_io_stream_get_output_stream (G_IO_STREAM (client->connection));
+  g_autofree char *accept = websocket_accept_for (client->key ? client->key : "");
+  g_autofree char *response = NULL;
+
+  switch (client->server->mode)
+    {
+    case RAW_HANDSHAKE_THEN_SILENT:
+      response = g_strdup_printf ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                                   "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n"
+                                   "Sec-WebSocket-Protocol: sip\r\n\r\n", accept);
+      break;
+    case RAW_NO_SIP:
+      response = g_strdup_printf ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                                  "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+                                  accept);
+      break;
+    case RAW_FORBIDDEN:
+      response = g_strdup ("HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n");
+      break;
+    case RAW_SILENT:
+    default:
+      return;
+    }
+  g_output_stream_write_all (out, response, strlen (response), NULL, NULL, NULL);
+}
+
+static void
+on_raw_line (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  RawClient *client = user_data;
+  g_autofree char *line = g_data_input_stream_read_line_finish_utf8 (client->in, result, NULL,
+                                                                     NULL);
+
+  if (line == NULL)
+    {
+      raw_client_free (client);
+      return;
+    }
+  if (g_ascii_strncasecmp (line, "Sec-WebSocket-Key:", 18) == 0)
+    client->key = g_strstrip (g_strdup (line + 18));
+  if (line[0] == '\0')
+    {
+      raw_answer (client);
+      raw_client_free (client);
+      return;
+    }
+  raw_read_line (client);
+}
+
+static void
+raw_read_line (RawClient *client)
+{
+  g_data_input_stream_read_line_async (client->in, G_PRIORITY_DEFAULT, NULL, on_raw_line, client);
+}
+
+static gboolean
+on_raw_incoming (GSocketService *service, GSocketConnection *connection, GObject *source,
+                 RawServer *server)
+{
+  RawClient *client = g_new0 (RawClient, 1);
+
+  g_ptr_array_add (server->connections, g_object_ref (connection));
+  client->server = server;
+  client->connection = g_object_ref (connection);
+  client->in = g_data_input_stream_new (g_io_stream_get_input_stream (G_IO_STREAM (connection)));
+  g_data_input_stream_set_newline_type (client->in, G_DATA_STREAM_NEWLINE_TYPE_CR_LF);
+  g_filter_input_stream_set_close_base_stream (G_FILTER_INPUT_STREAM (client->in), FALSE);
+  raw_read_line (client);
+  return TRUE;
+}
+
+static void
+raw_server_start (RawServer *server, RawMode mode)
+{
+  g_autoptr(GInetAddress) loopback = g_inet_address_new_loopback (G_SOCKET_FAMILY_IPV4);
+  g_autoptr(GSocketAddress) address = g_inet_socket_address_new (loopback, 0);
+  g_autoptr(GSocketAddress) bound = NULL;
+  g_autoptr(GError) error = NULL;
+
+  server->mode = mode;
+  server->connections = g_ptr_array_new_with_free_func (g_object_unref);
+  server->service = g_socket_service_new ();
+  g_socket_listener_add_address (G_SOCKET_LISTENER (server->service), address,
+                                 G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP, NULL, &bound,
+                                 &error);
+  g_assert_no_error (error);
+  server->port = g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound));
+  g_signal_connect (server->service, "incoming", G_CALLBACK (on_raw_incoming), server);
+  g_socket_service_start (server->service);
+}
+
+static void
+raw_server_stop (RawServer *server)
+{
+  g_socket_service_stop (server->service);
+  g_socket_listener_close (G_SOCKET_LISTENER (server->service));
+  g_object_unref (server->service);
+  for (guint i = 0; i < server->connections->len; i++)
+    g_io_stream_close (server->connections->pdata[i], NULL, NULL);
+  g_ptr_array_unref (server->connections);
+}
+
+static char *
+raw_url (RawServer *server)
+{
+  return g_strdup_printf ("ws://127.0.0.1:%u/", server->port);
+}
+
+/* Connects @client and returns the error it fails with (the test fails if it connects). */
+static GError *
+connect_failure (SofiaWsWebSocket *client)
+{
+  Outcome o = { 0 };
+
+  sofia_ws_transport_connect_async (SOFIA_WS_TRANSPORT (client), NULL, NULL, on_connect_done, &o);
+  wait_until (&o.done, "connect to fail");
+  g_assert_false (o.ok);
+  g_assert_nonnull (o.error);
+  return o.error;
+}
+
 /* ---- tests ---------------------------------------------------------------------------- */
 
 static void
@@ -314,6 +481,539 @@ test_invalid_url (Fixture *f, gconstpointer data)
     }
 }
 
+static void
+test_connect_timeout (Fixture *f, gconstpointer data)
+{
+  RawServer raw = { 0 };
+  g_autofree char *url = NULL;
+  g_autoptr(SofiaWsWebSocket) client = NULL;
+  g_autoptr(GError) error = NULL;
+  gint64 start;
+  double elapsed;
+
+  raw_server_start (&raw, RAW_SILENT);
+  url = raw_url (&raw);
+  client = client_new (f, url);
+  g_object_set (client, "connection-timeout", 1, NULL);
+  start = g_get_monotonic_time ();
+  error = connect_failure (client);
+  elapsed = (g_get_monotonic_time () - start) / (double) G_USEC_PER_SEC;
+  g_assert_error (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_CONNECT_TIMEOUT);
+  g_assert_cmpfloat (elapsed, >=, 0.9);
+  g_assert_cmpstr (f->client_events->str, ==, "connecting,transport-error,disconnected");
+  g_signal_handlers_disconnect_by_data (client, f);
+  raw_server_stop (&raw);
+}
+
+static void
+test_server_without_sip_subprotocol (Fixture *f, gconstpointer data)
+{
+  RawServer raw = { 0 };
+  g_autofree char *url = NULL;
+  g_autoptr(SofiaWsWebSocket) client = NULL;
+  g_autoptr(GError) error = NULL;
+
+  raw_server_start (&raw, RAW_NO_SIP);
+  url = raw_url (&raw);
+  client = sofia_ws_websocket_new (url);
+  error = connect_failure (client);
+  g_assert_error (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_PROTOCOL);
+  raw_server_stop (&raw);
+}
+
+static void
+test_handshake_refused (Fixture *f, gconstpointer data)
+{
+  RawServer raw = { 0 };
+  g_autofree char *url = NULL;
+  g_autoptr(SofiaWsWebSocket) client = NULL;
+  g_autoptr(GError) error = NULL;
+
+  raw_server_start (&raw, RAW_FORBIDDEN);
+  url = raw_url (&raw);
+  client = sofia_ws_websocket_new (url);
+  error = connect_failure (client);
+  g_assert_error (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_HANDSHAKE_REFUSED);
+  raw_server_stop (&raw);
+}
+
+static void
+test_dead_peer (Fixture *f, gconstpointer data)
+{
+  RawServer raw = { 0 };
+  g_autofree char *url = NULL;
+  Outcome o = { 0 };
+  gint64 start;
+  double elapsed;
+  SofiaWsWebSocket *client;
+
+  raw_server_start (&raw, RAW_HANDSHAKE_THEN_SILENT);
+  url = raw_url (&raw);
+  client = client_new (f, url);
+  g_object_set (client, "ping-interval", 1, "ping-timeout", 1, NULL);
+  sofia_ws_transport_connect_async (SOFIA_WS_TRANSPORT (client), NULL, NULL, on_connect_done, &o);
+  wait_until (&o.done, "connect");
+  g_assert_no_error (o.error);
+  start = g_get_monotonic_time ();
+  while (sofia_ws_transport_is_connected (SOFIA_WS_TRANSPORT (client)))
+    {
+      g_assert_cmpint (g_get_monotonic_time () - start, <, 10 * G_USEC_PER_SEC);
+      g_main_context_iteration (NULL, TRUE);
+    }
+  elapsed = (g_get_monotonic_time () - start) / (double) G_USEC_PER_SEC;
+  g_assert_cmpfloat (elapsed, >=, 1.5);
+  g_assert_cmpstr (f->client_events->str, ==,
+                   "connecting,connected,transport-error,disconnected");
+  g_assert_error ((GError *) f->client_errors->pdata[0], SOFIA_WS_ERROR,
+                  SOFIA_WS_ERROR_PEER_TIMEOUT);
+  g_signal_handlers_disconnect_by_data (client, f);
+  g_object_unref (client);
+  raw_server_stop (&raw);
+}
+
+static void
+test_pings_keep_a_live_peer (Fixture *f, gconstpointer data)
+{
+  gint64 end;
+
+  /* Our own listener answers PINGs: 3 s with ping 1 s / timeout 1 s stays connected. */
+  g_object_set (f->client, "ping-interval", 1, "ping-timeout", 1, NULL);
+  connect_client (f);
+  end = g_get_monotonic_time () + 3 * G_USEC_PER_SEC;
+  while (g_get_monotonic_time () < end)
+    if (!g_main_context_iteration (NULL, FALSE))
+      g_usleep (1000);
+  g_assert_true (sofia_ws_transport_is_connected (SOFIA_WS_TRANSPORT (f->client)));
+  g_assert_cmpuint (f->client_errors->len, ==, 0);
+}
+
+/* ---- wss ----------------------------------------------------------------------------- */
+
+typedef struct {
+  char *dir;
+  char *ca;                       /* the CA that signed the server's certificate */
+  char *other_ca;                 /* a CA that did not */
+  char *cert;
+  char *key;
+} Pki;
+
+static void
+run_openssl (const char *dir, const char *command)
+{
+  g_autofree char *full = g_strdup_printf ("cd '%s' && %s", dir, command);
+  const char *argv[] = { "sh", "-c", full, NULL };
+  g_autofree char *err = NULL;
+  g_autoptr(GError) error = NULL;
+  int status = 0;
+
+  g_spawn_sync (NULL, (char **) argv, NULL, G_SPAWN_SEARCH_PATH | G_SPAWN_STDOUT_TO_DEV_NULL,
+                NULL, NULL, NULL, &err, &status, &error);
+  g_assert_no_error (error);
+  if (!g_spawn_check_wait_status (status, NULL))
+    g_error ("%s failed: %s", command, err);
+}
+
+/* A throwaway PKI: two CAs, and a server certificate for 127.0.0.1/localhost from the first. */
+static void
+pki_make (Pki *pki)
+{
+  static const char ec[] = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+  g_autofree char *cmd = NULL;
+
+  pki->dir = g_dir_make_tmp ("sofia-ws-pki-XXXXXX", NULL);
+  g_assert_nonnull (pki->dir);
+  cmd = g_strdup_printf ("openssl req -x509 %s -keyout ca.key -out ca.pem -days 2 "
+                         "-subj '/CN=sofia-ws test CA' 2>/dev/null && "
+                         "openssl req -x509 %s -keyout other.key -out other.pem -days 2 "
+                         "-subj '/CN=another CA' 2>/dev/null && "
+                         "openssl req %s -keyout server.key -out server.csr "
+                         "-subj '/CN=localhost' 2>/dev/null && "
+                         "printf 'subjectAltName=DNS:localhost,DNS:127.0.0.1,IP:127.0.0.1\\n' "
+                         "> ext.cnf && "
+                         "openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key "
+                         "-CAcreateserial -out server.pem -days 2 -extfile ext.cnf 2>/dev/null",
+                         ec, ec, ec);
+  run_openssl (pki->dir, cmd);
+  pki->ca = g_build_filename (pki->dir, "ca.pem", NULL);
+  pki->other_ca = g_build_filename (pki->dir, "other.pem", NULL);
+  pki->cert = g_build_filename (pki->dir, "server.pem", NULL);
+  pki->key = g_build_filename (pki->dir, "server.key", NULL);
+}
+
+static void
+pki_clear (Pki *pki)
+{
+  const char *files[] = { "ca.pem", "ca.key", "ca.srl", "other.pem", "other.key", "server.pem",
+                          "server.key", "server.csr", "ext.cnf" };
+
+  for (guint i = 0; i < G_N_ELEMENTS (files); i++)
+    {
+      g_autofree char *path = g_build_filename (pki->dir, files[i], NULL);
+      g_unlink (path);
+    }
+  g_rmdir (pki->dir);
+  g_free (pki->dir);
+  g_free (pki->ca);
+  g_free (pki->other_ca);
+  g_free (pki->cert);
+  g_free (pki->key);
+}
+
+static SofiaWsListener *
+wss_listener_new (Fixture *f, Pki *pki)
+{
+  g_autoptr(GError) error = NULL;
+  SofiaWsListener *listener = g_object_new (SOFIA_WS_TYPE_LISTENER,
+                                            "tls-certificate-file", pki->cert,
+                                            "tls-key-file", pki->key,
+                                            NULL);
+
+  g_signal_connect (listener, "accepted", G_CALLBACK (on_accepted), f);
+  g_assert_true (sofia_ws_listener_start (listener, &error));
+  g_assert_no_error (error);
+  g_assert_true (sofia_ws_listener_get_is_secure (listener));
+  return listener;
+}
+
+static void
+test_wss (Fixture *f, gconstpointer data)
+{
+  Pki pki = { 0 };
+  SofiaWsListener *listener;
+  g_autofree char *url = NULL;
+  Outcome o = { 0 };
+  SofiaWsWebSocket *client;
+
+  pki_make (&pki);
+  listener = wss_listener_new (f, &pki);
+  url = g_strdup_printf ("wss://localhost:%u/", sofia_ws_listener_get_port (listener));
+  client = sofia_ws_websocket_new (url);
+  g_object_set (client, "tls-ca-file", pki.ca, NULL);
+  g_assert_true (sofia_ws_websocket_get_is_secure (client));
+  sofia_ws_transport_connect_async (SOFIA_WS_TRANSPORT (client), NULL, NULL, on_connect_done, &o);
+  wait_until (&o.done, "wss connect");
+  g_assert_no_error (o.error);
+  g_assert_true (sofia_ws_websocket_get_is_secure (client));
+  send_and_wait (SOFIA_WS_TRANSPORT (client), options_request);
+  wait_for_len (f->server_received, 1, "request over wss");
+  g_assert_cmpstr (f->server_received->pdata[0], ==, options_request);
+  g_assert_true (sofia_ws_websocket_get_is_secure (server_side (f)));
+
+  g_object_unref (client);
+  g_signal_handlers_disconnect_by_data (listener, f);
+  g_object_unref (listener);
+  pki_clear (&pki);
+}
+
+static void
+test_wss_wrong_ca_refused (Fixture *f, gconstpointer data)
+{
+  Pki pki = { 0 };
+  SofiaWsListener *listener;
+  g_autofree char *url = NULL;
+  g_autoptr(SofiaWsWebSocket) client = NULL;
+  g_autoptr(SofiaWsWebSocket) no_ca = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GError) error2 = NULL;
+
+  pki_make (&pki);
+  listener = wss_listener_new (f, &pki);
+  url = g_strdup_printf ("wss://localhost:%u/", sofia_ws_listener_get_port (listener));
+
+  client = sofia_ws_websocket_new (url);
+  g_object_set (client, "tls-ca-file", pki.other_ca, NULL);
+  error = connect_failure (client);
+  g_assert_error (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_TLS);
+
+  /* Without a CA file the system's CAs are used, which do not know the test CA either. */
+  no_ca = sofia_ws_websocket_new (url);
+  error2 = connect_failure (no_ca);
+  g_assert_error (error2, SOFIA_WS_ERROR, SOFIA_WS_ERROR_TLS);
+  g_assert_cmpuint (f->accepted->len, ==, 0);
+
+  g_signal_handlers_disconnect_by_data (listener, f);
+  g_object_unref (listener);
+  pki_clear (&pki);
+}
+
+static void
+test_wss_verification_off_only_when_asked (Fixture *f, gconstpointer data)
+{
+  Pki pki = { 0 };
+  SofiaWsListener *listener;
+  g_autofree char *url = NULL;
+  Outcome o = { 0 };
+  SofiaWsWebSocket *client;
+
+  pki_make (&pki);
+  listener = wss_listener_new (f, &pki);
+  url = g_strdup_printf ("wss://127.0.0.1:%u/", sofia_ws_listener_get_port (listener));
+  client = sofia_ws_websocket_new (url);
+  g_object_set (client, "tls-ca-file", pki.other_ca, "tls-verify", FALSE, NULL);
+  sofia_ws_transport_connect_async (SOFIA_WS_TRANSPORT (client), NULL, NULL, on_connect_done, &o);
+  wait_until (&o.done, "unverified wss connect");
+  g_assert_no_error (o.error);
+  g_assert_true (o.ok);
+
+  g_object_unref (client);
+  g_signal_handlers_disconnect_by_data (listener, f);
+  g_object_unref (listener);
+  pki_clear (&pki);
+}
+
+static void
+test_wss_to_plain_listener (Fixture *f, gconstpointer data)
+{
+  g_autofree char *url = g_strdup_printf ("wss://127.0.0.1:%u/",
+                                          sofia_ws_listener_get_port (f->listener));
+  g_autoptr(SofiaWsWebSocket) client = sofia_ws_websocket_new (url);
+  g_autoptr(GError) error = NULL;
+
+  g_object_set (client, "tls-verify", FALSE, NULL);
+  error = connect_failure (client);
+  g_assert_true (g_error_matches (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_TLS) ||
+                 g_error_matches (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_CONNECTION_REFUSED));
+}
+
+static void
+test_wss_listener_bad_files (Fixture *f, gconstpointer data)
+{
+  g_autoptr(SofiaWsListener) listener = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GError) error2 = NULL;
+
+  listener = g_object_new (SOFIA_WS_TYPE_LISTENER, "tls-certificate-file", "/nonexistent.pem",
+                           "tls-key-file", "/nonexistent.key", NULL);
+  g_assert_false (sofia_ws_listener_start (listener, &error));
+  g_assert_error (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_TLS);
+  g_clear_object (&listener);
+
+  listener = g_object_new (SOFIA_WS_TYPE_LISTENER, "tls-certificate-file", "/etc/hostname",
+                           NULL);
+  g_assert_false (sofia_ws_listener_start (listener, &error2));
+  g_assert_error (error2, SOFIA_WS_ERROR, SOFIA_WS_ERROR_INVALID_ARGUMENT);
+}
+
+/* ---- queues and reconnection ----------------------------------------------------------- */
+
+static void
+test_send_queue_limit (Fixture *f, gconstpointer data)
+{
+  Outcome o[3] = { { 0 } };
+
+  g_object_set (f->client, "send-queue-limit", 2, NULL);
+  connect_client (f);
+  /* Three sends before the socket gets a chance to be writable: the third is refused. */
+  for (guint i = 0; i < 3; i++)
+    sofia_ws_transport_send_async (SOFIA_WS_TRANSPORT (f->client), options_request, NULL, NULL,
+                                   on_send_done, &o[i]);
+  for (guint i = 0; i < 3; i++)
+    wait_until (&o[i].done, "send");
+  g_assert_no_error (o[0].error);
+  g_assert_no_error (o[1].error);
+  g_assert_error (o[2].error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_QUEUE_FULL);
+  g_clear_error (&o[2].error);
+  wait_for_len (f->server_received, 2, "the two queued messages");
+  g_assert_true (sofia_ws_transport_is_connected (SOFIA_WS_TRANSPORT (f->client)));
+}
+
+static void
+test_sends_flushed_before_close (Fixture *f, gconstpointer data)
+{
+  Outcome o[5] = { { 0 } }, d = { 0 };
+
+  connect_client (f);
+  for (guint i = 0; i < 5; i++)
+    sofia_ws_transport_send_async (SOFIA_WS_TRANSPORT (f->client), options_request, NULL, NULL,
+                                   on_send_done, &o[i]);
+  sofia_ws_transport_disconnect_async (SOFIA_WS_TRANSPORT (f->client), NULL, NULL,
+                                       on_disconnect_done, &d);
+  wait_until (&d.done, "disconnect");
+  for (guint i = 0; i < 5; i++)
+    {
+      wait_until (&o[i].done, "send");
+      g_assert_no_error (o[i].error);
+    }
+  wait_for_len (f->server_received, 5, "all five before the close");
+  while (sofia_ws_transport_is_connected (SOFIA_WS_TRANSPORT (server_side (f))))
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_cmpuint (sofia_ws_websocket_get_close_code (server_side (f)), ==, 1000);
+}
+
+static void
+test_oversized_send_refused (Fixture *f, gconstpointer data)
+{
+  Outcome o = { 0 }, e = { 0 };
+  g_autofree char *big = g_strnfill (2000, 'x');
+
+  g_object_set (f->client, "max-message-size", 1000, NULL);
+  connect_client (f);
+  sofia_ws_transport_send_async (SOFIA_WS_TRANSPORT (f->client), big, NULL, NULL, on_send_done,
+                                 &o);
+  sofia_ws_transport_send_async (SOFIA_WS_TRANSPORT (f->client), "", NULL, NULL, on_send_done,
+                                 &e);
+  wait_until (&o.done, "send");
+  wait_until (&e.done, "send");
+  g_assert_error (o.error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_MESSAGE_TOO_LARGE);
+  g_assert_error (e.error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_INVALID_MESSAGE);
+  g_clear_error (&o.error);
+  g_clear_error (&e.error);
+  g_assert_true (sofia_ws_transport_is_connected (SOFIA_WS_TRANSPORT (f->client)));
+}
+
+static void
+test_server_disconnects_client (Fixture *f, gconstpointer data)
+{
+  connect_client (f);
+  sofia_ws_transport_disconnect_async (SOFIA_WS_TRANSPORT (server_side (f)),
+                                       g_variant_new_parsed ("{'code': <@q 4001>}"), NULL, NULL,
+                                       NULL);
+  while (sofia_ws_transport_is_connected (SOFIA_WS_TRANSPORT (f->client)))
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_cmpstr (f->client_events->str, ==,
+                   "connecting,connected,transport-error,disconnected");
+  g_assert_error ((GError *) f->client_errors->pdata[0], SOFIA_WS_ERROR, SOFIA_WS_ERROR_CLOSED);
+  g_assert_cmpuint (sofia_ws_websocket_get_close_code (f->client), ==, 4001);
+}
+
+static void
+on_stopped (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  Outcome *o = user_data;
+
+  o->ok = sofia_ws_listener_stop_finish (SOFIA_WS_LISTENER (source), result, &o->error);
+  o->done = TRUE;
+}
+
+/* Stops the fixture's listener and waits until its port is released. */
+static void
+stop_listener_and_wait (Fixture *f)
+{
+  Outcome o = { 0 };
+
+  sofia_ws_listener_stop_async (f->listener, NULL, on_stopped, &o);
+  wait_until (&o.done, "listener stop");
+  g_assert_no_error (o.error);
+  g_assert_true (o.ok);
+  g_signal_handlers_disconnect_by_data (f->listener, f);
+  g_clear_object (&f->listener);
+}
+
+static gboolean
+events_end_with (Fixture *f, const char *suffix)
+{
+  return g_str_has_suffix (f->client_events->str, suffix);
+}
+
+static void
+test_reconnection (Fixture *f, gconstpointer data)
+{
+  guint16 port = sofia_ws_listener_get_port (f->listener);
+  g_autoptr(GError) error = NULL;
+  gint64 deadline;
+
+  g_object_set (f->client, "reconnection-attempts", 5, "reconnection-delay", 1, NULL);
+  connect_client (f);
+
+  /* The server goes away: the first attempt is immediate and refused. */
+  stop_listener_and_wait (f);
+  deadline = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+  while (!events_end_with (f, "connecting,transport-error,disconnected"))
+    {
+      if (g_get_monotonic_time () > deadline)
+        g_error ("no refused attempt: %s", f->client_events->str);
+      g_main_context_iteration (NULL, TRUE);
+    }
+
+  /* It comes back on the same port: a later attempt connects. */
+  f->listener = g_object_new (SOFIA_WS_TYPE_LISTENER, "port", port, NULL);
+  g_signal_connect (f->listener, "accepted", G_CALLBACK (on_accepted), f);
+  g_assert_true (sofia_ws_listener_start (f->listener, &error));
+  g_assert_no_error (error);
+  while (!events_end_with (f, "connecting,connected"))
+    {
+      if (g_get_monotonic_time () > deadline)
+        g_error ("no reconnection: %s", f->client_events->str);
+      g_main_context_iteration (NULL, TRUE);
+    }
+  g_assert_true (g_str_has_prefix (f->client_events->str,
+                                   "connecting,connected,transport-error,disconnected,"
+                                   "connecting,transport-error,disconnected,connecting"));
+  send_and_wait (SOFIA_WS_TRANSPORT (f->client), options_request);
+}
+
+static void
+test_stop_releases_port (Fixture *f, gconstpointer data)
+{
+  guint16 port = sofia_ws_listener_get_port (f->listener);
+  g_autoptr(GSocket) socket = NULL;
+  g_autoptr(GSocketAddress) address = NULL;
+  g_autoptr(GError) error = NULL;
+  gboolean bound;
+
+  connect_client (f);
+  stop_listener_and_wait (f);
+  g_assert_cmpuint (sofia_ws_websocket_get_close_code (f->client), ==, 1001);
+
+  /* Another socket can bind the port at once. */
+  address = g_inet_socket_address_new_from_string ("127.0.0.1", port);
+  socket = g_socket_new (G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP,
+                         NULL);
+  bound = g_socket_bind (socket, address, TRUE, &error) && g_socket_listen (socket, &error);
+  g_assert_no_error (error);
+  g_assert_true (bound);
+}
+
+static guint
+count_events (Fixture *f, const char *event)
+{
+  g_auto(GStrv) events = g_strsplit (f->client_events->str, ",", -1);
+  guint n = 0;
+
+  for (guint i = 0; events[i] != NULL; i++)
+    n += g_strcmp0 (events[i], event) == 0;
+  return n;
+}
+
+static void
+test_reconnection_gives_up (Fixture *f, gconstpointer data)
+{
+  gint64 end;
+
+  g_object_set (f->client, "reconnection-attempts", 2, "reconnection-delay", 1, NULL);
+  connect_client (f);
+  stop_listener_and_wait (f);
+
+  /* Attempts at about 0 s and 1 s; nothing after. */
+  end = g_get_monotonic_time () + 4 * G_USEC_PER_SEC;
+  while (g_get_monotonic_time () < end)
+    if (!g_main_context_iteration (NULL, FALSE))
+      g_usleep (1000);
+  g_assert_cmpuint (count_events (f, "connecting"), ==, 3);
+  g_assert_true (events_end_with (f, "transport-error,disconnected"));
+  g_assert_cmpint (sofia_ws_transport_get_state (SOFIA_WS_TRANSPORT (f->client)), ==,
+                   SOFIA_WS_TRANSPORT_STATE_DISCONNECTED);
+}
+
+static void
+test_user_disconnect_does_not_reconnect (Fixture *f, gconstpointer data)
+{
+  Outcome d = { 0 };
+  gint64 end;
+
+  g_object_set (f->client, "reconnection-attempts", 5, NULL);
+  connect_client (f);
+  sofia_ws_transport_disconnect_async (SOFIA_WS_TRANSPORT (f->client), NULL, NULL,
+                                       on_disconnect_done, &d);
+  wait_until (&d.done, "disconnect");
+  end = g_get_monotonic_time () + G_USEC_PER_SEC;
+  while (g_get_monotonic_time () < end)
+    if (!g_main_context_iteration (NULL, FALSE))
+      g_usleep (1000);
+  g_assert_cmpstr (f->client_events->str, ==,
+                   "connecting,connected,disconnecting,disconnected");
+}
+
 int
 main (int argc, char **argv)
 {
@@ -325,6 +1025,24 @@ main (int argc, char **argv)
   ADD ("connect-send-receive-disconnect", test_connect_send_receive_disconnect);
   ADD ("connect-refused", test_connect_refused);
   ADD ("invalid-url", test_invalid_url);
+  ADD ("connect-timeout", test_connect_timeout);
+  ADD ("server-without-sip-subprotocol", test_server_without_sip_subprotocol);
+  ADD ("handshake-refused", test_handshake_refused);
+  ADD ("dead-peer", test_dead_peer);
+  ADD ("pings-keep-a-live-peer", test_pings_keep_a_live_peer);
+  ADD ("send-queue-limit", test_send_queue_limit);
+  ADD ("sends-flushed-before-close", test_sends_flushed_before_close);
+  ADD ("oversized-send-refused", test_oversized_send_refused);
+  ADD ("server-disconnects-client", test_server_disconnects_client);
+  ADD ("reconnection", test_reconnection);
+  ADD ("reconnection-gives-up", test_reconnection_gives_up);
+  ADD ("stop-releases-port", test_stop_releases_port);
+  ADD ("user-disconnect-does-not-reconnect", test_user_disconnect_does_not_reconnect);
+  ADD ("wss", test_wss);
+  ADD ("wss-wrong-ca-refused", test_wss_wrong_ca_refused);
+  ADD ("wss-verification-off-only-when-asked", test_wss_verification_off_only_when_asked);
+  ADD ("wss-to-plain-listener", test_wss_to_plain_listener);
+  ADD ("wss-listener-bad-files", test_wss_listener_bad_files);
 
 #undef ADD
 

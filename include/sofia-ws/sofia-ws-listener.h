@@ -23,6 +23,15 @@ gboolean         sofia_ws_listener_start               (SofiaWsListener  *self,
 SOFIA_WS_AVAILABLE_IN_1_0
 void             sofia_ws_listener_stop                (SofiaWsListener  *self);
 SOFIA_WS_AVAILABLE_IN_1_0
+void             sofia_ws_listener_stop_async          (SofiaWsListener     *self,
+                                                        GCancellable        *cancellable,
+                                                        GAsyncReadyCallback  callback,
+                                                        gpointer             user_data);
+SOFIA_WS_AVAILABLE_IN_1_0
+gboolean         sofia_ws_listener_stop_finish         (SofiaWsListener     *self,
+                                                        GAsyncResult        *result,
+                                                        GError             **error);
+SOFIA_WS_AVAILABLE_IN_1_0
 guint16          sofia_ws_listener_get_port            (SofiaWsListener  *self);
 SOFIA_WS_AVAILABLE_IN_1_0
 gboolean         sofia_ws_listener_get_is_secure       (SofiaWsListener  *self);
