@@ -430,11 +430,14 @@ sofia_ws_listener_stop_async (SofiaWsListener     *self,
 
   task = g_task_new (self, cancellable, callback, user_data);
   g_task_set_source_tag (task, sofia_ws_listener_stop_async);
-  sofia_ws_listener_stop (self);
   if (self->lws == NULL)
-    g_task_return_boolean (task, TRUE);
-  else
-    g_ptr_array_add (self->stop_waiters, g_steal_pointer (&task));
+    {
+      g_task_return_boolean (task, TRUE);
+      return;
+    }
+  /* Waiting before stopping: the teardown may start at once and takes the waiters along. */
+  g_ptr_array_add (self->stop_waiters, g_steal_pointer (&task));
+  sofia_ws_listener_stop (self);
 }
 
 /**

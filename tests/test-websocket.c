@@ -964,6 +964,24 @@ test_stop_releases_port (Fixture *f, gconstpointer data)
   g_assert_true (bound);
 }
 
+static void
+test_stop_without_connections_releases_port (Fixture *f, gconstpointer data)
+{
+  guint16 port = sofia_ws_listener_get_port (f->listener);
+  g_autoptr(GSocket) socket = NULL;
+  g_autoptr(GSocketAddress) address = NULL;
+  g_autoptr(GError) error = NULL;
+
+  stop_listener_and_wait (f);
+  address = g_inet_socket_address_new_from_string ("127.0.0.1", port);
+  socket = g_socket_new (G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP,
+                         NULL);
+  g_assert_true (g_socket_bind (socket, address, TRUE, &error));
+  g_assert_no_error (error);
+  g_assert_true (g_socket_listen (socket, &error));
+  g_assert_no_error (error);
+}
+
 static guint
 count_events (Fixture *f, const char *event)
 {
@@ -1037,6 +1055,7 @@ main (int argc, char **argv)
   ADD ("reconnection", test_reconnection);
   ADD ("reconnection-gives-up", test_reconnection_gives_up);
   ADD ("stop-releases-port", test_stop_releases_port);
+  ADD ("stop-without-connections-releases-port", test_stop_without_connections_releases_port);
   ADD ("user-disconnect-does-not-reconnect", test_user_disconnect_does_not_reconnect);
   ADD ("wss", test_wss);
   ADD ("wss-wrong-ca-refused", test_wss_wrong_ca_refused);

@@ -1,0 +1,109 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: LGPL-2.1-or-later
+"""examples/ws-options.py, run as its own process against a SofiaWs.Listener served from this
+one: a SofiaWs.WebSocket client and a listener across two processes, both through GI.
+Prints TAP."""
+import os
+import sys
+import traceback
+
+import gi
+
+gi.require_version("Gio", "2.0")
+gi.require_version("SofiaWs", "1.0")
+from gi.repository import GLib, Gio, SofiaWs  # noqa: E402
+
+EXAMPLE = os.path.join(os.environ.get("G_TEST_SRCDIR", os.path.dirname(__file__) + "/.."),
+                       "..", "examples", "ws-options.py")
+
+
+def answer(request):
+    """A 200 for @request: its Via, From, To (with a tag), Call-ID and CSeq."""
+    head = request.split("\r\n\r\n", 1)[0].split("\r\n")
+    keep = [h for h in head[1:] if h.split(":", 1)[0].strip().lower()
+            in ("via", "from", "call-id", "cseq")]
+    to = [h + ";tag=listener" for h in head[1:] if h.lower().startswith("to:")]
+    return "\r\n".join(["SIP/2.0 200 OK"] + keep + to + ["Content-Length: 0", "", ""])
+
+
+def run_example(listener, *extra):
+    """Runs the example against @listener while this process serves; returns (status, output)."""
+    url = f"ws://127.0.0.1:{listener.get_port()}/"
+    process = Gio.Subprocess.new(["/usr/bin/python3", EXAMPLE, url, *extra],
+                                 Gio.SubprocessFlags.STDOUT_PIPE | Gio.SubprocessFlags.STDERR_MERGE)
+    loop = GLib.MainLoop()
+    result = {}
+
+    def done(proc, res):
+        _, result["out"], _ = proc.communicate_utf8_finish(res)
+        loop.quit()
+
+    process.communicate_utf8_async(None, None, done)
+    GLib.timeout_add_seconds(20, loop.quit)
+    loop.run()
+    assert "out" in result, "the example did not finish"
+    return process.get_exit_status(), result["out"]
+
+
+def test_example_gets_200():
+    listener = SofiaWs.Listener.new()
+    received = []
+
+    def on_accepted(_listener, connection):
+        def on_message(transport, message):
+            received.append(message)
+            transport.send_async(answer(message), None, None, lambda *_: None)
+        connection.connect("message", on_message)
+
+    listener.connect("accepted", on_accepted)
+    listener.start()
+    status, out = run_example(listener)
+    lines = out.splitlines()
+    assert status == 0, out
+    assert lines[:2] == ["event: connecting", "event: connected"], out
+    assert "event: message-sent: OPTIONS sip:127.0.0.1 SIP/2.0" in lines, out
+    assert "SIP/2.0 200 OK" in lines, out
+    assert lines[-2:] == ["event: disconnecting", "event: disconnected"], out
+    assert len(received) == 1 and received[0].startswith("OPTIONS sip:127.0.0.1 SIP/2.0\r\n")
+    listener.stop()
+
+
+def test_example_reports_refused_server():
+    listener = SofiaWs.Listener.new()
+    listener.start()
+    port = listener.get_port()
+    loop = GLib.MainLoop()
+    listener.stop_async(None, lambda *_: loop.quit())
+    loop.run()
+    process = Gio.Subprocess.new(["/usr/bin/python3", EXAMPLE, f"ws://127.0.0.1:{port}/"],
+                                 Gio.SubprocessFlags.STDOUT_PIPE | Gio.SubprocessFlags.STDERR_MERGE)
+    _, out, _ = process.communicate_utf8(None, None)
+    assert process.get_exit_status() == 1, out
+    lines = out.splitlines()
+    assert len(lines) == 3, out
+    assert lines[0] == "event: connecting", out
+    assert lines[1].startswith(f"event: transport-error: Could not connect to ws://127.0.0.1:{port}/"), out
+    assert lines[2] == "event: disconnected", out
+
+
+TESTS = [test_example_gets_200, test_example_reports_refused_server]
+
+
+def main():
+    print(f"1..{len(TESTS)}")
+    failed = 0
+    for number, test in enumerate(TESTS, 1):
+        try:
+            test()
+            print(f"ok {number} {test.__name__}")
+        except Exception:  # noqa: BLE001 - every failure is reported as TAP
+            failed += 1
+            print(f"not ok {number} {test.__name__}")
+            for line in traceback.format_exc().splitlines():
+                print(f"# {line}")
+        sys.stdout.flush()
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
