@@ -756,8 +756,12 @@ on_writeable (SofiaWsWebSocket *self,
   m = g_queue_pop_head (&self->tx);
   if (m != NULL)
     {
-      int written = lws_write (wsi, m->buffer + LWS_PRE, m->len,
-                               m->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
+      int written;
+
+      /* Before the write: a client's lws_write() masks the payload in place. */
+      trace (self, "sent to", (const char *) m->buffer + LWS_PRE, m->len);
+      written = lws_write (wsi, m->buffer + LWS_PRE, m->len,
+                           m->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
 
       if (written < (int) m->len)
         {
@@ -770,7 +774,6 @@ on_writeable (SofiaWsWebSocket *self,
           return 0;
         }
 
-      trace (self, "sent to", (const char *) m->buffer + LWS_PRE, m->len);
       if (m->task != NULL)
         g_task_return_boolean (m->task, TRUE);
       out_message_free (m);

@@ -454,12 +454,16 @@ test_connect_refused (Fixture *f, gconstpointer data)
   g_socket_close (socket, NULL);
 
   url = g_strdup_printf ("ws://127.0.0.1:%u/", port);
-  client = sofia_ws_websocket_new (url);
+  client = client_new (f, url);
   sofia_ws_transport_connect_async (SOFIA_WS_TRANSPORT (client), NULL, NULL, on_connect_done, &o);
   wait_until (&o.done, "refused connect");
   g_assert_error (o.error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_CONNECTION_REFUSED);
   g_assert_cmpint (sofia_ws_transport_get_state (SOFIA_WS_TRANSPORT (client)), ==,
                    SOFIA_WS_TRANSPORT_STATE_DISCONNECTED);
+  g_assert_cmpstr (f->client_events->str, ==, "connecting,transport-error,disconnected");
+  g_assert_error ((GError *) f->client_errors->pdata[0], SOFIA_WS_ERROR,
+                  SOFIA_WS_ERROR_CONNECTION_REFUSED);
+  g_signal_handlers_disconnect_by_data (client, f);
   g_clear_error (&o.error);
 }
 
@@ -720,10 +724,12 @@ test_wss_wrong_ca_refused (Fixture *f, gconstpointer data)
   listener = wss_listener_new (f, &pki);
   url = g_strdup_printf ("wss://localhost:%u/", sofia_ws_listener_get_port (listener));
 
-  client = sofia_ws_websocket_new (url);
+  client = client_new (f, url);
   g_object_set (client, "tls-ca-file", pki.other_ca, NULL);
   error = connect_failure (client);
   g_assert_error (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_TLS);
+  g_assert_cmpstr (f->client_events->str, ==, "connecting,transport-error,disconnected");
+  g_signal_handlers_disconnect_by_data (client, f);
 
   /* Without a CA file the system's CAs are used, which do not know the test CA either. */
   no_ca = sofia_ws_websocket_new (url);
@@ -1032,6 +1038,71 @@ test_user_disconnect_does_not_reconnect (Fixture *f, gconstpointer data)
                    "connecting,connected,disconnecting,disconnected");
 }
 
+static void
+test_client_origin (Fixture *f, gconstpointer data)
+{
+  const char *allowed[] = { "https://app.example.com", NULL };
+  g_autoptr(SofiaWsWebSocket) refused = NULL;
+  g_autoptr(GError) error = NULL;
+
+  sofia_ws_listener_stop (f->listener);
+  g_signal_handlers_disconnect_by_data (f->listener, f);
+  g_clear_object (&f->listener);
+  f->listener = g_object_new (SOFIA_WS_TYPE_LISTENER, "allowed-origins", allowed, NULL);
+  g_signal_connect (f->listener, "accepted", G_CALLBACK (on_accepted), f);
+  g_assert_true (sofia_ws_listener_start (f->listener, &error));
+  g_free (f->url);
+  f->url = g_strdup_printf ("ws://127.0.0.1:%u/", sofia_ws_listener_get_port (f->listener));
+
+  refused = sofia_ws_websocket_new (f->url);
+  g_object_set (refused, "origin", "https://other.example.com", NULL);
+  error = connect_failure (refused);
+  g_assert_error (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_HANDSHAKE_REFUSED);
+
+  g_object_set (f->client, "server", f->url, "origin", "https://app.example.com", NULL);
+  connect_client (f);
+}
+
+/* trace-sip: every message in and out is logged with g_debug(). */
+static GPtrArray *traced;
+
+static void
+record_debug (const char *log_domain, GLogLevelFlags log_level, const char *message,
+              gpointer user_data)
+{
+  g_ptr_array_add (traced, g_strdup (message));
+}
+
+static gboolean
+traced_contains (const char *prefix, const char *text)
+{
+  for (guint i = 0; i < traced->len; i++)
+    if (g_str_has_prefix (traced->pdata[i], prefix) && strstr (traced->pdata[i], text) != NULL)
+      return TRUE;
+  return FALSE;
+}
+
+static void
+test_trace_sip (Fixture *f, gconstpointer data)
+{
+  guint handler;
+
+  traced = g_ptr_array_new_with_free_func (g_free);
+  /* GLib drops debug messages before any handler unless debug output is on. */
+  g_log_set_debug_enabled (TRUE);
+  handler = g_log_set_handler ("SofiaWs", G_LOG_LEVEL_DEBUG, record_debug, NULL);
+  g_object_set (f->client, "trace-sip", TRUE, NULL);
+  connect_client (f);
+  send_and_wait (SOFIA_WS_TRANSPORT (f->client), options_request);
+  send_and_wait (SOFIA_WS_TRANSPORT (server_side (f)), "SIP/2.0 200 OK\r\nCall-ID: traced\r\n\r\n");
+  wait_for_len (f->client_received, 1, "response");
+  g_assert_true (traced_contains ("sent to", "Call-ID: ws-call-1"));
+  g_assert_true (traced_contains ("received from", "Call-ID: traced"));
+  g_log_remove_handler ("SofiaWs", handler);
+  g_log_set_debug_enabled (FALSE);
+  g_clear_pointer (&traced, g_ptr_array_unref);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1057,6 +1128,8 @@ main (int argc, char **argv)
   ADD ("stop-releases-port", test_stop_releases_port);
   ADD ("stop-without-connections-releases-port", test_stop_without_connections_releases_port);
   ADD ("user-disconnect-does-not-reconnect", test_user_disconnect_does_not_reconnect);
+  ADD ("client-origin", test_client_origin);
+  ADD ("trace-sip", test_trace_sip);
   ADD ("wss", test_wss);
   ADD ("wss-wrong-ca-refused", test_wss_wrong_ca_refused);
   ADD ("wss-verification-off-only-when-asked", test_wss_verification_off_only_when_asked);
