@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: LGPL-2.1-or-later
 """Sends an OPTIONS to a SIP-over-WebSocket server; prints every transport event and the answer.
 
-    /usr/bin/python3 ws-options.py ws://127.0.0.1:5066/
+    /usr/bin/python3 ws-options.py ws://127.0.0.1:5066/ [CA-FILE for a wss:// server]
 """
 import sys
 import gi
@@ -16,6 +16,8 @@ request = (f"OPTIONS sip:{host} SIP/2.0\r\nVia: SIP/2.0/WS example.invalid;branc
            f"<sip:example@{host}>;tag={GLib.random_int():08x}\r\nCall-ID: {GLib.uuid_string_random()}"
            "\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n")
 loop, ws, answered = GLib.MainLoop(), SofiaWs.WebSocket.new(server), []
+if len(sys.argv) > 2:
+    ws.props.tls_ca_file = sys.argv[2]
 for name in ("connecting", "connected", "disconnecting", "disconnected"):
     ws.connect(name, lambda t, name=name: print("event:", name))
 ws.connect("message-sent", lambda t, m: print("event: message-sent:", m.split("\r\n")[0]))

@@ -4,7 +4,10 @@
 one: a SofiaWs.WebSocket client and a listener across two processes, both through GI.
 Prints TAP."""
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import traceback
 
 import gi
@@ -26,9 +29,9 @@ def answer(request):
     return "\r\n".join(["SIP/2.0 200 OK"] + keep + to + ["Content-Length: 0", "", ""])
 
 
-def run_example(listener, *extra):
+def run_example(listener, *extra, scheme="ws", host="127.0.0.1"):
     """Runs the example against @listener while this process serves; returns (status, output)."""
-    url = f"ws://127.0.0.1:{listener.get_port()}/"
+    url = f"{scheme}://{host}:{listener.get_port()}/"
     process = Gio.Subprocess.new(["/usr/bin/python3", EXAMPLE, url, *extra],
                                  Gio.SubprocessFlags.STDOUT_PIPE | Gio.SubprocessFlags.STDERR_MERGE)
     loop = GLib.MainLoop()
@@ -45,10 +48,7 @@ def run_example(listener, *extra):
     return process.get_exit_status(), result["out"]
 
 
-def test_example_gets_200():
-    listener = SofiaWs.Listener.new()
-    received = []
-
+def serve_answers(listener, received):
     def on_accepted(_listener, connection):
         def on_message(transport, message):
             received.append(message)
@@ -56,6 +56,42 @@ def test_example_gets_200():
         connection.connect("message", on_message)
 
     listener.connect("accepted", on_accepted)
+
+
+def test_example_over_wss():
+    directory = tempfile.mkdtemp(prefix="sofia-ws-pki-")
+    try:
+        ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+        run = lambda *a: subprocess.run(a, cwd=directory, check=True, capture_output=True)
+        run("openssl", "req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+            "-subj", "/CN=sofia-ws example CA")
+        run("openssl", "req", *ec, "-keyout", "server.key", "-out", "server.csr",
+            "-subj", "/CN=localhost")
+        with open(os.path.join(directory, "ext.cnf"), "w", encoding="ascii") as ext:
+            ext.write("subjectAltName=DNS:localhost\n")
+        run("openssl", "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", "server.pem", "-days", "2", "-extfile", "ext.cnf")
+        listener = SofiaWs.Listener(tls_certificate_file=os.path.join(directory, "server.pem"),
+                                    tls_key_file=os.path.join(directory, "server.key"))
+        received = []
+        serve_answers(listener, received)
+        listener.start()
+        assert listener.get_is_secure()
+        status, out = run_example(listener, os.path.join(directory, "ca.pem"), scheme="wss",
+                                  host="localhost")
+        assert status == 0, out
+        assert "SIP/2.0 200 OK" in out.splitlines(), out
+        assert len(received) == 1, received
+        listener.stop()
+    finally:
+        shutil.rmtree(directory)
+
+
+def test_example_gets_200():
+    listener = SofiaWs.Listener.new()
+    received = []
+
+    serve_answers(listener, received)
     listener.start()
     status, out = run_example(listener)
     lines = out.splitlines()
@@ -86,7 +122,7 @@ def test_example_reports_refused_server():
     assert lines[2] == "event: disconnected", out
 
 
-TESTS = [test_example_gets_200, test_example_reports_refused_server]
+TESTS = [test_example_gets_200, test_example_over_wss, test_example_reports_refused_server]
 
 
 def main():
