@@ -509,36 +509,33 @@ test_connect_timeout (Fixture *f, gconstpointer data)
   raw_server_stop (&raw);
 }
 
+/* A client against a server that answers @mode fails with @code. */
 static void
-test_server_without_sip_subprotocol (Fixture *f, gconstpointer data)
+assert_connect_fails_against (RawMode mode, gint code)
 {
   RawServer raw = { 0 };
   g_autofree char *url = NULL;
   g_autoptr(SofiaWsWebSocket) client = NULL;
   g_autoptr(GError) error = NULL;
 
-  raw_server_start (&raw, RAW_NO_SIP);
+  raw_server_start (&raw, mode);
   url = raw_url (&raw);
   client = sofia_ws_websocket_new (url);
   error = connect_failure (client);
-  g_assert_error (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_PROTOCOL);
+  g_assert_error (error, SOFIA_WS_ERROR, code);
   raw_server_stop (&raw);
+}
+
+static void
+test_server_without_sip_subprotocol (Fixture *f, gconstpointer data)
+{
+  assert_connect_fails_against (RAW_NO_SIP, SOFIA_WS_ERROR_PROTOCOL);
 }
 
 static void
 test_handshake_refused (Fixture *f, gconstpointer data)
 {
-  RawServer raw = { 0 };
-  g_autofree char *url = NULL;
-  g_autoptr(SofiaWsWebSocket) client = NULL;
-  g_autoptr(GError) error = NULL;
-
-  raw_server_start (&raw, RAW_FORBIDDEN);
-  url = raw_url (&raw);
-  client = sofia_ws_websocket_new (url);
-  error = connect_failure (client);
-  g_assert_error (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_HANDSHAKE_REFUSED);
-  raw_server_stop (&raw);
+  assert_connect_fails_against (RAW_FORBIDDEN, SOFIA_WS_ERROR_HANDSHAKE_REFUSED);
 }
 
 static void

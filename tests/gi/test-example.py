@@ -8,9 +8,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import traceback
 
 import gi
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tap  # noqa: E402
 
 gi.require_version("Gio", "2.0")
 gi.require_version("SofiaWs", "1.0")
@@ -125,21 +127,5 @@ def test_example_reports_refused_server():
 TESTS = [test_example_gets_200, test_example_over_wss, test_example_reports_refused_server]
 
 
-def main():
-    print(f"1..{len(TESTS)}")
-    failed = 0
-    for number, test in enumerate(TESTS, 1):
-        try:
-            test()
-            print(f"ok {number} {test.__name__}")
-        except Exception:  # noqa: BLE001 - every failure is reported as TAP
-            failed += 1
-            print(f"not ok {number} {test.__name__}")
-            for line in traceback.format_exc().splitlines():
-                print(f"# {line}")
-        sys.stdout.flush()
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(tap.run(TESTS))

@@ -5,10 +5,13 @@
 A Python subclass overrides the vfuncs (do_connect_async/do_connect_finish, ...) to make an
 in-memory pair; the tests drive it through the public API. Prints TAP.
 """
+import os
 import sys
-import traceback
 
 import gi
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import tap  # noqa: E402
 
 gi.require_version("GLib", "2.0")
 gi.require_version("Gio", "2.0")
@@ -261,21 +264,5 @@ def test_cancel_connect():
 TESTS = [v for k, v in sorted(globals().items()) if k.startswith("test_")]
 
 
-def main():
-    print(f"1..{len(TESTS)}")
-    failed = 0
-    for number, test in enumerate(TESTS, 1):
-        try:
-            test()
-            print(f"ok {number} {test.__name__}")
-        except Exception:  # noqa: BLE001 - every failure is reported as TAP
-            failed += 1
-            print(f"not ok {number} {test.__name__}")
-            for line in traceback.format_exc().splitlines():
-                print(f"# {line}")
-        sys.stdout.flush()
-    return 1 if failed else 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(tap.run(TESTS))
