@@ -18,10 +18,11 @@
  * [method@SofiaWs.Transport.disconnect_async] closes that connection. The listener keeps
  * each connection alive until it closes.
  *
- * The handshake is refused (the TCP connection is closed without an upgrade) when the client
- * does not offer the `sip` subprotocol, asks for another [property@SofiaWs.Listener:path],
- * sends an Origin outside [property@SofiaWs.Listener:allowed-origins], or when
- * [property@SofiaWs.Listener:max-connections] are open. The response always selects `sip`.
+ * The handshake is refused with an HTTP status when the client does not offer the `sip`
+ * subprotocol (400), asks for another [property@SofiaWs.Listener:path] (404), sends an Origin
+ * outside [property@SofiaWs.Listener:allowed-origins] (403), or when
+ * [property@SofiaWs.Listener:max-connections] are open (503). The response always selects
+ * `sip`.
  */
 
 struct _SofiaWsListener
@@ -48,7 +49,6 @@ struct _SofiaWsListener
   GPtrArray *stop_waiters;        /* GTask * of stop_async, until the port is released */
   guint16 bound_port;
   GHashTable *connections;        /* SofiaWsWebSocket * (strong) */
-  guint refused;
 };
 
 /* The vhost's user data: it may outlive the listener until lws destroys the vhost. */
@@ -142,7 +142,6 @@ refuse (SofiaWsListener *self,
   char peer[128] = "";
 
   lws_get_peer_simple (wsi, peer, sizeof peer);
-  self->refused++;
   g_debug ("listener %s:%u: refused a handshake from %s with %u: %s", self->address,
            self->bound_port, peer, status, why);
   lws_return_http_status (wsi, status, why);
