@@ -1,0 +1,1282 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* sip-load: the SIP load generator of the benchmarks (issue 6).
+ *
+ *   sip-load (--url ws://HOST:PORT/PATH | --tcp HOST:PORT)
+ *            [--connections N] [--window W] [--duration S] [--warmup S]
+ *            [--method OPTIONS|MESSAGE] [--request-uri URI] [--force] [--verbose]
+ *
+ * Opens N connections, either WebSocket (RFC 7118: subprotocol "sip", and the 101 must carry
+ * it) or plain TCP (SIP framed by Content-Length), then keeps W requests outstanding on each
+ * for S seconds: every final response is answered by a new request on the same connection.
+ * Every request has its own Call-ID and Via branch; responses are matched to requests by
+ * Call-ID, provisional (1xx) ones are ignored. When the time is up it stops sending, waits at
+ * most 2 s for the outstanding requests, closes the connections and prints a table and one
+ * machine-readable line:
+ *
+ *   RESULT requests=.. answered=.. lost=.. rps=.. p50_us=.. p99_us=.. max_us=.. non2xx=.. ...
+ *
+ * The counters (requests, answered, lost, non2xx) cover the whole run; requests/s and the
+ * latencies only the part after the warm-up (the first --warmup seconds of --duration).
+ * Latency runs from the lws_write() of a request to the reception of its final response.
+ *
+ * Exit status: 0 when every connection connected and stayed up and every request got a final
+ * response (lost == 0); 1 otherwise, with the reason on stderr; 2 for bad usage. The whole run
+ * is bounded: at most --duration + 5 s (connect <= 2.5 s, drain <= 2 s, close <= 0.3 s, and a
+ * timer that ends the process if all else fails).
+ *
+ * One libwebsockets context on its own poll() loop, no GLib main loop: the hot path is
+ * lws callbacks only. Writes happen in WRITEABLE, one lws_write() per callback (for TCP, the
+ * queued requests are written together in that one call). */
+#include <libwebsockets.h>
+#include <glib.h>
+
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#define MAX_CONNECTIONS 2000
+#define MAX_WINDOW 256
+#define MAX_DURATION_S 3600.0
+#define CONNECT_PHASE_US (2500 * G_TIME_SPAN_MILLISECOND)
+#define DRAIN_PHASE_US (2 * G_TIME_SPAN_SECOND)
+#define CLOSE_PHASE_US (300 * G_TIME_SPAN_MILLISECOND)
+#define HARD_LIMIT_SLACK_S 5.0
+#define TICK_US 5000
+#define MAX_MESSAGE_SIZE (64 * 1024)
+#define TCP_WRITE_CHUNK (64 * 1024)
+#define FD_MARGIN 64
+#define CALL_ID_MAX 128
+
+#define SIP_LOAD_ERROR (g_quark_from_static_string ("sip-load-error"))
+
+typedef enum {
+  MODE_WS,
+  MODE_TCP,
+} Mode;
+
+typedef enum {
+  PHASE_CONNECTING,
+  PHASE_RUNNING,
+  PHASE_DRAINING,
+  PHASE_CLOSING,
+  PHASE_DONE,
+} Phase;
+
+typedef enum {
+  CONN_IDLE,          /* not started */
+  CONN_CONNECTING,
+  CONN_OPEN,
+  CONN_CLOSED,        /* closed at the end of the run, as asked */
+  CONN_FAILED,        /* the connect failed, or the connection was lost */
+} ConnState;
+
+typedef struct _Load Load;
+typedef struct _Pending Pending;
+
+typedef struct {
+  Load *load;
+  guint number;               /* 1-based, for messages */
+  struct lws *wsi;
+  ConnState state;
+  gboolean close_requested;
+  gboolean close_started;
+  char *via;                  /* "SIP/2.0/WS x.invalid" or "SIP/2.0/TCP ip:port;rport" */
+  char *from_tag;
+  guint32 cseq;
+  GQueue tx;                  /* OutMessage *, oldest first */
+  GByteArray *rx;             /* WS: the message being reassembled; TCP: unparsed bytes */
+  GByteArray *scratch;        /* TCP: LWS_PRE + the requests written in one go */
+} Conn;
+
+typedef struct {
+  Pending *pending;           /* owned by Load.pending; alive until its final response */
+  gsize len;
+  guint8 data[];              /* LWS_PRE bytes of headroom, then len bytes */
+} OutMessage;
+
+struct _Pending {
+  char call_id[CALL_ID_MAX];
+  Conn *conn;
+  gint64 sent_at;             /* 0 until written */
+  gboolean measured;
+};
+
+struct _Load {
+  /* options */
+  Mode mode;
+  char *target;               /* as given, for messages */
+  char *host;
+  int port;
+  char *path;
+  char *host_header;
+  guint connections;
+  guint window;
+  double duration_s;
+  double warmup_s;
+  char *method;
+  char *request_uri;
+  gboolean is_message;
+
+  struct lws_context *context;
+  lws_sorted_usec_list_t tick;
+  Phase phase;
+  char run_id[9];
+  Conn *conns;
+  guint n_connecting;
+  guint n_open;
+  guint n_failed;
+  char *failure;              /* the first reason for a failed run */
+
+  gint64 started_at;
+  gint64 connect_deadline;
+  gint64 connected_at;
+  gint64 load_start;
+  gint64 warm_end;
+  gint64 stop_at;
+  gint64 stopped_at;          /* when sending stopped: stop_at, or earlier after a failure */
+  gint64 drain_deadline;
+  gint64 close_deadline;
+  gboolean load_ran;
+
+  GHashTable *pending;        /* Call-ID -> Pending * (owned) */
+  guint64 seq;
+
+  /* counters, whole run */
+  guint64 requests;
+  guint64 answered;
+  guint64 non2xx;
+  guint64 provisional;
+  guint64 unmatched;
+  guint64 ignored;            /* requests from the server, keep-alives, junk */
+  guint dropped;
+  /* measured part */
+  guint64 answered_in_window;
+  GArray *latencies;          /* gint64 us, of measured requests */
+};
+
+/* ---- small helpers ---------------------------------------------------------------------- */
+
+static void
+load_fail (Load       *load,
+           const char *format,
+           ...) G_GNUC_PRINTF (2, 3);
+
+static void
+load_fail (Load       *load,
+           const char *format,
+           ...)
+{
+  va_list args;
+
+  if (load->failure != NULL)
+    return;
+  va_start (args, format);
+  load->failure = g_strdup_vprintf (format, args);
+  va_end (args);
+}
+
+static const char *
+mode_name (Load *load)
+{
+  return load->mode == MODE_WS ? "ws" : "tcp";
+}
+
+/* Finds "\r\n\r\n" in data[0..len); returns the length of the head including it, or 0. */
+static gsize
+head_length (const guint8 *data,
+             gsize         len)
+{
+  for (gsize i = 0; i + 3 < len; i++)
+    if (data[i] == '\r' && data[i + 1] == '\n' && data[i + 2] == '\r' && data[i + 3] == '\n')
+      return i + 4;
+  return 0;
+}
+
+/* The value of header @name (or its compact form @compact, may be NULL) within the head
+ * data[0..len), whitespace-trimmed; NULL when absent. Folded header lines are not handled. */
+static const char *
+find_header (const char *data,
+             gsize       len,
+             const char *name,
+             const char *compact,
+             gsize      *value_len)
+{
+  const char *end = data + len;
+  const char *line = memchr (data, '\n', len);
+
+  if (line == NULL)
+    return NULL;
+  line++;                       /* skip the start line */
+
+  while (line < end)
+    {
+      const char *eol = memchr (line, '\n', (gsize) (end - line));
+      const char *colon;
+      const char *name_end;
+      const char *value;
+      const char *value_end;
+      gsize name_len;
+
+      if (eol == NULL)
+        eol = end;
+      colon = memchr (line, ':', (gsize) (eol - line));
+      if (colon != NULL)
+        {
+          name_end = colon;
+          while (name_end > line && (name_end[-1] == ' ' || name_end[-1] == '\t'))
+            name_end--;
+          name_len = (gsize) (name_end - line);
+          if ((name_len == strlen (name) && g_ascii_strncasecmp (line, name, name_len) == 0) ||
+              (compact != NULL && name_len == strlen (compact) &&
+               g_ascii_strncasecmp (line, compact, name_len) == 0))
+            {
+              value = colon + 1;
+              value_end = eol;
+              while (value < value_end && (*value == ' ' || *value == '\t'))
+                value++;
+              while (value_end > value && g_ascii_isspace (value_end[-1]))
+                value_end--;
+              *value_len = (gsize) (value_end - value);
+              return value;
+            }
+        }
+      line = eol + 1;
+    }
+  return NULL;
+}
+
+static void
+out_message_free (gpointer data)
+{
+  g_free (data);
+}
+
+static void
+conn_clear_queues (Conn *c)
+{
+  g_queue_clear_full (&c->tx, out_message_free);
+  if (c->rx != NULL)
+    g_byte_array_set_size (c->rx, 0);
+}
+
+/* ---- requests --------------------------------------------------------------------------- */
+
+static void
+send_request (Conn *c)
+{
+  Load *load = c->load;
+  char buffer[2048];
+  char body[96] = "";
+  char content_type[64] = "";
+  Pending *p;
+  OutMessage *m;
+  guint64 n = ++load->seq;
+  int len;
+
+  p = g_new0 (Pending, 1);
+  p->conn = c;
+  g_snprintf (p->call_id, sizeof p->call_id, "%s-%u-%" G_GUINT64_FORMAT "@sip-load.invalid",
+              load->run_id, c->number, n);
+  c->cseq++;
+
+  if (load->is_message)
+    {
+      g_snprintf (body, sizeof body, "sip-load message %" G_GUINT64_FORMAT " on connection %u",
+                  n, c->number);
+      g_strlcpy (content_type, "Content-Type: text/plain\r\n", sizeof content_type);
+    }
+
+  len = g_snprintf (buffer, sizeof buffer,
+                    "%s %s SIP/2.0\r\n"
+                    "Via: %s;branch=z9hG4bK%s.%u.%" G_GUINT64_FORMAT "\r\n"
+                    "Max-Forwards: 70\r\n"
+                    "To: <%s>\r\n"
+                    "From: <sip:load%u@sip-load.invalid>;tag=%s\r\n"
+                    "Call-ID: %s\r\n"
+                    "CSeq: %u %s\r\n"
+                    "User-Agent: sip-load\r\n"
+                    "%s"
+                    "Content-Length: %zu\r\n"
+                    "\r\n"
+                    "%s",
+                    load->method, load->request_uri,
+                    c->via, load->run_id, c->number, n,
+                    load->request_uri,
+                    c->number, c->from_tag,
+                    p->call_id,
+                    (guint) c->cseq, load->method,
+                    content_type,
+                    strlen (body),
+                    body);
+  g_assert (len > 0 && (gsize) len < sizeof buffer);
+
+  m = g_malloc (sizeof *m + LWS_PRE + (gsize) len);
+  m->pending = p;
+  m->len = (gsize) len;
+  memcpy (m->data + LWS_PRE, buffer, (gsize) len);
+
+  g_hash_table_insert (load->pending, p->call_id, p);
+  load->requests++;
+  g_queue_push_tail (&c->tx, m);
+  lws_callback_on_writable (c->wsi);
+}
+
+static void
+mark_sent (Load    *load,
+           Pending *p,
+           gint64   now)
+{
+  p->sent_at = now;
+  p->measured = now >= load->warm_end && now < load->stop_at;
+}
+
+/* ---- responses -------------------------------------------------------------------------- */
+
+static void
+handle_message (Conn         *c,
+                const guint8 *data,
+                gsize         len)
+{
+  Load *load = c->load;
+  const char *text = (const char *) data;
+  gsize head = head_length (data, len);
+  const char *value;
+  gsize value_len;
+  char call_id[CALL_ID_MAX];
+  Pending *p;
+  Conn *owner;
+  guint status;
+  gint64 now;
+
+  if (head == 0)
+    head = len;
+  if (len < 12 || memcmp (text, "SIP/2.0 ", 8) != 0 ||
+      !g_ascii_isdigit (text[8]) || !g_ascii_isdigit (text[9]) || !g_ascii_isdigit (text[10]))
+    {
+      load->ignored++;          /* a request from the server, or a CRLF keep-alive */
+      return;
+    }
+  status = (guint) ((text[8] - '0') * 100 + (text[9] - '0') * 10 + (text[10] - '0'));
+  if (status < 200)
+    {
+      load->provisional++;
+      return;
+    }
+
+  value = find_header (text, head, "Call-ID", "i", &value_len);
+  if (value == NULL || value_len == 0 || value_len >= sizeof call_id)
+    {
+      load->unmatched++;
+      return;
+    }
+  memcpy (call_id, value, value_len);
+  call_id[value_len] = '\0';
+  p = g_hash_table_lookup (load->pending, call_id);
+  if (p == NULL || p->sent_at == 0)
+    {
+      load->unmatched++;
+      return;
+    }
+
+  now = g_get_monotonic_time ();
+  load->answered++;
+  if (status >= 300)
+    load->non2xx++;
+  if (now >= load->warm_end && now < load->stop_at)
+    load->answered_in_window++;
+  if (p->measured)
+    {
+      gint64 latency = now - p->sent_at;
+
+      g_array_append_val (load->latencies, latency);
+    }
+  owner = p->conn;
+  g_hash_table_remove (load->pending, call_id);
+
+  if (load->phase == PHASE_RUNNING && now < load->stop_at && owner->state == CONN_OPEN)
+    send_request (owner);
+}
+
+/* TCP: the stream holds whole and partial messages, framed by Content-Length. */
+static gboolean
+tcp_consume (Conn *c)
+{
+  GByteArray *rx = c->rx;
+  gsize offset = 0;
+
+  for (;;)
+    {
+      const guint8 *start;
+      gsize avail, head, body_len;
+      const char *value;
+      gsize value_len;
+      char digits[16];
+      char *digits_end;
+      guint64 parsed;
+
+      /* CRLF keep-alives between messages (RFC 5626) */
+      while (offset < rx->len && (rx->data[offset] == '\r' || rx->data[offset] == '\n'))
+        offset++;
+      if (offset == rx->len)
+        break;
+
+      start = rx->data + offset;
+      avail = rx->len - offset;
+      head = head_length (start, avail);
+      if (head == 0)
+        {
+          if (avail > MAX_MESSAGE_SIZE)
+            {
+              load_fail (c->load, "connection %u: no end of headers within %d bytes",
+                         c->number, MAX_MESSAGE_SIZE);
+              return FALSE;
+            }
+          break;
+        }
+
+      value = find_header ((const char *) start, head, "Content-Length", "l", &value_len);
+      if (value == NULL || value_len == 0 || value_len >= sizeof digits)
+        {
+          load_fail (c->load, "connection %u: a message without a valid Content-Length "
+                     "(required over TCP)", c->number);
+          return FALSE;
+        }
+      memcpy (digits, value, value_len);
+      digits[value_len] = '\0';
+      errno = 0;
+      parsed = g_ascii_strtoull (digits, &digits_end, 10);
+      if (errno != 0 || *digits_end != '\0' || parsed > MAX_MESSAGE_SIZE)
+        {
+          load_fail (c->load, "connection %u: bad Content-Length \"%s\"", c->number, digits);
+          return FALSE;
+        }
+      body_len = (gsize) parsed;
+      if (avail < head + body_len)
+        break;
+
+      handle_message (c, start, head + body_len);
+      offset += head + body_len;
+    }
+
+  if (offset > 0)
+    g_byte_array_remove_range (rx, 0, (guint) offset);
+  return TRUE;
+}
+
+/* ---- connections ------------------------------------------------------------------------ */
+
+static void load_advance (Load *load);
+
+static void
+conn_opened (Conn       *c,
+             struct lws *wsi)
+{
+  Load *load = c->load;
+
+  c->state = CONN_OPEN;
+  load->n_connecting--;
+  load->n_open++;
+
+  if (load->mode == MODE_TCP)
+    {
+      struct sockaddr_storage ss;
+      socklen_t ss_len = sizeof ss;
+      char ip[INET6_ADDRSTRLEN] = "127.0.0.1";
+      guint port = 0;
+
+      if (getsockname (lws_get_socket_fd (wsi), (struct sockaddr *) &ss, &ss_len) == 0)
+        {
+          if (ss.ss_family == AF_INET)
+            {
+              struct sockaddr_in *sin = (struct sockaddr_in *) &ss;
+
+              inet_ntop (AF_INET, &sin->sin_addr, ip, sizeof ip);
+              port = ntohs (sin->sin_port);
+            }
+          else if (ss.ss_family == AF_INET6)
+            {
+              struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *) &ss;
+
+              inet_ntop (AF_INET6, &sin6->sin6_addr, ip, sizeof ip);
+              port = ntohs (sin6->sin6_port);
+            }
+        }
+      g_free (c->via);
+      c->via = strchr (ip, ':') != NULL
+               ? g_strdup_printf ("SIP/2.0/TCP [%s]:%u;rport", ip, port)
+               : g_strdup_printf ("SIP/2.0/TCP %s:%u;rport", ip, port);
+    }
+
+  if (load->phase != PHASE_CONNECTING)
+    {
+      /* Too late (the run was abandoned): close it again. */
+      c->close_requested = TRUE;
+      lws_callback_on_writable (wsi);
+      return;
+    }
+  load_advance (load);
+}
+
+/* The connection is gone (or never came): @reason is NULL for a close we asked for. */
+static void
+conn_gone (Conn       *c,
+           struct lws *wsi,
+           const char *reason)
+{
+  Load *load = c->load;
+  ConnState was = c->state;
+
+  lws_set_opaque_user_data (wsi, NULL);
+  c->wsi = NULL;
+  conn_clear_queues (c);
+
+  if (was == CONN_CONNECTING)
+    load->n_connecting--;
+  else if (was == CONN_OPEN)
+    load->n_open--;
+  else
+    return;
+
+  if (c->close_requested || load->phase >= PHASE_CLOSING)
+    {
+      c->state = CONN_CLOSED;
+      load_advance (load);
+      return;
+    }
+
+  c->state = CONN_FAILED;
+  load->n_failed++;
+  if (was == CONN_CONNECTING)
+    load_fail (load, "connection %u of %u to %s failed: %s", c->number, load->connections,
+               load->target, reason != NULL ? reason : "unknown error");
+  else
+    {
+      load->dropped++;
+      load_fail (load, "connection %u of %u to %s was lost during the run: %s", c->number,
+                 load->connections, load->target, reason != NULL ? reason : "closed");
+    }
+  load_advance (load);
+}
+
+static gboolean
+has_sip_subprotocol (struct lws *wsi,
+                     char       *seen,
+                     gsize       seen_size)
+{
+  seen[0] = '\0';
+  if (lws_hdr_copy (wsi, seen, (int) seen_size, WSI_TOKEN_PROTOCOL) <= 0)
+    return FALSE;
+  return g_ascii_strcasecmp (g_strstrip (seen), "sip") == 0;
+}
+
+static int
+on_writeable (Conn       *c,
+              struct lws *wsi)
+{
+  Load *load = c->load;
+  gint64 now;
+
+  if (c->close_started)
+    return 0;
+  if (c->close_requested)
+    {
+      c->close_started = TRUE;
+      if (load->mode == MODE_WS)
+        lws_close_reason (wsi, LWS_CLOSE_STATUS_NORMAL, (unsigned char *) "done", 4);
+      return -1;
+    }
+  if (g_queue_is_empty (&c->tx))
+    return 0;
+
+  now = g_get_monotonic_time ();
+  if (load->mode == MODE_WS)
+    {
+      OutMessage *m = g_queue_pop_head (&c->tx);
+      int written;
+
+      mark_sent (load, m->pending, now);
+      /* lws masks the payload in place: after this, m->data is no longer the text */
+      written = lws_write (wsi, m->data + LWS_PRE, m->len, LWS_WRITE_TEXT);
+      g_free (m);
+      if (written < 0)
+        {
+          c->close_started = TRUE;
+          conn_gone (c, wsi, "write failed");
+          return -1;
+        }
+    }
+  else
+    {
+      /* A byte stream: write what is queued (up to a chunk) in one go. */
+      gsize total = 0;
+      int written;
+
+      g_byte_array_set_size (c->scratch, LWS_PRE);
+      while (!g_queue_is_empty (&c->tx))
+        {
+          OutMessage *m = g_queue_peek_head (&c->tx);
+
+          if (total > 0 && total + m->len > TCP_WRITE_CHUNK)
+            break;
+          g_queue_pop_head (&c->tx);
+          mark_sent (load, m->pending, now);
+          g_byte_array_append (c->scratch, m->data + LWS_PRE, (guint) m->len);
+          total += m->len;
+          g_free (m);
+        }
+      written = lws_write (wsi, c->scratch->data + LWS_PRE, total, LWS_WRITE_RAW);
+      if (written < (int) total)
+        {
+          c->close_started = TRUE;
+          conn_gone (c, wsi, "write failed");
+          return -1;
+        }
+    }
+
+  if (!g_queue_is_empty (&c->tx))
+    lws_callback_on_writable (wsi);
+  return 0;
+}
+
+static int
+on_receive (Conn        *c,
+            struct lws  *wsi,
+            const void  *in,
+            gsize        len)
+{
+  if (c->state != CONN_OPEN)
+    return 0;
+  if (c->rx->len + len > MAX_MESSAGE_SIZE + (c->load->mode == MODE_TCP ? 4096 : 0))
+    {
+      load_fail (c->load, "connection %u: a message larger than %d bytes",
+                 c->number, MAX_MESSAGE_SIZE);
+      c->close_started = TRUE;
+      conn_gone (c, wsi, "message too large");
+      return -1;
+    }
+  g_byte_array_append (c->rx, in, (guint) len);
+
+  if (c->load->mode == MODE_TCP)
+    {
+      if (!tcp_consume (c))
+        {
+          c->close_started = TRUE;
+          conn_gone (c, wsi, "unparsable stream");
+          return -1;
+        }
+      return 0;
+    }
+
+  /* WebSocket: reassemble the frames of one message */
+  if (!lws_is_final_fragment (wsi) || lws_remaining_packet_payload (wsi) > 0)
+    return 0;
+  handle_message (c, c->rx->data, c->rx->len);
+  g_byte_array_set_size (c->rx, 0);
+  return 0;
+}
+
+static int
+callback_sip_load (struct lws                *wsi,
+                   enum lws_callback_reasons  reason,
+                   void                      *user,
+                   void                      *in,
+                   size_t                     len)
+{
+  Conn *c = wsi != NULL ? lws_get_opaque_user_data (wsi) : NULL;
+  char seen[64];
+
+  if (c == NULL)
+    return lws_callback_http_dummy (wsi, reason, user, in, len);
+
+  switch (reason)
+    {
+    case LWS_CALLBACK_CLIENT_FILTER_PRE_ESTABLISH:
+      /* RFC 7118 4.1: the 101 must select the sip subprotocol. */
+      if (!has_sip_subprotocol (wsi, seen, sizeof seen))
+        {
+          g_autofree char *why =
+            seen[0] != '\0'
+            ? g_strdup_printf ("the server did not accept the \"sip\" subprotocol "
+                               "(its 101 selected \"%s\")", seen)
+            : g_strdup ("the server did not accept the \"sip\" subprotocol "
+                        "(its 101 had no Sec-WebSocket-Protocol)");
+
+          conn_gone (c, wsi, why);
+          return -1;
+        }
+      return 0;
+
+    case LWS_CALLBACK_CLIENT_ESTABLISHED:
+    case LWS_CALLBACK_RAW_CONNECTED:
+      conn_opened (c, wsi);
+      return 0;
+
+    case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
+      conn_gone (c, wsi, in != NULL ? (const char *) in : "connection error");
+      return 0;
+
+    case LWS_CALLBACK_CLIENT_RECEIVE:
+    case LWS_CALLBACK_RAW_RX:
+      return on_receive (c, wsi, in, len);
+
+    case LWS_CALLBACK_CLIENT_WRITEABLE:
+    case LWS_CALLBACK_RAW_WRITEABLE:
+      return on_writeable (c, wsi);
+
+    case LWS_CALLBACK_CLIENT_CLOSED:
+    case LWS_CALLBACK_RAW_CLOSE:
+      conn_gone (c, wsi, "closed by the server");
+      return 0;
+
+    case LWS_CALLBACK_WSI_DESTROY:
+      conn_gone (c, wsi, "connection destroyed");
+      return 0;
+
+    default:
+      return 0;
+    }
+}
+
+static const struct lws_protocols protocols[] = {
+  { .name = "sip-load", .callback = callback_sip_load },
+  { 0 }
+};
+
+static void
+conn_start (Conn *c)
+{
+  Load *load = c->load;
+  struct lws_client_connect_info info;
+  struct lws *wsi;
+
+  memset (&info, 0, sizeof info);
+  info.context = load->context;
+  info.address = load->host;
+  info.port = load->port;
+  info.opaque_user_data = c;
+  info.pwsi = &c->wsi;
+  info.local_protocol_name = "sip-load";
+  if (load->mode == MODE_WS)
+    {
+      info.path = load->path;
+      info.host = load->host_header;
+      info.protocol = "sip";
+    }
+  else
+    {
+      info.method = "RAW";
+    }
+
+  c->state = CONN_CONNECTING;
+  load->n_connecting++;
+  wsi = lws_client_connect_via_info (&info);
+  if (wsi == NULL && c->state == CONN_CONNECTING)
+    {
+      /* failed synchronously without a callback */
+      c->state = CONN_FAILED;
+      load->n_connecting--;
+      load->n_failed++;
+      c->wsi = NULL;
+      load_fail (load, "connection %u of %u to %s could not be started", c->number,
+                 load->connections, load->target);
+    }
+}
+
+/* ---- phases ----------------------------------------------------------------------------- */
+
+static void
+begin_closing (Load  *load,
+               gint64 now)
+{
+  load->phase = PHASE_CLOSING;
+  load->close_deadline = now + CLOSE_PHASE_US;
+  for (guint i = 0; i < load->connections; i++)
+    {
+      Conn *c = &load->conns[i];
+
+      if (c->state == CONN_OPEN && !c->close_requested)
+        {
+          c->close_requested = TRUE;
+          lws_callback_on_writable (c->wsi);
+        }
+    }
+}
+
+static void
+start_load (Load  *load,
+            gint64 now)
+{
+  load->phase = PHASE_RUNNING;
+  load->load_ran = TRUE;
+  load->connected_at = now;
+  load->load_start = now;
+  load->warm_end = now + (gint64) (load->warmup_s * G_USEC_PER_SEC);
+  load->stop_at = now + (gint64) (load->duration_s * G_USEC_PER_SEC);
+  for (guint i = 0; i < load->connections; i++)
+    for (guint w = 0; w < load->window; w++)
+      send_request (&load->conns[i]);
+}
+
+static void
+load_advance (Load *load)
+{
+  gint64 now = g_get_monotonic_time ();
+
+  if (load->phase == PHASE_CONNECTING)
+    {
+      if (load->failure != NULL)
+        begin_closing (load, now);
+      else if (load->n_open == load->connections)
+        start_load (load, now);
+      else if (now >= load->connect_deadline)
+        {
+          load_fail (load, "only %u of %u connections to %s were established within %.1f s",
+                     load->n_open, load->connections, load->target,
+                     CONNECT_PHASE_US / (double) G_USEC_PER_SEC);
+          begin_closing (load, now);
+        }
+    }
+
+  if (load->phase == PHASE_RUNNING && (now >= load->stop_at || load->failure != NULL))
+    {
+      load->phase = PHASE_DRAINING;
+      load->stopped_at = MIN (now, load->stop_at);
+      load->drain_deadline = now + DRAIN_PHASE_US;
+    }
+
+  if (load->phase == PHASE_DRAINING &&
+      (g_hash_table_size (load->pending) == 0 || now >= load->drain_deadline ||
+       load->n_open == 0))
+    begin_closing (load, now);
+
+  if (load->phase == PHASE_CLOSING && (load->n_open == 0 || now >= load->close_deadline))
+    {
+      load->phase = PHASE_DONE;
+      lws_cancel_service (load->context);
+    }
+}
+
+static void
+on_tick (lws_sorted_usec_list_t *sul)
+{
+  Load *load = lws_container_of (sul, Load, tick);
+
+  load_advance (load);
+  if (load->phase != PHASE_DONE)
+    lws_sul_schedule (load->context, 0, &load->tick, on_tick, TICK_US);
+}
+
+/* ---- the hard limit --------------------------------------------------------------------- */
+
+static void
+on_hard_limit (int signum)
+{
+  static const char message[] =
+    "sip-load: FAILED: hard time limit (duration + 5 s) reached, giving up\n";
+  ssize_t ignored G_GNUC_UNUSED;
+
+  ignored = write (STDERR_FILENO, message, sizeof message - 1);
+  _exit (1);
+}
+
+static gboolean
+arm_hard_limit (double   seconds,
+                GError **error)
+{
+  struct sigaction sa;
+  struct itimerval it;
+
+  memset (&sa, 0, sizeof sa);
+  sa.sa_handler = on_hard_limit;
+  sigemptyset (&sa.sa_mask);
+  if (sigaction (SIGALRM, &sa, NULL) != 0)
+    {
+      g_set_error (error, SIP_LOAD_ERROR, 0, "sigaction: %s", g_strerror (errno));
+      return FALSE;
+    }
+  memset (&it, 0, sizeof it);
+  it.it_value.tv_sec = (time_t) seconds;
+  it.it_value.tv_usec = (suseconds_t) ((seconds - (double) it.it_value.tv_sec) * 1e6);
+  if (setitimer (ITIMER_REAL, &it, NULL) != 0)
+    {
+      g_set_error (error, SIP_LOAD_ERROR, 0, "setitimer: %s", g_strerror (errno));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* ---- options ---------------------------------------------------------------------------- */
+
+static gboolean
+parse_ws_url (Load       *load,
+              const char *url,
+              GError    **error)
+{
+  g_autoptr(GUri) uri = g_uri_parse (url, G_URI_FLAGS_ENCODED, error);
+  const char *path;
+  const char *query;
+
+  if (uri == NULL)
+    return FALSE;
+  if (g_strcmp0 (g_uri_get_scheme (uri), "ws") != 0)
+    {
+      g_set_error (error, G_URI_ERROR, G_URI_ERROR_BAD_SCHEME,
+                   "only ws:// URLs are supported, not \"%s\"", url);
+      return FALSE;
+    }
+  if (g_uri_get_host (uri) == NULL || *g_uri_get_host (uri) == '\0')
+    {
+      g_set_error (error, G_URI_ERROR, G_URI_ERROR_BAD_HOST, "no host in \"%s\"", url);
+      return FALSE;
+    }
+  load->host = g_strdup (g_uri_get_host (uri));
+  load->port = g_uri_get_port (uri) > 0 ? g_uri_get_port (uri) : 80;
+  path = *g_uri_get_path (uri) != '\0' ? g_uri_get_path (uri) : "/";
+  query = g_uri_get_query (uri);
+  load->path = query != NULL ? g_strdup_printf ("%s?%s", path, query) : g_strdup (path);
+  load->host_header = strchr (load->host, ':') != NULL
+                      ? g_strdup_printf ("[%s]:%d", load->host, load->port)
+                      : g_strdup_printf ("%s:%d", load->host, load->port);
+  return TRUE;
+}
+
+static gboolean
+parse_tcp_target (Load       *load,
+                  const char *target,
+                  GError    **error)
+{
+  const char *colon = strrchr (target, ':');
+  char *end;
+  guint64 port;
+
+  if (colon == NULL || colon == target || colon[1] == '\0')
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                   "--tcp wants HOST:PORT, not \"%s\"", target);
+      return FALSE;
+    }
+  port = g_ascii_strtoull (colon + 1, &end, 10);
+  if (*end != '\0' || port == 0 || port > 65535)
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_BAD_VALUE,
+                   "bad port in \"%s\"", target);
+      return FALSE;
+    }
+  if (target[0] == '[' && colon[-1] == ']')
+    load->host = g_strndup (target + 1, (gsize) (colon - target) - 2);
+  else
+    load->host = g_strndup (target, (gsize) (colon - target));
+  load->port = (int) port;
+  return TRUE;
+}
+
+static gboolean
+raise_fd_limit (guint    connections,
+                GError **error)
+{
+  rlim_t needed = (rlim_t) connections + FD_MARGIN;
+  struct rlimit rl;
+
+  if (getrlimit (RLIMIT_NOFILE, &rl) != 0)
+    return TRUE;
+  if (rl.rlim_cur >= needed)
+    return TRUE;
+  if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < needed)
+    {
+      g_set_error (error, SIP_LOAD_ERROR, 0,
+                   "%u connections need about %lu file descriptors; the hard limit is %lu",
+                   connections, (unsigned long) needed, (unsigned long) rl.rlim_max);
+      return FALSE;
+    }
+  rl.rlim_cur = needed;
+  if (setrlimit (RLIMIT_NOFILE, &rl) != 0)
+    {
+      g_set_error (error, SIP_LOAD_ERROR, 0, "setrlimit(RLIMIT_NOFILE, %lu): %s",
+                   (unsigned long) needed, g_strerror (errno));
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* ---- report ----------------------------------------------------------------------------- */
+
+static int
+compare_gint64 (gconstpointer a,
+                gconstpointer b)
+{
+  gint64 x = *(const gint64 *) a;
+  gint64 y = *(const gint64 *) b;
+
+  return x < y ? -1 : x > y;
+}
+
+/* Nearest-rank percentile of a sorted array. */
+static gint64
+percentile (GArray *sorted,
+            double  p)
+{
+  gsize rank;
+
+  if (sorted->len == 0)
+    return 0;
+  rank = (gsize) ceil (p / 100.0 * sorted->len);
+  if (rank < 1)
+    rank = 1;
+  if (rank > sorted->len)
+    rank = sorted->len;
+  return g_array_index (sorted, gint64, rank - 1);
+}
+
+static void
+report (Load *load)
+{
+  /* The measured window: from the end of the warm-up to the end of sending (earlier than
+   * planned when the run failed). */
+  double window_s = MAX (0, load->stopped_at - load->warm_end) / (double) G_USEC_PER_SEC;
+  guint64 lost = g_hash_table_size (load->pending);
+  double rps = window_s > 0 ? load->answered_in_window / window_s : 0;
+  gint64 p50, p99, max;
+
+  g_array_sort (load->latencies, compare_gint64);
+  p50 = percentile (load->latencies, 50);
+  p99 = percentile (load->latencies, 99);
+  max = load->latencies->len > 0 ? g_array_index (load->latencies, gint64,
+                                                  load->latencies->len - 1) : 0;
+
+  printf ("sip-load  %s (%s)  %s %s\n", load->target, mode_name (load), load->method,
+          load->request_uri);
+  printf ("  %-26s %u x %u  (all connected in %.1f ms)\n", "connections x window",
+          load->connections, load->window,
+          (load->connected_at - load->started_at) / 1000.0);
+  printf ("  %-26s %.1f s  (warm-up %.1f s, measured %.1f s)\n", "duration",
+          load->duration_s, load->warmup_s, window_s);
+  printf ("  %-26s %" G_GUINT64_FORMAT "\n", "requests", load->requests);
+  printf ("  %-26s %" G_GUINT64_FORMAT "  (non-2xx %" G_GUINT64_FORMAT
+          ", 1xx seen %" G_GUINT64_FORMAT ", unmatched %" G_GUINT64_FORMAT ")\n",
+          "final responses", load->answered, load->non2xx, load->provisional, load->unmatched);
+  printf ("  %-26s %" G_GUINT64_FORMAT "\n", "lost (no final response)", lost);
+  printf ("  %-26s %.1f\n", "requests/s", rps);
+  printf ("  %-26s %" G_GINT64_FORMAT " us\n", "latency p50", p50);
+  printf ("  %-26s %" G_GINT64_FORMAT " us\n", "latency p99", p99);
+  printf ("  %-26s %" G_GINT64_FORMAT " us\n", "latency max", max);
+  printf ("RESULT requests=%" G_GUINT64_FORMAT " answered=%" G_GUINT64_FORMAT
+          " lost=%" G_GUINT64_FORMAT " rps=%.1f p50_us=%" G_GINT64_FORMAT
+          " p99_us=%" G_GINT64_FORMAT " max_us=%" G_GINT64_FORMAT " non2xx=%" G_GUINT64_FORMAT
+          " unmatched=%" G_GUINT64_FORMAT " connections=%u window=%u mode=%s\n",
+          load->requests, load->answered, lost, rps, p50, p99, max, load->non2xx,
+          load->unmatched, load->connections, load->window, mode_name (load));
+  fflush (stdout);
+}
+
+/* ---- main ------------------------------------------------------------------------------- */
+
+static void
+load_clear (Load *load)
+{
+  if (load->conns != NULL)
+    for (guint i = 0; i < load->connections; i++)
+      {
+        Conn *c = &load->conns[i];
+
+        g_queue_clear_full (&c->tx, out_message_free);
+        if (c->rx != NULL)
+          g_byte_array_unref (c->rx);
+        if (c->scratch != NULL)
+          g_byte_array_unref (c->scratch);
+        g_free (c->via);
+        g_free (c->from_tag);
+      }
+  g_free (load->conns);
+  g_clear_pointer (&load->pending, g_hash_table_unref);
+  g_clear_pointer (&load->latencies, g_array_unref);
+  g_free (load->failure);
+  g_free (load->target);
+  g_free (load->host);
+  g_free (load->path);
+  g_free (load->host_header);
+  g_free (load->method);
+  g_free (load->request_uri);
+}
+
+static int
+usage_error (GOptionContext *context,
+             const char     *message)
+{
+  g_printerr ("sip-load: %s\n\n", message);
+  g_autofree char *help = g_option_context_get_help (context, TRUE, NULL);
+  g_printerr ("%s", help);
+  return 2;
+}
+
+int
+main (int    argc,
+      char **argv)
+{
+  Load load = { 0 };
+  g_autofree char *url = NULL;
+  g_autofree char *tcp = NULL;
+  g_autofree char *method = NULL;
+  g_autofree char *request_uri = NULL;
+  int connections = 1;
+  int window = 1;
+  double duration = 10;
+  double warmup = 0;
+  gboolean force = FALSE;
+  gboolean verbose = FALSE;
+  const GOptionEntry entries[] = {
+    { "url", 0, 0, G_OPTION_ARG_STRING, &url, "WebSocket server", "ws://HOST:PORT/PATH" },
+    { "tcp", 0, 0, G_OPTION_ARG_STRING, &tcp, "SIP over TCP server", "HOST:PORT" },
+    { "connections", 'c', 0, G_OPTION_ARG_INT, &connections, "Connections (1)", "N" },
+    { "window", 'w', 0, G_OPTION_ARG_INT, &window,
+      "Requests outstanding per connection (1)", "W" },
+    { "duration", 'd', 0, G_OPTION_ARG_DOUBLE, &duration, "Seconds of load (10)", "S" },
+    { "warmup", 0, 0, G_OPTION_ARG_DOUBLE, &warmup,
+      "Seconds at the start of the duration left out of requests/s and latencies (0)", "S" },
+    { "method", 'm', 0, G_OPTION_ARG_STRING, &method, "OPTIONS (default) or MESSAGE", "M" },
+    { "request-uri", 'r', 0, G_OPTION_ARG_STRING, &request_uri,
+      "Request-URI and To (sip:HOST)", "URI" },
+    { "force", 0, 0, G_OPTION_ARG_NONE, &force,
+      "Allow more than 2000 connections or a window above 256", NULL },
+    { "verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose, "libwebsockets warnings too", NULL },
+    { NULL }
+  };
+  g_autoptr(GOptionContext) context = g_option_context_new ("- SIP load generator (WS or TCP)");
+  g_autoptr(GError) error = NULL;
+  struct lws_context_creation_info info;
+  gboolean ok;
+
+  g_option_context_add_main_entries (context, entries, NULL);
+  if (!g_option_context_parse (context, &argc, &argv, &error))
+    return usage_error (context, error->message);
+  if ((url == NULL) == (tcp == NULL))
+    return usage_error (context, "give exactly one of --url and --tcp");
+  if (connections < 1 || window < 1)
+    return usage_error (context, "--connections and --window must be at least 1");
+  if (!force && connections > MAX_CONNECTIONS)
+    return usage_error (context, "more than 2000 connections needs --force");
+  if (!force && window > MAX_WINDOW)
+    return usage_error (context, "a window above 256 needs --force");
+  if (!(duration > 0 && duration <= MAX_DURATION_S))
+    return usage_error (context, "--duration must be above 0 and at most 3600 seconds");
+  if (!(warmup >= 0 && warmup < duration))
+    return usage_error (context, "--warmup must be at least 0 and below --duration");
+  if (method == NULL)
+    method = g_strdup ("OPTIONS");
+  if (strcmp (method, "OPTIONS") != 0 && strcmp (method, "MESSAGE") != 0)
+    return usage_error (context, "--method must be OPTIONS or MESSAGE");
+
+  load.mode = url != NULL ? MODE_WS : MODE_TCP;
+  load.target = g_strdup (url != NULL ? url : tcp);
+  ok = load.mode == MODE_WS ? parse_ws_url (&load, url, &error)
+                            : parse_tcp_target (&load, tcp, &error);
+  if (!ok)
+    {
+      int status = usage_error (context, error->message);
+
+      load_clear (&load);
+      return status;
+    }
+  load.connections = (guint) connections;
+  load.window = (guint) window;
+  load.duration_s = duration;
+  load.warmup_s = warmup;
+  load.method = g_steal_pointer (&method);
+  load.is_message = strcmp (load.method, "MESSAGE") == 0;
+  load.request_uri = request_uri != NULL
+                     ? g_steal_pointer (&request_uri)
+                     : strchr (load.host, ':') != NULL ? g_strdup_printf ("sip:[%s]", load.host)
+                                                       : g_strdup_printf ("sip:%s", load.host);
+  g_snprintf (load.run_id, sizeof load.run_id, "%08x", g_random_int ());
+  load.pending = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, g_free);
+  load.latencies = g_array_sized_new (FALSE, FALSE, sizeof (gint64), 1 << 16);
+  load.conns = g_new0 (Conn, load.connections);
+  for (guint i = 0; i < load.connections; i++)
+    {
+      Conn *c = &load.conns[i];
+
+      c->load = &load;
+      c->number = i + 1;
+      c->rx = g_byte_array_new ();
+      c->scratch = g_byte_array_new ();
+      c->from_tag = g_strdup_printf ("%08x", g_random_int ());
+      c->via = g_strdup_printf ("SIP/2.0/WS %08x.invalid", g_random_int ());
+      g_queue_init (&c->tx);
+    }
+
+  if (!raise_fd_limit (load.connections, &error) ||
+      !arm_hard_limit (duration + HARD_LIMIT_SLACK_S, &error))
+    {
+      g_printerr ("sip-load: FAILED: %s\n", error->message);
+      load_clear (&load);
+      return 1;
+    }
+
+  lws_set_log_level (verbose ? LLL_ERR | LLL_WARN : LLL_ERR, NULL);
+  memset (&info, 0, sizeof info);
+  info.port = CONTEXT_PORT_NO_LISTEN;
+  info.protocols = protocols;
+  info.user = &load;
+  info.timeout_secs = 3;
+  info.connect_timeout_secs = 3;
+  info.fd_limit_per_thread = load.connections + FD_MARGIN;
+  load.context = lws_create_context (&info);
+  if (load.context == NULL)
+    {
+      g_printerr ("sip-load: FAILED: lws_create_context failed\n");
+      load_clear (&load);
+      return 1;
+    }
+
+  load.started_at = g_get_monotonic_time ();
+  load.connect_deadline = load.started_at + CONNECT_PHASE_US;
+  /* Until the load starts, nothing is measured. */
+  load.warm_end = G_MAXINT64;
+  load.stop_at = G_MAXINT64;
+  load.phase = PHASE_CONNECTING;
+  for (guint i = 0; i < load.connections && load.failure == NULL; i++)
+    conn_start (&load.conns[i]);
+  lws_sul_schedule (load.context, 0, &load.tick, on_tick, TICK_US);
+  load_advance (&load);
+
+  while (load.phase != PHASE_DONE)
+    if (lws_service (load.context, 0) < 0)
+      {
+        load_fail (&load, "lws_service failed");
+        break;
+      }
+
+  lws_sul_cancel (&load.tick);
+  lws_context_destroy (load.context);
+  load.context = NULL;
+
+  if (load.load_ran)
+    report (&load);
+
+  ok = TRUE;
+  if (load.failure != NULL)
+    {
+      g_printerr ("sip-load: FAILED: %s\n", load.failure);
+      if (load.n_failed > 1)
+        g_printerr ("sip-load: %u of %u connections failed or were lost\n", load.n_failed,
+                    load.connections);
+      ok = FALSE;
+    }
+  if (load.load_ran && g_hash_table_size (load.pending) > 0)
+    {
+      g_printerr ("sip-load: FAILED: %u requests got no final response within 2 s of the "
+                  "end (lost)\n", g_hash_table_size (load.pending));
+      ok = FALSE;
+    }
+
+  load_clear (&load);
+  return ok ? 0 : 1;
+}
