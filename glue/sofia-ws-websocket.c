@@ -238,8 +238,14 @@ close_wsi (struct lws *wsi,
 {
   if (code != 0)
     {
+      const char *end = NULL;
+
+      /* RFC 6455 5.5.1: at most 123 bytes after the code, valid UTF-8: validation stops
+       * before a character cut at the limit, or at the first invalid byte. */
+      if (reason != NULL)
+        g_utf8_validate_len (reason, MIN (strlen (reason), 123), &end);
       lws_close_reason (wsi, code, (unsigned char *) reason,
-                        reason != NULL ? MIN (strlen (reason), 120) : 0);
+                        reason != NULL ? (size_t) (end - reason) : 0);
       lws_set_timeout (wsi, PENDING_TIMEOUT_HTTP_KEEPALIVE_IDLE, LWS_TO_KILL_ASYNC);
     }
   else
@@ -913,7 +919,9 @@ sofia_ws_websocket_handle_callback (SofiaWsWebSocket          *self,
 
           self->peer_close_code = (guint16) (payload[0] << 8 | payload[1]);
           g_free (self->peer_close_reason);
-          self->peer_close_reason = len > 2 ? g_strndup ((const char *) payload + 2, len - 2)
+          /* The peer's text goes into error messages: keep it valid UTF-8. */
+          self->peer_close_reason = len > 2 ? g_utf8_make_valid ((const char *) payload + 2,
+                                                                 len - 2)
                                             : NULL;
           g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_CLOSE_CODE]);
         }

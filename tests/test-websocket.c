@@ -865,6 +865,32 @@ test_oversized_send_refused (Fixture *f, gconstpointer data)
 }
 
 static void
+test_close_reason_cut_at_a_character (Fixture *f, gconstpointer data)
+{
+  g_autoptr(GString) reason = g_string_new ("x");
+  g_autoptr(GString) expected = g_string_new ("(code: 4002, x");
+  g_autoptr(GVariant) options = NULL;
+  const char *message;
+
+  /* "x" and 70 two-byte characters: 123 bytes hold "x" and 61 of them, whole. */
+  for (guint i = 0; i < 70; i++)
+    g_string_append (reason, "\xc3\xa9");
+  for (guint i = 0; i < 61; i++)
+    g_string_append (expected, "\xc3\xa9");
+  g_string_append (expected, ")");
+  options = g_variant_ref_sink (g_variant_new_parsed ("{'code': <@q 4002>, 'reason': <%s>}",
+                                                      reason->str));
+  connect_client (f);
+  sofia_ws_transport_disconnect_async (SOFIA_WS_TRANSPORT (server_side (f)), options, NULL,
+                                       NULL, NULL);
+  while (sofia_ws_transport_is_connected (SOFIA_WS_TRANSPORT (f->client)))
+    g_main_context_iteration (NULL, TRUE);
+  g_assert_cmpuint (sofia_ws_websocket_get_close_code (f->client), ==, 4002);
+  message = ((GError *) f->client_errors->pdata[0])->message;
+  g_assert_true (g_str_has_suffix (message, expected->str));
+}
+
+static void
 test_server_disconnects_client (Fixture *f, gconstpointer data)
 {
   connect_client (f);
@@ -1120,6 +1146,7 @@ main (int argc, char **argv)
   ADD ("sends-flushed-before-close", test_sends_flushed_before_close);
   ADD ("oversized-send-refused", test_oversized_send_refused);
   ADD ("server-disconnects-client", test_server_disconnects_client);
+  ADD ("close-reason-cut-at-a-character", test_close_reason_cut_at_a_character);
   ADD ("reconnection", test_reconnection);
   ADD ("reconnection-gives-up", test_reconnection_gives_up);
   ADD ("stop-releases-port", test_stop_releases_port);
