@@ -669,17 +669,29 @@ on_message_complete (SofiaWsWebSocket *self,
 
   self->rx_in_message = FALSE;
 
-  if (!self->rx_binary && !g_utf8_validate_len ((const char *) data, len, NULL))
-    return close_for_fault (self, wsi, LWS_CLOSE_STATUS_INVALID_PAYLOAD,
-                                g_error_new (SOFIA_WS_ERROR, SOFIA_WS_ERROR_INVALID_MESSAGE,
-                                             "%s sent invalid UTF-8 in a text message",
-                                             peer_name (self)));
-
   if (len == 0)
     {
       g_debug ("%s: empty WebSocket message ignored", peer_name (self));
       return 0;
     }
+
+  /* Before the UTF-8 check, which refuses NUL although RFC 6455 text may hold U+0000. */
+  if (memchr (data, '\0', len) != NULL)
+    {
+      g_autoptr(GError) error = g_error_new (SOFIA_WS_ERROR, SOFIA_WS_ERROR_INVALID_MESSAGE,
+                                             "%s sent a message with a NUL byte, which cannot "
+                                             "be delivered as a string (%" G_GSIZE_FORMAT
+                                             " bytes dropped)", peer_name (self), len);
+
+      sofia_ws_transport_emit_transport_error (SOFIA_WS_TRANSPORT (self), error);
+      return 0;
+    }
+
+  if (!self->rx_binary && !g_utf8_validate_len ((const char *) data, len, NULL))
+    return close_for_fault (self, wsi, LWS_CLOSE_STATUS_INVALID_PAYLOAD,
+                            g_error_new (SOFIA_WS_ERROR, SOFIA_WS_ERROR_INVALID_MESSAGE,
+                                         "%s sent invalid UTF-8 in a text message",
+                                         peer_name (self)));
 
   if (is_crlf_keepalive (data, len))
     {
@@ -692,17 +704,6 @@ on_message_complete (SofiaWsWebSocket *self,
           clear_source (&self->debounce_source);
           g_signal_emit (self, signals[SIGNAL_KEEPALIVE], 0, TRUE);
         }
-      return 0;
-    }
-
-  if (memchr (data, '\0', len) != NULL)
-    {
-      g_autoptr(GError) error = g_error_new (SOFIA_WS_ERROR, SOFIA_WS_ERROR_INVALID_MESSAGE,
-                                             "%s sent a message with a NUL byte, which cannot "
-                                             "be delivered as a string (%" G_GSIZE_FORMAT
-                                             " bytes dropped)", peer_name (self), len);
-
-      sofia_ws_transport_emit_transport_error (SOFIA_WS_TRANSPORT (self), error);
       return 0;
     }
 
@@ -739,9 +740,9 @@ on_receive (SofiaWsWebSocket *self,
       self->rx_in_message = FALSE;
       g_byte_array_set_size (self->rx, 0);
       return close_for_fault (self, wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
-                                  g_error_new (SOFIA_WS_ERROR, SOFIA_WS_ERROR_MESSAGE_TOO_LARGE,
-                                               "%s sent a message larger than %u bytes",
-                                               peer_name (self), self->max_message_size));
+                              g_error_new (SOFIA_WS_ERROR, SOFIA_WS_ERROR_MESSAGE_TOO_LARGE,
+                                           "%s sent a message larger than %u bytes",
+                                           peer_name (self), self->max_message_size));
     }
 
   g_byte_array_append (self->rx, in, len);

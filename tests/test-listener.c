@@ -307,6 +307,22 @@ test_invalid_utf8 (Fixture *f, gconstpointer data)
 }
 
 static void
+test_nul_reported_not_fatal (Fixture *f, gconstpointer data)
+{
+  g_autoptr(GKeyFile) report = NULL;
+  g_autofree char *reply = NULL;
+
+  if (!start_listener (f))
+    return;
+  report = probe (f, "/", "nul", NULL);
+  /* The NUL message is reported, not delivered; the connection carries on with the next. */
+  reply = report_string (report, "reply");
+  g_assert_true (g_str_has_prefix (reply, "SIP/2.0 200 OK\r\n"));
+  g_assert_cmpuint (f->messages->len, ==, 1);
+  g_assert_error (first_error (f), SOFIA_WS_ERROR, SOFIA_WS_ERROR_INVALID_MESSAGE);
+}
+
+static void
 test_oversize (Fixture *f, gconstpointer data)
 {
   g_autoptr(GKeyFile) report = NULL;
@@ -482,6 +498,7 @@ main (int argc, char **argv)
   ADD ("binary", test_binary);
   ADD ("crlf-keepalive", test_crlf_keepalive);
   ADD ("invalid-utf8", test_invalid_utf8);
+  ADD ("nul-reported-not-fatal", test_nul_reported_not_fatal);
   ADD ("oversize", test_oversize);
   ADD ("no-subprotocol-refused", test_no_subprotocol_refused);
   ADD ("origin-allowlist", test_origin_allowlist);

@@ -7,7 +7,7 @@
 //   node ws-probe.mjs --url ws://127.0.0.1:PORT/ --case NAME [--origin O] [--size N]
 //                     [--protocol P|--no-protocol]
 //
-// Cases: options, fragmented, binary, crlf, invalid-utf8, oversize, handshake, terminate,
+// Cases: options, fragmented, binary, crlf, invalid-utf8, nul, oversize, handshake, terminate,
 // wait-close.
 import WebSocket from 'ws';
 
@@ -106,6 +106,11 @@ ws.on('open', () => {
     case 'invalid-utf8':
         // A text frame whose payload is not UTF-8: ws sends Buffers as they are.
         ws.send(Buffer.from([0x4f, 0x50, 0xff, 0xfe, 0x0d, 0x0a]), {binary: false});
+        break;
+    case 'nul':
+        // U+0000 is valid UTF-8 in a text frame, but cannot be a C string; then an OPTIONS.
+        ws.send('OPTIONS\u0000sip:127.0.0.1 SIP/2.0\r\n\r\n');
+        ws.send(OPTIONS);
         break;
     case 'oversize':
         ws.send('X'.repeat(Number(args.size)));
