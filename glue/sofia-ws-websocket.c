@@ -420,7 +420,12 @@ start_client (SofiaWsWebSocket  *self,
   if (vhost == NULL)
     return FALSE;
 
-  host_header = (port == (self->secure ? 443 : 80)) ? g_strdup (host)
+  /* RFC 7230 5.4: an IPv6 literal keeps its brackets; the default port may be left out. */
+  if (strchr (host, ':') != NULL)
+    host_header = port == (self->secure ? 443 : 80) ? g_strdup_printf ("[%s]", host)
+                                                    : g_strdup_printf ("[%s]:%d", host, port);
+  else
+    host_header = port == (self->secure ? 443 : 80) ? g_strdup (host)
                                                     : g_strdup_printf ("%s:%d", host, port);
   info.context = sofia_ws_loop_get_client_context (self->loop, NULL);
   info.vhost = vhost;

@@ -238,6 +238,7 @@ typedef struct {
   RawMode mode;
   guint16 port;
   GPtrArray *connections;         /* GSocketConnection *, kept open */
+  char *host_header;              /* the Host header of the last handshake */
 } RawServer;
 
 static char *
@@ -314,6 +315,11 @@ on_raw_line (GObject *source, GAsyncResult *result, gpointer user_data)
     }
   if (g_ascii_strncasecmp (line, "Sec-WebSocket-Key:", 18) == 0)
     client->key = g_strstrip (g_strdup (line + 18));
+  if (g_ascii_strncasecmp (line, "Host:", 5) == 0)
+    {
+      g_free (client->server->host_header);
+      client->server->host_header = g_strstrip (g_strdup (line + 5));
+    }
   if (line[0] == '\0')
     {
       raw_answer (client);
@@ -346,9 +352,9 @@ on_raw_incoming (GSocketService *service, GSocketConnection *connection, GObject
 }
 
 static void
-raw_server_start (RawServer *server, RawMode mode)
+raw_server_start_on (RawServer *server, RawMode mode, GSocketFamily family)
 {
-  g_autoptr(GInetAddress) loopback = g_inet_address_new_loopback (G_SOCKET_FAMILY_IPV4);
+  g_autoptr(GInetAddress) loopback = g_inet_address_new_loopback (family);
   g_autoptr(GSocketAddress) address = g_inet_socket_address_new (loopback, 0);
   g_autoptr(GSocketAddress) bound = NULL;
   g_autoptr(GError) error = NULL;
@@ -366,6 +372,12 @@ raw_server_start (RawServer *server, RawMode mode)
 }
 
 static void
+raw_server_start (RawServer *server, RawMode mode)
+{
+  raw_server_start_on (server, mode, G_SOCKET_FAMILY_IPV4);
+}
+
+static void
 raw_server_stop (RawServer *server)
 {
   g_socket_service_stop (server->service);
@@ -374,6 +386,7 @@ raw_server_stop (RawServer *server)
   for (guint i = 0; i < server->connections->len; i++)
     g_io_stream_close (server->connections->pdata[i], NULL, NULL);
   g_ptr_array_unref (server->connections);
+  g_free (server->host_header);
 }
 
 static char *
@@ -586,6 +599,35 @@ test_pings_keep_a_live_peer (Fixture *f, gconstpointer data)
       g_usleep (1000);
   g_assert_true (sofia_ws_transport_is_connected (SOFIA_WS_TRANSPORT (f->client)));
   g_assert_cmpuint (f->client_errors->len, ==, 0);
+}
+
+static void
+assert_host_header (GSocketFamily family, const char *host)
+{
+  RawServer raw = { 0 };
+  g_autofree char *url = NULL;
+  g_autofree char *expected = NULL;
+  g_autoptr(SofiaWsWebSocket) client = NULL;
+  Outcome o = { 0 };
+
+  raw_server_start_on (&raw, RAW_HANDSHAKE_THEN_SILENT, family);
+  url = g_strdup_printf ("ws://%s:%u/", host, raw.port);
+  expected = g_strdup_printf ("%s:%u", host, raw.port);
+  client = sofia_ws_websocket_new (url);
+  sofia_ws_transport_connect_async (SOFIA_WS_TRANSPORT (client), NULL, NULL, on_connect_done, &o);
+  wait_until (&o.done, "connect");
+  g_assert_no_error (o.error);
+  g_assert_cmpstr (raw.host_header, ==, expected);
+  g_clear_object (&client);
+  raw_server_stop (&raw);
+}
+
+static void
+test_host_header (Fixture *f, gconstpointer data)
+{
+  assert_host_header (G_SOCKET_FAMILY_IPV4, "127.0.0.1");
+  /* An IPv6 literal keeps its brackets in Host. */
+  assert_host_header (G_SOCKET_FAMILY_IPV6, "[::1]");
 }
 
 /* ---- wss ----------------------------------------------------------------------------- */
@@ -1152,6 +1194,7 @@ main (int argc, char **argv)
   ADD ("stop-releases-port", test_stop_releases_port);
   ADD ("stop-without-connections-releases-port", test_stop_without_connections_releases_port);
   ADD ("user-disconnect-does-not-reconnect", test_user_disconnect_does_not_reconnect);
+  ADD ("host-header", test_host_header);
   ADD ("client-origin", test_client_origin);
   ADD ("trace-sip", test_trace_sip);
   ADD ("wss", test_wss);
