@@ -18,6 +18,8 @@ typedef struct {
   GPtrArray *client_received;
   GPtrArray *client_errors;       /* GError * */
   char *url;
+  struct _Pki *pki;               /* wss cases: a CA and certificates made by the test */
+  SofiaWsListener *wss;           /* wss cases: a listener serving wss with them */
 } Fixture;
 
 typedef struct {
@@ -632,7 +634,7 @@ test_host_header (Fixture *f, gconstpointer data)
 
 /* ---- wss ----------------------------------------------------------------------------- */
 
-typedef struct {
+typedef struct _Pki {
   char *dir;
   char *ca;                       /* the CA that signed the server's certificate */
   char *other_ca;                 /* a CA that did not */
@@ -702,69 +704,68 @@ pki_clear (Pki *pki)
   g_free (pki->key);
 }
 
-static SofiaWsListener *
-wss_listener_new (Fixture *f, Pki *pki)
+static void
+wss_fixture_setup (Fixture *f, gconstpointer data)
 {
   g_autoptr(GError) error = NULL;
-  SofiaWsListener *listener = g_object_new (SOFIA_WS_TYPE_LISTENER,
-                                            "tls-certificate-file", pki->cert,
-                                            "tls-key-file", pki->key,
-                                            NULL);
 
-  g_signal_connect (listener, "accepted", G_CALLBACK (on_accepted), f);
-  g_assert_true (sofia_ws_listener_start (listener, &error));
+  fixture_setup (f, data);
+  f->pki = g_new0 (Pki, 1);
+  pki_make (f->pki);
+  f->wss = g_object_new (SOFIA_WS_TYPE_LISTENER,
+                         "tls-certificate-file", f->pki->cert,
+                         "tls-key-file", f->pki->key,
+                         NULL);
+  g_signal_connect (f->wss, "accepted", G_CALLBACK (on_accepted), f);
+  g_assert_true (sofia_ws_listener_start (f->wss, &error));
   g_assert_no_error (error);
-  g_assert_true (sofia_ws_listener_get_is_secure (listener));
-  return listener;
+  g_assert_true (sofia_ws_listener_get_is_secure (f->wss));
+}
+
+static void
+wss_fixture_teardown (Fixture *f, gconstpointer data)
+{
+  g_signal_handlers_disconnect_by_data (f->wss, f);
+  g_clear_object (&f->wss);
+  fixture_teardown (f, data);
+  pki_clear (f->pki);
+  g_free (f->pki);
+}
+
+static char *
+wss_url (Fixture *f, const char *host)
+{
+  return g_strdup_printf ("wss://%s:%u/", host, sofia_ws_listener_get_port (f->wss));
 }
 
 static void
 test_wss (Fixture *f, gconstpointer data)
 {
-  Pki pki = { 0 };
-  SofiaWsListener *listener;
-  g_autofree char *url = NULL;
+  g_autofree char *url = wss_url (f, "localhost");
+  g_autoptr(SofiaWsWebSocket) client = sofia_ws_websocket_new (url);
   Outcome o = { 0 };
-  SofiaWsWebSocket *client;
 
-  pki_make (&pki);
-  listener = wss_listener_new (f, &pki);
-  url = g_strdup_printf ("wss://localhost:%u/", sofia_ws_listener_get_port (listener));
-  client = sofia_ws_websocket_new (url);
-  g_object_set (client, "tls-ca-file", pki.ca, NULL);
+  g_object_set (client, "tls-ca-file", f->pki->ca, NULL);
   g_assert_true (sofia_ws_websocket_get_is_secure (client));
   sofia_ws_transport_connect_async (SOFIA_WS_TRANSPORT (client), NULL, NULL, on_connect_done, &o);
   wait_until (&o.done, "wss connect");
   g_assert_no_error (o.error);
-  g_assert_true (sofia_ws_websocket_get_is_secure (client));
   send_and_wait (SOFIA_WS_TRANSPORT (client), options_request);
   wait_for_len (f->server_received, 1, "request over wss");
   g_assert_cmpstr (f->server_received->pdata[0], ==, options_request);
   g_assert_true (sofia_ws_websocket_get_is_secure (server_side (f)));
-
-  g_object_unref (client);
-  g_signal_handlers_disconnect_by_data (listener, f);
-  g_object_unref (listener);
-  pki_clear (&pki);
 }
 
 static void
 test_wss_wrong_ca_refused (Fixture *f, gconstpointer data)
 {
-  Pki pki = { 0 };
-  SofiaWsListener *listener;
-  g_autofree char *url = NULL;
-  g_autoptr(SofiaWsWebSocket) client = NULL;
+  g_autofree char *url = wss_url (f, "localhost");
+  g_autoptr(SofiaWsWebSocket) client = client_new (f, url);
   g_autoptr(SofiaWsWebSocket) no_ca = NULL;
   g_autoptr(GError) error = NULL;
   g_autoptr(GError) error2 = NULL;
 
-  pki_make (&pki);
-  listener = wss_listener_new (f, &pki);
-  url = g_strdup_printf ("wss://localhost:%u/", sofia_ws_listener_get_port (listener));
-
-  client = client_new (f, url);
-  g_object_set (client, "tls-ca-file", pki.other_ca, NULL);
+  g_object_set (client, "tls-ca-file", f->pki->other_ca, NULL);
   error = connect_failure (client);
   g_assert_error (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_TLS);
   g_assert_cmpstr (f->client_events->str, ==, "connecting,transport-error,disconnected");
@@ -775,35 +776,20 @@ test_wss_wrong_ca_refused (Fixture *f, gconstpointer data)
   error2 = connect_failure (no_ca);
   g_assert_error (error2, SOFIA_WS_ERROR, SOFIA_WS_ERROR_TLS);
   g_assert_cmpuint (f->accepted->len, ==, 0);
-
-  g_signal_handlers_disconnect_by_data (listener, f);
-  g_object_unref (listener);
-  pki_clear (&pki);
 }
 
 static void
 test_wss_verification_off_only_when_asked (Fixture *f, gconstpointer data)
 {
-  Pki pki = { 0 };
-  SofiaWsListener *listener;
-  g_autofree char *url = NULL;
+  g_autofree char *url = wss_url (f, "127.0.0.1");
+  g_autoptr(SofiaWsWebSocket) client = sofia_ws_websocket_new (url);
   Outcome o = { 0 };
-  SofiaWsWebSocket *client;
 
-  pki_make (&pki);
-  listener = wss_listener_new (f, &pki);
-  url = g_strdup_printf ("wss://127.0.0.1:%u/", sofia_ws_listener_get_port (listener));
-  client = sofia_ws_websocket_new (url);
-  g_object_set (client, "tls-ca-file", pki.other_ca, "tls-verify", FALSE, NULL);
+  g_object_set (client, "tls-ca-file", f->pki->other_ca, "tls-verify", FALSE, NULL);
   sofia_ws_transport_connect_async (SOFIA_WS_TRANSPORT (client), NULL, NULL, on_connect_done, &o);
   wait_until (&o.done, "unverified wss connect");
   g_assert_no_error (o.error);
   g_assert_true (o.ok);
-
-  g_object_unref (client);
-  g_signal_handlers_disconnect_by_data (listener, f);
-  g_object_unref (listener);
-  pki_clear (&pki);
 }
 
 static void
@@ -1175,6 +1161,8 @@ main (int argc, char **argv)
 
 #define ADD(path, fn) \
   g_test_add ("/websocket/" path, Fixture, NULL, fixture_setup, fn, fixture_teardown)
+#define ADD_WSS(path, fn) \
+  g_test_add ("/websocket/" path, Fixture, NULL, wss_fixture_setup, fn, wss_fixture_teardown)
 
   ADD ("connect-send-receive-disconnect", test_connect_send_receive_disconnect);
   ADD ("connect-refused", test_connect_refused);
@@ -1197,13 +1185,14 @@ main (int argc, char **argv)
   ADD ("host-header", test_host_header);
   ADD ("client-origin", test_client_origin);
   ADD ("trace-sip", test_trace_sip);
-  ADD ("wss", test_wss);
-  ADD ("wss-wrong-ca-refused", test_wss_wrong_ca_refused);
-  ADD ("wss-verification-off-only-when-asked", test_wss_verification_off_only_when_asked);
+  ADD_WSS ("wss", test_wss);
+  ADD_WSS ("wss-wrong-ca-refused", test_wss_wrong_ca_refused);
+  ADD_WSS ("wss-verification-off-only-when-asked", test_wss_verification_off_only_when_asked);
   ADD ("wss-to-plain-listener", test_wss_to_plain_listener);
   ADD ("wss-listener-bad-files", test_wss_listener_bad_files);
 
 #undef ADD
+#undef ADD_WSS
 
   return g_test_run ();
 }
