@@ -620,3 +620,15 @@ tport_ws_abi_check (char **why)
   tport_ws_abi_expectation_init (&expect);
   return tport_ws_abi_check_with (&expect, why);
 }
+
+/* ---- NUA ------------------------------------------------------------------------------------ */
+
+struct nta_agent_s *
+tport_ws_abi_nua_agent (struct nua_s *nua)
+{
+  su_home_t const *home = (su_home_t const *) nua;
+
+  if (nua == NULL || home->suh_size != TPORT_WS_ABI_NUA_SIZE)
+    return NULL;
+  return *(struct nta_agent_s **) ((char *) nua + TPORT_WS_ABI_NUA_NTA_OFFSET);
+}

@@ -264,6 +264,25 @@ void tport_log_msg (tport_t *self, msg_t *msg, char const *what, char const *via
 void tport_dump_iovec (tport_t const *self, msg_t *msg, size_t n, su_iovec_t const iov[],
                        size_t iovused, char const *what, char const *how);
 
+/* A primary's tport is the first member of its tport_primary_t. */
+static inline gboolean
+tport_ws_abi_is_primary (tport_t const *tp)
+{
+  return tp->tp_pri != NULL && (tport_t const *) tp->tp_pri->pri_primary == tp;
+}
+
+/* ---- NUA: the agent behind a nua_t ----------------------------------------------------------
+ * libsofia-sip-ua 1.12.11 exports no accessor for a NUA stack's NTA agent (FreeSWITCH's fork
+ * has nua_get_agent()). struct nua_s (nua/nua_stack.h) starts with its su_home_t, whose
+ * suh_size is sizeof (struct nua_s) (nua_create() allocates it with su_home_new()), and holds
+ * the agent in nua_nta. Returns NULL unless the size matches. */
+#define TPORT_WS_ABI_NUA_SIZE 376
+#define TPORT_WS_ABI_NUA_NTA_OFFSET 328
+
+struct nua_s;
+struct nta_agent_s;
+struct nta_agent_s *tport_ws_abi_nua_agent (struct nua_s *nua);
+
 /* ---- run-time check --------------------------------------------------------------------- */
 
 gboolean tport_ws_abi_check (char **why);

@@ -1,0 +1,274 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include "config.h"
+
+#define TAG_NAMESPACE WSTAG_NAMESPACE
+
+#include "sofia-ws-tport-private.h"
+
+#include <gmodule.h>
+#include <sofia-sip/su_tag_class.h>
+#include <sofia-sip/su_tagarg.h>
+
+/**
+ * SECTION:sofia-ws-tport
+ *
+ * ws and wss transports for Sofia-SIP's NTA and NUA.
+ *
+ * The transports live in the module `<libdir>/sofia-ws-1.0/plugins/tport-ws.so`, because they
+ * rely on the private layout of libsofia-sip-ua 1.12.11. sofia_ws_tport_register() finds the
+ * module (already in the process when it was linked or preloaded, else loaded from the plugin
+ * directory, or from `$SOFIA_WS_PLUGIN_DIR`), checks that the libsofia-sip-ua in the process
+ * is one it knows, and registers the `WS` and `WSS` transport types. The other functions
+ * register on first use.
+ *
+ * NTA and NUA cannot bind `transport=ws` themselves (their URL parameters know udp, tcp, tls
+ * and sctp only), so a listener is added to a running agent with
+ * sofia_ws_tport_add_listener(), or to a NUA stack with sofia_ws_tport_add_nua_listener().
+ * Requests that arrive on a WebSocket get their responses on the same connection; requests
+ * towards a WebSocket client are sent over its connection with `NTATAG_TPORT (tport)`, where
+ * tport is the connection the client's REGISTER arrived on (nta_incoming_transport()).
+ */
+
+tag_typedef_t wstag_path = STRTAG_TYPEDEF (path);
+tag_typedef_t wstag_path_ref = REFTAG_TYPEDEF (wstag_path);
+tag_typedef_t wstag_allowed_origins = STRTAG_TYPEDEF (allowed_origins);
+tag_typedef_t wstag_allowed_origins_ref = REFTAG_TYPEDEF (wstag_allowed_origins);
+tag_typedef_t wstag_tls_certificate = STRTAG_TYPEDEF (tls_certificate);
+tag_typedef_t wstag_tls_certificate_ref = REFTAG_TYPEDEF (wstag_tls_certificate);
+tag_typedef_t wstag_tls_key = STRTAG_TYPEDEF (tls_key);
+tag_typedef_t wstag_tls_key_ref = REFTAG_TYPEDEF (wstag_tls_key);
+tag_typedef_t wstag_keepalive = UINTTAG_TYPEDEF (keepalive);
+tag_typedef_t wstag_keepalive_ref = REFTAG_TYPEDEF (wstag_keepalive);
+tag_typedef_t wstag_keepalive_timeout = UINTTAG_TYPEDEF (keepalive_timeout);
+tag_typedef_t wstag_keepalive_timeout_ref = REFTAG_TYPEDEF (wstag_keepalive_timeout);
+tag_typedef_t wstag_max_message_size = UINTTAG_TYPEDEF (max_message_size);
+tag_typedef_t wstag_max_message_size_ref = REFTAG_TYPEDEF (wstag_max_message_size);
+tag_typedef_t wstag_max_connections = UINTTAG_TYPEDEF (max_connections);
+tag_typedef_t wstag_max_connections_ref = REFTAG_TYPEDEF (wstag_max_connections);
+
+#ifndef SOFIA_WS_PLUGINSDIR
+#error "SOFIA_WS_PLUGINSDIR must be defined by the build"
+#endif
+
+G_LOCK_DEFINE_STATIC (module);
+static const SofiaWsTportModule *module;
+
+static const SofiaWsTportModule *
+load_module (GError **error)
+{
+  const SofiaWsTportModule *table = NULL;
+  SofiaWsTportModuleInit init = NULL;
+  GModule *self;
+  gboolean linked;
+
+  G_LOCK (module);
+  if (module != NULL)
+    {
+      table = module;
+      G_UNLOCK (module);
+      return table;
+    }
+
+  /* Linked into the program, or preloaded: the entry point is already here. */
+  self = g_module_open (NULL, 0);
+  linked = self != NULL && g_module_symbol (self, SOFIA_WS_TPORT_MODULE_ENTRY, (gpointer *) &init);
+  if (self != NULL)
+    g_module_close (self);
+  if (!linked)
+    {
+      const char *dir = g_getenv ("SOFIA_WS_PLUGIN_DIR");
+      g_autofree char *path = NULL;
+      GModule *plugin;
+
+      if (dir == NULL || *dir == '\0')
+        dir = SOFIA_WS_PLUGINSDIR;
+      path = g_build_filename (dir, "tport-ws.so", NULL);
+      plugin = g_module_open (path, G_MODULE_BIND_LOCAL);
+      if (plugin == NULL)
+        {
+          g_set_error (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_FAILED,
+                       "Cannot load the ws tport module: %s (install sofia-ws-plugin, or set "
+                       "SOFIA_WS_PLUGIN_DIR)", g_module_error ());
+          G_UNLOCK (module);
+          return NULL;
+        }
+      /* tport keeps pointers into the module for the life of the process. */
+      g_module_make_resident (plugin);
+      if (!g_module_symbol (plugin, SOFIA_WS_TPORT_MODULE_ENTRY, (gpointer *) &init))
+        {
+          g_set_error (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_FAILED,
+                       "%s has no %s: not a sofia-ws tport module", path,
+                       SOFIA_WS_TPORT_MODULE_ENTRY);
+          g_module_close (plugin);
+          G_UNLOCK (module);
+          return NULL;
+        }
+      g_module_close (plugin);    /* resident: this only drops our handle */
+    }
+
+  table = init (SOFIA_WS_TPORT_MODULE_VERSION, error);
+  if (table != NULL && table->version != SOFIA_WS_TPORT_MODULE_VERSION)
+    {
+      g_set_error (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_ABI_MISMATCH,
+                   "The ws tport module speaks interface %u, not %u", table->version,
+                   SOFIA_WS_TPORT_MODULE_VERSION);
+      table = NULL;
+    }
+  module = table;
+  G_UNLOCK (module);
+  return table;
+}
+
+/**
+ * sofia_ws_tport_register:
+ * @error: return location for a #GError
+ *
+ * Loads the tport module if needed and registers the `WS` and `WSS` transport types with
+ * libsofia-sip-ua. Registering again does nothing. On a libsofia-sip-ua whose private layout
+ * the module does not know (FreeSWITCH's fork, another version), nothing is registered and
+ * @error (%SOFIA_WS_ERROR_ABI_MISMATCH) says why.
+ *
+ * Returns: %TRUE when the types are registered
+ */
+gboolean
+sofia_ws_tport_register (GError **error)
+{
+  return load_module (error) != NULL;
+}
+
+/**
+ * sofia_ws_tport_add_listener:
+ * @agent: a running NTA agent, created with at least one udp or tcp transport (or `NONE`
+ *   followed by nta_agent_add_tport()), on a GLib-based su_root (su_glib_root_create())
+ * @url: where to listen, such as `sip:127.0.0.1:5066;transport=ws` or
+ *   `sips:192.0.2.1:443;transport=wss`; port 0 picks a free port
+ * @error: return location for a #GError
+ * @tag: tags: WSTAG_PATH(), WSTAG_ALLOWED_ORIGINS(), WSTAG_TLS_CERTIFICATE() and WSTAG_TLS_KEY()
+ *   (required for wss), WSTAG_KEEPALIVE(), WSTAG_KEEPALIVE_TIMEOUT(), WSTAG_MAX_MESSAGE_SIZE(),
+ *   WSTAG_MAX_CONNECTIONS(), and tport's TPTAG_IDLE() and TPTAG_TIMEOUT()
+ *
+ * Starts a WebSocket listener that feeds @agent. Requests arriving on it have a top Via of
+ * `SIP/2.0/WS` (`WSS`, any case accepted) and are answered over the same connection, with
+ * `received` and `rport` added. The listener lives until the agent is destroyed.
+ *
+ * Returns: (transfer none) (nullable): the listening (primary) tport; tport_name() gives the
+ *   bound address and port
+ */
+tport_t *
+sofia_ws_tport_add_listener (nta_agent_t  *agent,
+                             const char   *url,
+                             GError      **error,
+                             tag_type_t    tag,
+                             tag_value_t   value,
+                             ...)
+{
+  const SofiaWsTportModule *table = load_module (error);
+  tport_t *tport;
+  ta_list ta;
+
+  if (table == NULL)
+    return NULL;
+  ta_start (ta, tag, value);
+  tport = table->add_listener (agent, url, ta_args (ta), error);
+  ta_end (ta);
+  return tport;
+}
+
+/**
+ * sofia_ws_tport_get_nua_agent:
+ * @nua: a NUA stack running in the application's thread
+ * @error: return location for a #GError
+ *
+ * libsofia-sip-ua 1.12.11 has no accessor for a NUA stack's NTA agent; the module knows where
+ * it is kept.
+ *
+ * Returns: (transfer none) (nullable): the agent of @nua
+ */
+nta_agent_t *
+sofia_ws_tport_get_nua_agent (nua_t   *nua,
+                              GError **error)
+{
+  const SofiaWsTportModule *table = load_module (error);
+
+  return table != NULL ? table->nua_agent (nua, error) : NULL;
+}
+
+/**
+ * sofia_ws_tport_add_nua_listener:
+ * @nua: a NUA stack whose stack runs on the application's GLib-based root: call
+ *   su_root_threading (root, 0) before nua_create()
+ * @url: as for sofia_ws_tport_add_listener()
+ * @error: return location for a #GError
+ * @tag: as for sofia_ws_tport_add_listener()
+ *
+ * sofia_ws_tport_add_listener() for the agent of a NUA stack. NUA does not learn about
+ * transports added after nua_create(), so when answering a request that needs a Contact
+ * (INVITE, SUBSCRIBE), give it with SIPTAG_CONTACT_STR(), as `<sip:user@HOST:PORT;transport=ws>`
+ * for the listener's address.
+ *
+ * Returns: (transfer none) (nullable): the listening (primary) tport
+ */
+tport_t *
+sofia_ws_tport_add_nua_listener (nua_t       *nua,
+                                 const char  *url,
+                                 GError     **error,
+                                 tag_type_t   tag,
+                                 tag_value_t  value,
+                                 ...)
+{
+  const SofiaWsTportModule *table = load_module (error);
+  nta_agent_t *agent;
+  tport_t *tport;
+  ta_list ta;
+
+  if (table == NULL)
+    return NULL;
+  agent = table->nua_agent (nua, error);
+  if (agent == NULL)
+    return NULL;
+  ta_start (ta, tag, value);
+  tport = table->add_listener (agent, url, ta_args (ta), error);
+  ta_end (ta);
+  return tport;
+}
+
+/**
+ * sofia_ws_tport_get_transport:
+ * @tport: a tport
+ *
+ * The WebSocket behind one WS connection of Sofia's: watch its signals (`message`,
+ * `message-sent`, `disconnected`, `transport-error`...) or read its properties. Do not
+ * disconnect it behind tport's back; tport_shutdown() does that.
+ *
+ * Returns: (transfer none) (nullable): the transport of @tport, or %NULL when @tport is not
+ *   a ws/wss connection
+ */
+SofiaWsTransport *
+sofia_ws_tport_get_transport (tport_t *tport)
+{
+  return module != NULL && tport != NULL ? module->get_transport (tport) : NULL;
+}
+
+/**
+ * sofia_ws_tport_get_listener:
+ * @tport: a ws/wss tport, the listener or one of its connections
+ *
+ * Returns: (transfer none) (nullable): the listener behind @tport
+ */
+SofiaWsListener *
+sofia_ws_tport_get_listener (tport_t *tport)
+{
+  return module != NULL && tport != NULL ? module->get_listener (tport) : NULL;
+}
+
+/**
+ * sofia_ws_tport_is_ws:
+ * @tport: (nullable): a tport
+ *
+ * Returns: whether @tport is a ws/wss listener or connection of this module
+ */
+gboolean
+sofia_ws_tport_is_ws (tport_t const *tport)
+{
+  return module != NULL && tport != NULL && module->is_ws (tport);
+}

@@ -1,0 +1,147 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The Sofia-SIP side of sofia-ws: ws and wss transports for NTA and NUA.
+ *
+ * This header is not part of the umbrella <sofia-ws/sofia-ws.h> and not introspected: it
+ * speaks Sofia-SIP's C types (nta_agent_t, nua_t, tport_t, tags). Include it directly.
+ *
+ *   #include <sofia-ws/sofia-ws-tport.h>
+ *
+ *   tport_t *tp = sofia_ws_tport_add_listener (agent, "sip:127.0.0.1:5066;transport=ws", &error,
+ *                                              WSTAG_PATH ("/sip"), TAG_END ());
+ *
+ * The transports themselves live in a loadable module, `<libdir>/sofia-ws-1.0/plugins/tport-ws.so`
+ * (package sofia-ws-plugin), because they depend on libsofia-sip-ua's private transport layout,
+ * which the module knows for sofia-sip 1.12.11 only. sofia_ws_tport_register() loads it.
+ */
+#pragma once
+
+#include <sofia-ws/sofia-ws.h>
+
+#include <sofia-sip/nta.h>
+#include <sofia-sip/nua.h>
+#include <sofia-sip/su_tag.h>
+#include <sofia-sip/tport.h>
+
+G_BEGIN_DECLS
+
+/* ---- tags for ws/wss listeners (Sofia tag conventions) ---------------------------------- */
+
+/** The tag namespace of sofia-ws: "ws". */
+#define WSTAG_NAMESPACE "ws"
+
+/* Tag lists of this header's functions also take tport's own TPTAG_IDLE() (idle time before
+ * a connection is closed with a 1000 close frame; NTA's default is 30 minutes), TPTAG_TIMEOUT()
+ * and TPTAG_LOG()-style settings the master already has. */
+
+/**
+ * WSTAG_PATH:
+ * @x: (type utf8): the HTTP path of the WebSocket service, such as "/sip"; NULL (the default)
+ *   accepts any path
+ */
+#define WSTAG_PATH(x) wstag_path, tag_str_v (x)
+#define WSTAG_PATH_REF(x) wstag_path_ref, tag_str_vr (&(x))
+SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_path;
+SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_path_ref;
+
+/**
+ * WSTAG_ALLOWED_ORIGINS:
+ * @x: (type utf8): the Origin values accepted in the handshake, separated by commas or
+ *   spaces, such as "https://app.example.com"; NULL (the default) accepts any Origin
+ */
+#define WSTAG_ALLOWED_ORIGINS(x) wstag_allowed_origins, tag_str_v (x)
+#define WSTAG_ALLOWED_ORIGINS_REF(x) wstag_allowed_origins_ref, tag_str_vr (&(x))
+SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_allowed_origins;
+SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_allowed_origins_ref;
+
+/**
+ * WSTAG_TLS_CERTIFICATE:
+ * @x: (type filename): the PEM certificate (chain) of a wss listener; required for wss
+ */
+#define WSTAG_TLS_CERTIFICATE(x) wstag_tls_certificate, tag_str_v (x)
+#define WSTAG_TLS_CERTIFICATE_REF(x) wstag_tls_certificate_ref, tag_str_vr (&(x))
+SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_tls_certificate;
+SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_tls_certificate_ref;
+
+/**
+ * WSTAG_TLS_KEY:
+ * @x: (type filename): the PEM private key of a wss listener; required for wss
+ */
+#define WSTAG_TLS_KEY(x) wstag_tls_key, tag_str_v (x)
+#define WSTAG_TLS_KEY_REF(x) wstag_tls_key_ref, tag_str_vr (&(x))
+SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_tls_key;
+SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_tls_key_ref;
+
+/**
+ * WSTAG_KEEPALIVE:
+ * @x: (type guint): seconds between WebSocket pings on an idle connection; a peer that does not
+ *   answer within WSTAG_KEEPALIVE_TIMEOUT() is closed. 0 (the default) sends none.
+ */
+#define WSTAG_KEEPALIVE(x) wstag_keepalive, tag_uint_v (x)
+#define WSTAG_KEEPALIVE_REF(x) wstag_keepalive_ref, tag_uint_vr (&(x))
+SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_keepalive;
+SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_keepalive_ref;
+
+/**
+ * WSTAG_KEEPALIVE_TIMEOUT:
+ * @x: (type guint): seconds a pinged peer has to answer (default 10)
+ */
+#define WSTAG_KEEPALIVE_TIMEOUT(x) wstag_keepalive_timeout, tag_uint_v (x)
+#define WSTAG_KEEPALIVE_TIMEOUT_REF(x) wstag_keepalive_timeout_ref, tag_uint_vr (&(x))
+SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_keepalive_timeout;
+SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_keepalive_timeout_ref;
+
+/**
+ * WSTAG_MAX_MESSAGE_SIZE:
+ * @x: (type guint): the largest SIP message accepted, in bytes (default 131072); a larger one
+ *   closes its connection with close code 1009
+ */
+#define WSTAG_MAX_MESSAGE_SIZE(x) wstag_max_message_size, tag_uint_v (x)
+#define WSTAG_MAX_MESSAGE_SIZE_REF(x) wstag_max_message_size_ref, tag_uint_vr (&(x))
+SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_max_message_size;
+SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_max_message_size_ref;
+
+/**
+ * WSTAG_MAX_CONNECTIONS:
+ * @x: (type guint): connections accepted at once; more are refused with HTTP 503. 0 (the
+ *   default) sets no limit.
+ */
+#define WSTAG_MAX_CONNECTIONS(x) wstag_max_connections, tag_uint_v (x)
+#define WSTAG_MAX_CONNECTIONS_REF(x) wstag_max_connections_ref, tag_uint_vr (&(x))
+SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_max_connections;
+SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_max_connections_ref;
+
+/* ---- functions -------------------------------------------------------------------------- */
+
+SOFIA_WS_AVAILABLE_IN_1_0
+gboolean          sofia_ws_tport_register          (GError        **error);
+
+SOFIA_WS_AVAILABLE_IN_1_0
+tport_t          *sofia_ws_tport_add_listener      (nta_agent_t    *agent,
+                                                    const char     *url,
+                                                    GError        **error,
+                                                    tag_type_t      tag,
+                                                    tag_value_t     value,
+                                                    ...);
+
+SOFIA_WS_AVAILABLE_IN_1_0
+tport_t          *sofia_ws_tport_add_nua_listener  (nua_t          *nua,
+                                                    const char     *url,
+                                                    GError        **error,
+                                                    tag_type_t      tag,
+                                                    tag_value_t     value,
+                                                    ...);
+
+SOFIA_WS_AVAILABLE_IN_1_0
+nta_agent_t      *sofia_ws_tport_get_nua_agent     (nua_t          *nua,
+                                                    GError        **error);
+
+SOFIA_WS_AVAILABLE_IN_1_0
+SofiaWsTransport *sofia_ws_tport_get_transport     (tport_t        *tport);
+
+SOFIA_WS_AVAILABLE_IN_1_0
+SofiaWsListener  *sofia_ws_tport_get_listener      (tport_t        *tport);
+
+SOFIA_WS_AVAILABLE_IN_1_0
+gboolean          sofia_ws_tport_is_ws             (tport_t const  *tport);
+
+G_END_DECLS

@@ -1,0 +1,1061 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* tport-ws.so: the ws and wss transports of Sofia-SIP's tport, on sofia-ws's WebSocket backend.
+ *
+ * Each WS primary is a SofiaWsListener; each connection it accepts is a tport secondary that
+ * wraps the SofiaWsWebSocket of that connection. libwebsockets owns every file descriptor, so
+ * the tports carry INVALID_SOCKET and tp_index -1 (see ../shared/notes/sofia-tport-internals.md):
+ * tport never registers, shuts down or closes a socket of ours, yet thinks the secondaries are
+ * registered and clear to send, so responses and requests reuse the connection a client came in
+ * on. Receiving, a whole WebSocket message is one SIP message (msg_recv_commit with eos=1, so a
+ * missing Content-Length means "the rest is the body", RFC 7118 section 5); sending, the
+ * iovecs of one SIP message become one WebSocket message.
+ *
+ * Why the primaries are not in the master's list of primaries: NTA resolves host names by
+ * walking that list and asserts that every primary's protocol is one its DNS table knows (udp,
+ * tcp, tls, sctp): a ws primary there aborts the process on the first request to a host name
+ * (nta.c, outgoing_resolve). Kept out of the list, a WS primary cannot be reached by any
+ * resolution, so no request can abort. NTA still handles everything that arrives on a WS
+ * connection: the primary's tp_magic is its own Via ("SIP/2.0/WS host:port"), which NTA uses
+ * to check incoming Vias and to stamp requests sent over the connection, and responses go back
+ * over the transaction's tport, the connection itself. Requests towards a WS client go over its
+ * connection with NTATAG_TPORT(). Because the master does not know these primaries, the module
+ * destroys them itself, from a destructor on the master's memory home, which tport_destroy()
+ * (nta_agent_destroy()) runs before it frees anything.
+ */
+#define _GNU_SOURCE 1
+
+#include "tport-ws-abi.h"
+#include "sofia-ws-tport-private.h"
+
+#include <arpa/inet.h>
+#include <assert.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <sofia-sip/msg.h>
+#include <sofia-sip/msg_addr.h>
+#include <sofia-sip/rbtree.h>
+#include <sofia-sip/sip.h>
+#include <sofia-sip/sip_header.h>
+#include <sofia-sip/nta_tport.h>
+#include <sofia-sip/su_log.h>
+#include <sofia-sip/su_string.h>
+#include <sofia-sip/su_tagarg.h>
+#include <sofia-sip/tport_tag.h>
+#include <sofia-sip/url.h>
+
+/* The module's own log, with Sofia's levels (0-9), set with TPORT_WS_DEBUG like TPORT_DEBUG. */
+su_log_t tport_ws_log[] = { SU_LOG_INIT ("tport_ws", "TPORT_WS_DEBUG", 3) };
+#define SU_LOG tport_ws_log
+#include <sofia-sip/su_debug.h>
+
+#define WS_PRIMARY_MAGIC 0x57535052u    /* "WSPR" */
+
+typedef struct _WsPrimary WsPrimary;
+typedef struct _WsLink WsLink;
+
+struct _WsPrimary {
+  tport_primary_t base;           /* first: tport allocates and reads it as a tport_primary_t */
+  guint32 magic;
+  gboolean secure;
+  SofiaWsListener *listener;
+  GMainContext *context;
+  sip_via_t *via;                 /* tp_magic: what NTA stamps and checks on this transport */
+};
+
+/* Outlives the secondary when callbacks are still pending: a send completing after the tport
+ * was destroyed finds tport == NULL. */
+struct _WsLink {
+  tport_t *tport;
+};
+
+typedef struct {
+  tport_t base;                   /* first: tport allocates and reads it as a tport_t */
+  SofiaWsWebSocket *websocket;
+  WsLink *link;
+  const char *rx;                 /* the message being handed to vtp_recv, during on_message */
+  gsize rx_len;
+  gboolean closing;
+} WsSecondary;
+
+G_STATIC_ASSERT (offsetof (WsPrimary, base) == 0);
+G_STATIC_ASSERT (offsetof (WsSecondary, base) == 0);
+
+/* ---- the red-black tree of open secondaries, ordered as tport.c orders it --------------- */
+
+#define WS_LEFT(tp) ((tp)->tp_left)
+#define WS_RIGHT(tp) ((tp)->tp_right)
+#define WS_PARENT(tp) ((tp)->tp_dad)
+#define WS_SET_RED(tp) ((tp)->tp_black = 0)
+#define WS_SET_BLACK(tp) ((tp)->tp_black = 1)
+#define WS_IS_RED(tp) ((tp) && (tp)->tp_black == 0)
+#define WS_IS_BLACK(tp) (!(tp) || (tp)->tp_black == 1)
+#define WS_COPY_COLOR(dst, src) ((dst)->tp_black = (src)->tp_black)
+#define WS_INSERT(tp) ((void) 0)
+#define WS_REMOVE(tp) ((tp)->tp_left = (tp)->tp_right = (tp)->tp_dad = NULL)
+
+/* The same order as libsofia-sip-ua's: address length, then the address bytes. */
+static inline int
+ws_tport_cmp (tport_t const *a,
+              tport_t const *b)
+{
+  if (a == b)
+    return 0;
+  if (a->tp_addrinfo->ai_addrlen != b->tp_addrinfo->ai_addrlen)
+    return (int) (a->tp_addrinfo->ai_addrlen - b->tp_addrinfo->ai_addrlen);
+  return memcmp (a->tp_addr, b->tp_addr, a->tp_addrinfo->ai_addrlen);
+}
+
+RBTREE_PROTOS (static inline G_GNUC_UNUSED, ws_tprb, tport_t);
+RBTREE_BODIES (static inline G_GNUC_UNUSED, ws_tprb, tport_t,
+               WS_LEFT, WS_RIGHT, WS_PARENT,
+               WS_IS_RED, WS_SET_RED, WS_IS_BLACK, WS_SET_BLACK, WS_COPY_COLOR,
+               ws_tport_cmp, WS_INSERT, WS_REMOVE);
+
+/* ---- the vtables ------------------------------------------------------------------------ */
+
+static int ws_init_primary (tport_primary_t *pri, tp_name_t tpn[1], su_addrinfo_t *ai,
+                            tagi_t const *tags, char const **return_culprit);
+static void ws_deinit_primary (tport_primary_t *pri);
+static tport_t *ws_connect (tport_primary_t *pri, su_addrinfo_t *ai, tp_name_t const *tpn);
+static int ws_init_secondary (tport_t *self, int socket, int accepted, char const **return_reason);
+static void ws_deinit_secondary (tport_t *self);
+static void ws_shutdown (tport_t *self, int how);
+static int ws_set_events (tport_t const *self);
+static int ws_recv (tport_t *self);
+static ssize_t ws_send (tport_t const *self, msg_t *msg, msg_iovec_t iov[], size_t iovused);
+static void ws_deliver (tport_t *self, msg_t *msg, su_time_t now);
+
+#define WS_VTABLE(name)                                 \
+  {                                                     \
+    .vtp_name = name,                                   \
+    .vtp_public = tport_type_local,                     \
+    .vtp_pri_size = sizeof (WsPrimary),                 \
+    .vtp_init_primary = ws_init_primary,                \
+    .vtp_deinit_primary = ws_deinit_primary,            \
+    .vtp_connect = ws_connect,                          \
+    .vtp_secondary_size = sizeof (WsSecondary),         \
+    .vtp_init_secondary = ws_init_secondary,            \
+    .vtp_deinit_secondary = ws_deinit_secondary,        \
+    .vtp_shutdown = ws_shutdown,                        \
+    .vtp_set_events = ws_set_events,                    \
+    .vtp_recv = ws_recv,                                \
+    .vtp_send = ws_send,                                \
+    .vtp_deliver = ws_deliver,                          \
+  }
+
+/* Never unloaded (-z nodelete) and never unregistered: tport keeps pointers to these. */
+static const tport_vtable_t ws_vtable = WS_VTABLE ("WS");
+static const tport_vtable_t wss_vtable = WS_VTABLE ("WSS");
+
+static gboolean
+is_ws_primary (tport_primary_t const *pri)
+{
+  return pri != NULL && (pri->pri_vtable == &ws_vtable || pri->pri_vtable == &wss_vtable);
+}
+
+static gboolean
+tport_is_ws (tport_t const *tport)
+{
+  return tport != NULL && tport->tp_pri != NULL && is_ws_primary (tport->tp_pri);
+}
+
+/* ---- errors ------------------------------------------------------------------------------ */
+
+static tport_t *
+fail (GError    **error,
+      int         code,
+      const char *format,
+      ...) G_GNUC_PRINTF (3, 4);
+
+static tport_t *
+fail (GError    **error,
+      int         code,
+      const char *format,
+      ...)
+{
+  va_list args;
+  g_autofree char *message = NULL;
+
+  va_start (args, format);
+  message = g_strdup_vprintf (format, args);
+  va_end (args);
+  SU_DEBUG_3 (("tport_ws: %s\n", message));
+  g_set_error_literal (error, SOFIA_WS_ERROR, code, message);
+  return NULL;
+}
+
+/* ---- secondaries: one per WebSocket connection ------------------------------------------- */
+
+static void
+link_unref (WsLink *link)
+{
+  g_rc_box_release (link);
+}
+
+static int
+ws_init_secondary (tport_t    *self,
+                   int         socket,
+                   int         accepted,
+                   char const **return_reason)
+{
+  WsSecondary *sec = (WsSecondary *) self;
+
+  self->tp_has_connection = 1;
+  self->tp_conn_orient = 1;
+  self->tp_index = -1;            /* "registered": clear to send; su_root never sees it */
+  self->tp_events = SU_WAIT_IN;
+  sec->link = g_rc_box_new0 (WsLink);
+  sec->link->tport = self;
+  return 0;
+}
+
+static void
+ws_deinit_secondary (tport_t *self)
+{
+  WsSecondary *sec = (WsSecondary *) self;
+
+  SU_DEBUG_7 (("tport_ws(%p): connection freed\n", (void *) self));
+  if (sec->link != NULL)
+    {
+      sec->link->tport = NULL;
+      g_clear_pointer (&sec->link, link_unref);
+    }
+  if (sec->websocket != NULL)
+    {
+      g_signal_handlers_disconnect_by_data (sec->websocket, sec);
+      if (sofia_ws_transport_get_state (SOFIA_WS_TRANSPORT (sec->websocket)) ==
+          SOFIA_WS_TRANSPORT_STATE_CONNECTED)
+        sofia_ws_transport_disconnect_async (SOFIA_WS_TRANSPORT (sec->websocket), NULL, NULL,
+                                             NULL, NULL);
+      g_clear_object (&sec->websocket);
+    }
+}
+
+/* tport closes a connection (idle timer, NTA's close-after, agent shutdown): the WebSocket
+ * gets a close frame with code 1000, never a bare TCP close. */
+static void
+ws_shutdown (tport_t *self,
+             int      how)
+{
+  WsSecondary *sec = (WsSecondary *) self;
+
+  if (how < 1 || sec->closing || sec->websocket == NULL || tport_ws_abi_is_primary (self))
+    return;
+  sec->closing = TRUE;
+  if (sofia_ws_transport_get_state (SOFIA_WS_TRANSPORT (sec->websocket)) ==
+      SOFIA_WS_TRANSPORT_STATE_CONNECTED)
+    {
+      SU_DEBUG_5 (("tport_ws(%p): closing " TPN_FORMAT "\n", (void *) self,
+                   TPN_ARGS (self->tp_name)));
+      sofia_ws_transport_disconnect_async (SOFIA_WS_TRANSPORT (sec->websocket), NULL, NULL,
+                                           NULL, NULL);
+    }
+}
+
+static int
+ws_set_events (tport_t const *self)
+{
+  return 0;
+}
+
+static int
+ws_recv (tport_t *self)
+{
+  WsSecondary *sec = (WsSecondary *) self;
+  msg_iovec_t iovec[msg_n_fragments] = { { 0 } };
+  const char *data = sec->rx;
+  gsize len = sec->rx_len;
+  ssize_t veclen;
+  gsize offset = 0;
+  msg_t *msg;
+
+  sec->rx = NULL;
+  if (data == NULL || len == 0)
+    return 1;
+
+  /* Every WebSocket message stands alone: nothing half-parsed carries over. */
+  if (self->tp_msg != NULL)
+    {
+      msg_destroy (self->tp_msg);
+      self->tp_msg = NULL;
+    }
+
+  veclen = tport_recv_iovec (self, &self->tp_msg, iovec, len, 1);
+  if (veclen < 0)
+    return -1;
+  msg = self->tp_msg;
+  msg_set_address (msg, self->tp_addr, (socklen_t) self->tp_addrinfo->ai_addrlen);
+
+  for (ssize_t i = 0; i < veclen && offset < len; i++)
+    {
+      gsize n = MIN ((gsize) iovec[i].mv_len, len - offset);
+
+      memcpy (iovec[i].mv_base, data + offset, n);
+      offset += n;
+    }
+
+  if (self->tp_master->mr_dump_file != NULL)
+    tport_dump_iovec (self, msg, len, (su_iovec_t const *) iovec, veclen, "recv", "from");
+  tport_recv_bytes (self, len, len);
+  /* eos = 1: the message ends here, whatever Content-Length says or does not say. */
+  msg_recv_commit (msg, len, 1);
+  return 1;                       /* 0 would mean end of stream */
+}
+
+static void
+on_send_done (GObject      *source,
+              GAsyncResult *result,
+              gpointer      user_data)
+{
+  WsLink *link = user_data;
+  g_autoptr(GError) error = NULL;
+
+  if (!sofia_ws_transport_send_finish (SOFIA_WS_TRANSPORT (source), result, &error) &&
+      link->tport != NULL)
+    {
+      tport_t *self = link->tport;
+
+      SU_DEBUG_3 (("tport_ws(%p): send to " TPN_FORMAT " failed: %s\n", (void *) self,
+                   TPN_ARGS (self->tp_name), error->message));
+      self->tp_stats.sent_errors++;
+      tport_error_report (self, g_error_matches (error, SOFIA_WS_ERROR,
+                                                 SOFIA_WS_ERROR_QUEUE_FULL) ? ENOBUFS : EPIPE,
+                          NULL);
+    }
+  link_unref (link);
+}
+
+static ssize_t
+ws_send (tport_t const *self,
+         msg_t         *msg,
+         msg_iovec_t    iov[],
+         size_t         iovused)
+{
+  WsSecondary *sec = (WsSecondary *) self;
+  g_autoptr(GString) text = NULL;
+
+  if (sec->websocket == NULL || sec->closing ||
+      sofia_ws_transport_get_state (SOFIA_WS_TRANSPORT (sec->websocket)) !=
+        SOFIA_WS_TRANSPORT_STATE_CONNECTED)
+    {
+      su_seterrno (EPIPE);
+      return -1;
+    }
+
+  text = g_string_sized_new (4096);
+  for (size_t i = 0; i < iovused; i++)
+    g_string_append_len (text, iov[i].mv_base, iov[i].mv_len);
+
+  /* The backend sends strings; a message holding a NUL byte would be cut short. */
+  if (memchr (text->str, '\0', text->len) != NULL)
+    {
+      SU_DEBUG_3 (("tport_ws(%p): cannot send a message with a NUL byte to " TPN_FORMAT "\n",
+                   (void *) self, TPN_ARGS (self->tp_name)));
+      su_seterrno (EINVAL);
+      return -1;
+    }
+
+  sofia_ws_transport_send_async (SOFIA_WS_TRANSPORT (sec->websocket), text->str, NULL, NULL,
+                                 on_send_done, g_rc_box_acquire (sec->link));
+  return (ssize_t) text->len;     /* taken whole: tport's own queue stays empty */
+}
+
+/* Browsers write "SIP/2.0/WS" in any case; NTA compares the Via protocol with its own
+ * case-sensitively, so the top Via is rewritten to ours before NTA sees it. */
+static void
+ws_deliver (tport_t  *self,
+            msg_t    *msg,
+            su_time_t now)
+{
+  WsPrimary *pri = (WsPrimary *) self->tp_pri;
+  sip_t *sip = sip_object (msg);
+
+  if (sip != NULL && sip->sip_via != NULL && sip->sip_via->v_protocol != NULL &&
+      pri->via != NULL && su_casematch (sip->sip_via->v_protocol, pri->via->v_protocol))
+    sip->sip_via->v_protocol = pri->via->v_protocol;
+  tport_base_deliver (self, msg, now);
+}
+
+static tport_t *
+ws_connect (tport_primary_t    *pri,
+            su_addrinfo_t      *ai,
+            tp_name_t const    *tpn)
+{
+  /* A listener cannot dial its clients back: their ports are ephemeral. */
+  SU_DEBUG_5 (("tport_ws: no connection to " TPN_FORMAT " (ws listeners do not dial out)\n",
+               TPN_ARGS (tpn)));
+  su_seterrno (ENOTCONN);
+  return NULL;
+}
+
+/* ---- the WebSocket side of a secondary ---------------------------------------------------- */
+
+static void
+on_message (SofiaWsTransport *websocket,
+            const char       *message,
+            WsSecondary      *sec)
+{
+  tport_t *self = (tport_t *) sec;
+
+  if (tport_is_closed (self))
+    return;
+  tport_ref (self);
+  sec->rx = message;
+  sec->rx_len = strlen (message);
+  tport_recv_event (self);
+  sec->rx = NULL;
+  tport_unref (self);
+}
+
+static void
+on_disconnected (SofiaWsTransport *websocket,
+                 WsSecondary      *sec)
+{
+  tport_t *self = (tport_t *) sec;
+
+  SU_DEBUG_5 (("tport_ws(%p): " TPN_FORMAT " disconnected (close code %u)\n", (void *) self,
+               TPN_ARGS (self->tp_name),
+               sofia_ws_websocket_get_close_code (SOFIA_WS_WEBSOCKET (websocket))));
+  sec->closing = TRUE;
+  if (!tport_is_closed (self))
+    {
+      tport_ref (self);
+      tport_close (self);
+      tport_unref (self);
+    }
+}
+
+static void
+on_transport_error (SofiaWsTransport *websocket,
+                    const GError     *error,
+                    WsSecondary      *sec)
+{
+  tport_t *self = (tport_t *) sec;
+
+  if (g_error_matches (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_CLOSED))
+    SU_DEBUG_5 (("tport_ws(%p): " TPN_FORMAT ": %s\n", (void *) self, TPN_ARGS (self->tp_name),
+                 error->message));
+  else
+    SU_DEBUG_3 (("tport_ws(%p): " TPN_FORMAT ": %s\n", (void *) self, TPN_ARGS (self->tp_name),
+                 error->message));
+  if (g_error_matches (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_INVALID_MESSAGE))
+    self->tp_stats.recv_errors++;
+}
+
+/* "1.2.3.4:5", "[::1]:5" or "[::ffff:1.2.3.4]:5" into a socket address, v4-mapped as v4. */
+static gboolean
+parse_remote_address (const char     *text,
+                      su_sockaddr_t  *su,
+                      socklen_t      *len)
+{
+  g_autofree char *host = NULL;
+  const char *colon;
+  guint64 port;
+
+  if (text == NULL || (colon = strrchr (text, ':')) == NULL)
+    return FALSE;
+  if (!g_ascii_string_to_unsigned (colon + 1, 10, 0, 65535, &port, NULL))
+    return FALSE;
+  if (text[0] == '[' && colon > text && colon[-1] == ']')
+    host = g_strndup (text + 1, colon - text - 2);
+  else
+    host = g_strndup (text, colon - text);
+  if (g_str_has_prefix (host, "::ffff:") && strchr (host + 7, '.') != NULL)
+    memmove (host, host + 7, strlen (host + 7) + 1);
+
+  memset (su, 0, sizeof *su);
+  if (inet_pton (AF_INET, host, &su->su_sin.sin_addr) == 1)
+    {
+      su->su_sin.sin_family = AF_INET;
+      su->su_sin.sin_port = htons ((guint16) port);
+      *len = sizeof su->su_sin;
+      return TRUE;
+    }
+  if (inet_pton (AF_INET6, host, &su->su_sin6.sin6_addr) == 1)
+    {
+      su->su_sin6.sin6_family = AF_INET6;
+      su->su_sin6.sin6_port = htons ((guint16) port);
+      *len = sizeof su->su_sin6;
+      return TRUE;
+    }
+  return FALSE;
+}
+
+static void
+on_accepted (SofiaWsListener  *listener,
+             SofiaWsWebSocket *websocket,
+             WsPrimary        *pri)
+{
+  tport_primary_t *base = &pri->base;
+  char const *why = "";
+  su_sockaddr_t su;
+  socklen_t sulen = 0;
+  su_addrinfo_t ai = { 0 };
+  WsSecondary *sec;
+  tport_t *self;
+
+  if (!parse_remote_address (sofia_ws_websocket_get_remote_address (websocket), &su, &sulen))
+    {
+      SU_DEBUG_3 (("tport_ws: refusing a connection from an unreadable address \"%s\"\n",
+                   sofia_ws_websocket_get_remote_address (websocket)));
+      sofia_ws_transport_disconnect_async (SOFIA_WS_TRANSPORT (websocket), NULL, NULL, NULL,
+                                           NULL);
+      return;
+    }
+
+  self = tport_alloc_secondary (base, INVALID_SOCKET, 1, &why);
+  if (self == NULL)
+    {
+      SU_DEBUG_1 (("tport_ws: cannot take a connection from %s: %s\n",
+                   sofia_ws_websocket_get_remote_address (websocket), why));
+      sofia_ws_transport_disconnect_async (SOFIA_WS_TRANSPORT (websocket),
+                                           g_variant_new_parsed ("{'code': <@q 1011>}"),
+                                           NULL, NULL, NULL);
+      return;
+    }
+  sec = (WsSecondary *) self;
+
+  ai.ai_family = su.su_family;
+  ai.ai_socktype = SOCK_STREAM;
+  ai.ai_protocol = IPPROTO_TCP;
+  ai.ai_addr = &su.su_sa;
+  ai.ai_addrlen = sulen;
+  if (tport_setname (self, base->pri_vtable->vtp_name, &ai, NULL) < 0)
+    {
+      SU_DEBUG_1 (("tport_ws: cannot name the connection from %s\n",
+                   sofia_ws_websocket_get_remote_address (websocket)));
+      tport_zap_secondary (self);
+      sofia_ws_transport_disconnect_async (SOFIA_WS_TRANSPORT (websocket), NULL, NULL, NULL,
+                                           NULL);
+      return;
+    }
+  /* Reliable, but framed: a malformed message gets a 400 and the connection stays up. */
+  self->tp_addrinfo->ai_socktype = SOCK_SEQPACKET;
+  self->tp_is_connected = 1;
+  self->tp_verified = pri->secure;
+
+  sec->websocket = g_object_ref (websocket);
+  g_signal_connect (websocket, "message", G_CALLBACK (on_message), sec);
+  g_signal_connect (websocket, "disconnected", G_CALLBACK (on_disconnected), sec);
+  g_signal_connect (websocket, "transport-error", G_CALLBACK (on_transport_error), sec);
+
+  ws_tprb_append (&base->pri_open, self);
+  tport_set_secondary_timer (self);
+
+  SU_DEBUG_5 (("tport_ws(%p): accepted " TPN_FORMAT " on %s:%s\n", (void *) self,
+               TPN_ARGS (self->tp_name), base->pri_primary->tp_name->tpn_host,
+               base->pri_primary->tp_name->tpn_port));
+}
+
+/* ---- primaries: one per listener ---------------------------------------------------------- */
+
+static int
+ws_init_primary (tport_primary_t *pri,
+                 tp_name_t        tpn[1],
+                 su_addrinfo_t   *ai,
+                 tagi_t const    *tags,
+                 char const     **return_culprit)
+{
+  /* Primaries are made by ws_add_listener(), never through tport_tbind(): nothing to do. */
+  *return_culprit = "ws primaries are added with sofia_ws_tport_add_listener()";
+  return -1;
+}
+
+static void
+ws_deinit_primary (tport_primary_t *base)
+{
+  WsPrimary *pri = (WsPrimary *) base;
+
+  if (pri->listener != NULL)
+    {
+      g_signal_handlers_disconnect_by_data (pri->listener, pri);
+      sofia_ws_listener_stop (pri->listener);
+      g_clear_object (&pri->listener);
+    }
+  g_clear_pointer (&pri->context, g_main_context_unref);
+}
+
+/* Destroys a primary the master does not know about, as tport_zap_primary() would. */
+static void
+ws_zap_primary (WsPrimary *pri)
+{
+  tport_primary_t *base = &pri->base;
+
+  SU_DEBUG_5 (("tport_ws(%p): destroying the %s listener on %s:%s\n", (void *) pri,
+               base->pri_vtable->vtp_name, base->pri_primary->tp_name->tpn_host,
+               base->pri_primary->tp_name->tpn_port));
+  ws_deinit_primary (base);
+  while (base->pri_open != NULL)
+    tport_zap_secondary (base->pri_open);
+  while (base->pri_closed != NULL)
+    tport_zap_secondary (base->pri_closed);
+  /* Not a secondary, so this only stops the timer and drops the memory. */
+  tport_zap_secondary (base->pri_primary);
+}
+
+/* Masters with WS primaries, and their primaries: touched only from the masters' threads,
+ * but a process may run several stacks in several threads. */
+G_LOCK_DEFINE_STATIC (masters);
+static GHashTable *masters;       /* tport_master_t * -> GPtrArray of WsPrimary * */
+
+static void
+on_master_destroyed (void *home)
+{
+  GPtrArray *primaries = NULL;
+
+  G_LOCK (masters);
+  if (masters != NULL)
+    g_hash_table_steal_extended (masters, home, NULL, (gpointer *) &primaries);
+  G_UNLOCK (masters);
+
+  if (primaries == NULL)
+    return;
+  for (guint i = 0; i < primaries->len; i++)
+    ws_zap_primary (g_ptr_array_index (primaries, i));
+  g_ptr_array_unref (primaries);
+}
+
+static gboolean
+track_primary (tport_master_t *mr,
+               WsPrimary      *pri,
+               GError        **error)
+{
+  GPtrArray *primaries;
+  gboolean ok = TRUE;
+
+  G_LOCK (masters);
+  if (masters == NULL)
+    masters = g_hash_table_new (NULL, NULL);
+  primaries = g_hash_table_lookup (masters, mr);
+  if (primaries == NULL)
+    {
+      if (su_home_destructor (mr->mr_master->tp_home, on_master_destroyed) < 0)
+        ok = FALSE;
+      else
+        g_hash_table_insert (masters, mr, primaries = g_ptr_array_new ());
+    }
+  if (ok)
+    g_ptr_array_add (primaries, pri);
+  G_UNLOCK (masters);
+
+  if (!ok)
+    g_set_error_literal (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_ABI_MISMATCH,
+                         "The transport master of this agent already has a memory destructor, "
+                         "so the ws transports could not be destroyed with it");
+  return ok;
+}
+
+typedef struct {
+  char *host;                     /* as written in the URL, without brackets */
+  guint port;
+  gboolean secure;
+} ListenUrl;
+
+static gboolean
+parse_listen_url (const char *text,
+                  ListenUrl  *out,
+                  GError    **error)
+{
+  su_home_t home[1] = { SU_HOME_INIT (home) };
+  url_t *url;
+  char transport[16] = "";
+  gboolean ok = FALSE;
+
+  url = url_make (home, text);
+  if (url == NULL || (url->url_type != url_sip && url->url_type != url_sips) ||
+      url->url_host == NULL)
+    {
+      fail (error, SOFIA_WS_ERROR_INVALID_ARGUMENT,
+            "\"%s\" is not a SIP URL such as sip:127.0.0.1:5066;transport=ws", text);
+      goto out;
+    }
+  if (url->url_params == NULL ||
+      url_param (url->url_params, "transport", transport, sizeof transport) == 0)
+    g_strlcpy (transport, url->url_type == url_sips ? "wss" : "", sizeof transport);
+
+  if (g_ascii_strcasecmp (transport, "ws") == 0)
+    out->secure = FALSE;
+  else if (g_ascii_strcasecmp (transport, "wss") == 0)
+    out->secure = TRUE;
+  else
+    {
+      fail (error, SOFIA_WS_ERROR_INVALID_ARGUMENT,
+            "\"%s\" does not name a WebSocket transport: add ;transport=ws or ;transport=wss",
+            text);
+      goto out;
+    }
+  if (url->url_type == url_sips && !out->secure)
+    {
+      fail (error, SOFIA_WS_ERROR_INVALID_ARGUMENT,
+            "\"%s\": a sips: URL needs transport=wss", text);
+      goto out;
+    }
+
+  if (url->url_port == NULL || url->url_port[0] == '\0')
+    out->port = out->secure ? 443 : 80;
+  else
+    {
+      guint64 port;
+
+      if (!g_ascii_string_to_unsigned (url->url_port, 10, 0, 65535, &port, NULL))
+        {
+          fail (error, SOFIA_WS_ERROR_INVALID_ARGUMENT, "\"%s\": bad port \"%s\"", text,
+                url->url_port);
+          goto out;
+        }
+      out->port = (guint) port;
+    }
+
+  if (url->url_host[0] == '[')
+    out->host = g_strndup (url->url_host + 1, strlen (url->url_host) - 2);
+  else
+    out->host = g_strdup (url->url_host);
+  ok = TRUE;
+
+out:
+  su_home_deinit (home);
+  return ok;
+}
+
+/* The GMainContext that runs @root: the one its GSource is attached to. */
+static GMainContext *
+context_of_root (su_root_t *root,
+                 GError   **error)
+{
+  GSource *source = su_root_gsource (root);
+  GMainContext *context;
+
+  if (source == NULL)
+    {
+      fail (error, SOFIA_WS_ERROR_INVALID_ARGUMENT,
+            "The agent's su_root is not GLib-based: create it with su_glib_root_create() "
+            "(for NUA, call su_root_threading(root, 0) before nua_create(), so that the "
+            "stack runs on that root)");
+      return NULL;
+    }
+  context = g_source_get_context (source);
+  return context != NULL ? g_main_context_ref (context) : g_main_context_ref_thread_default ();
+}
+
+static tport_t *
+ws_add_listener (nta_agent_t  *agent,
+                 const char   *url_text,
+                 tagi_t const *tags,
+                 GError      **error)
+{
+  ListenUrl url = { 0 };
+  tport_t *master;
+  tport_master_t *mr;
+  WsPrimary *pri = NULL;
+  tport_primary_t *base;
+  tport_t *tp;
+  g_autoptr(SofiaWsListener) listener = NULL;
+  g_autoptr(GMainContext) context = NULL;
+  g_auto(GStrv) origins = NULL;
+  char const *path = NULL, *origin_list = NULL, *certificate = NULL, *key = NULL;
+  unsigned keepalive = 0, keepalive_timeout = 10, max_message_size = 128 * 1024;
+  unsigned max_connections = 0;
+  su_sockaddr_t su;
+  su_addrinfo_t ai = { 0 };
+  g_autofree char *canon = NULL;
+  g_autofree char *via = NULL;
+  guint16 port;
+
+  if (agent == NULL || url_text == NULL)
+    return fail (error, SOFIA_WS_ERROR_INVALID_ARGUMENT, "An agent and a URL are required");
+  if (!parse_listen_url (url_text, &url, error))
+    return NULL;
+
+  master = nta_agent_tports (agent);
+  if (master == NULL)
+    {
+      /* An agent created with NONE has no transport master yet. NTA makes one on the first
+       * nta_agent_add_tport(), before finding that it cannot bind "ws" itself. */
+      int saved = errno;
+
+      nta_agent_add_tport (agent, URL_STRING_MAKE ("sip:127.0.0.1:0;transport=ws"),
+                           TAG_NEXT (tags));
+      errno = saved;
+      master = nta_agent_tports (agent);
+    }
+  if (master == NULL)
+    {
+      fail (error, SOFIA_WS_ERROR_INVALID_ARGUMENT,
+            "The agent has no transports yet: create it with a udp or tcp URL (or NONE and "
+            "nta_agent_add_tport()) before adding ws listeners");
+      goto error;
+    }
+  mr = (tport_master_t *) master;
+  if (mr->mr_master != master || (void *) mr->mr_stack != (void *) agent)
+    {
+      fail (error, SOFIA_WS_ERROR_ABI_MISMATCH,
+            "The agent's transport master does not look like libsofia-sip-ua 1.12.11's");
+      goto error;
+    }
+
+  context = context_of_root (mr->mr_root, error);
+  if (context == NULL)
+    goto error;
+
+  tl_gets (tags,
+           WSTAG_PATH_REF (path),
+           WSTAG_ALLOWED_ORIGINS_REF (origin_list),
+           WSTAG_TLS_CERTIFICATE_REF (certificate),
+           WSTAG_TLS_KEY_REF (key),
+           WSTAG_KEEPALIVE_REF (keepalive),
+           WSTAG_KEEPALIVE_TIMEOUT_REF (keepalive_timeout),
+           WSTAG_MAX_MESSAGE_SIZE_REF (max_message_size),
+           WSTAG_MAX_CONNECTIONS_REF (max_connections),
+           TAG_END ());
+
+  if (url.secure && (certificate == NULL || key == NULL))
+    {
+      fail (error, SOFIA_WS_ERROR_TLS,
+            "A wss listener needs WSTAG_TLS_CERTIFICATE() and WSTAG_TLS_KEY() (%s)", url_text);
+      goto error;
+    }
+  if (origin_list != NULL)
+    origins = g_regex_split_simple ("[\\s,]+", origin_list, 0, 0);
+  if (origins != NULL)
+    {
+      /* g_regex_split_simple leaves empty strings at the edges. */
+      GStrvBuilder *builder = g_strv_builder_new ();
+
+      for (char **o = origins; *o != NULL; o++)
+        if (**o != '\0')
+          g_strv_builder_add (builder, *o);
+      g_strfreev (origins);
+      origins = g_strv_builder_end (builder);
+      g_strv_builder_unref (builder);
+    }
+
+  /* The listener's objects live on the root's GMainContext. */
+  g_main_context_push_thread_default (context);
+  listener = g_object_new (SOFIA_WS_TYPE_LISTENER,
+                           "address", url.host,
+                           "port", url.port,
+                           "path", path,
+                           "allowed-origins", origins,
+                           "tls-certificate-file", url.secure ? certificate : NULL,
+                           "tls-key-file", url.secure ? key : NULL,
+                           "ping-interval", keepalive,
+                           "ping-timeout", MAX (keepalive_timeout, 1u),
+                           "max-message-size", MAX (max_message_size, 1u),
+                           "max-connections", max_connections,
+                           NULL);
+  if (!sofia_ws_listener_start (listener, error))
+    {
+      g_main_context_pop_thread_default (context);
+      SU_DEBUG_3 (("tport_ws: cannot listen on %s\n", url_text));
+      goto error;
+    }
+  g_main_context_pop_thread_default (context);
+  port = sofia_ws_listener_get_port (listener);
+
+  memset (&su, 0, sizeof su);
+  if (inet_pton (AF_INET, url.host, &su.su_sin.sin_addr) == 1)
+    {
+      su.su_sin.sin_family = AF_INET;
+      su.su_sin.sin_port = htons (port);
+      ai.ai_addrlen = sizeof su.su_sin;
+    }
+  else if (inet_pton (AF_INET6, url.host, &su.su_sin6.sin6_addr) == 1)
+    {
+      su.su_sin6.sin6_family = AF_INET6;
+      su.su_sin6.sin6_port = htons (port);
+      ai.ai_addrlen = sizeof su.su_sin6;
+    }
+  else
+    {
+      fail (error, SOFIA_WS_ERROR_INVALID_ARGUMENT,
+            "\"%s\": listen on a numeric address (the host is what Via and Contact carry)",
+            url_text);
+      goto error;
+    }
+  ai.ai_family = su.su_family;
+  ai.ai_socktype = SOCK_STREAM;
+  ai.ai_protocol = IPPROTO_TCP;
+  ai.ai_addr = &su.su_sa;
+
+  /* What tport_alloc_primary() does, without linking the primary into mr_primaries. */
+  pri = su_home_clone (mr->mr_master->tp_home, sizeof (WsPrimary));
+  if (pri == NULL)
+    {
+      fail (error, SOFIA_WS_ERROR_FAILED, "Out of memory");
+      goto error;
+    }
+  base = &pri->base;
+  pri->magic = WS_PRIMARY_MAGIC;
+  pri->secure = url.secure;
+  base->pri_vtable = url.secure ? &wss_vtable : &ws_vtable;
+  base->pri_public = base->pri_vtable->vtp_public;
+  base->pri_has_tls = url.secure;
+  tp = base->pri_primary;
+  tp->tp_master = mr;
+  tp->tp_pri = base;
+  tp->tp_socket = INVALID_SOCKET;
+  tp->tp_index = 0;
+  tp->tp_params = base->pri_params;
+  memcpy (tp->tp_params, mr->mr_params, sizeof *tp->tp_params);
+  tp->tp_reusable = mr->mr_master->tp_reusable;
+  tp->tp_conn_orient = 1;
+  tp->tp_addrinfo->ai_addr = &tp->tp_addr->su_sa;
+
+  if (tport_set_params (tp, TAG_NEXT (tags)) < 0)
+    {
+      fail (error, SOFIA_WS_ERROR_INVALID_ARGUMENT, "tport_set_params() refused the tags of %s",
+            url_text);
+      goto error;
+    }
+  tp->tp_timer = su_timer_create (su_root_task (mr->mr_root), 1);
+  if (tp->tp_timer == NULL)
+    {
+      fail (error, SOFIA_WS_ERROR_FAILED, "su_timer_create() failed");
+      goto error;
+    }
+  su_timer_deferrable (tp->tp_timer, 1);
+
+  canon = g_strdup (url.host);
+  if (tport_setname (tp, base->pri_vtable->vtp_name, &ai, canon) < 0)
+    {
+      fail (error, SOFIA_WS_ERROR_FAILED, "tport_setname() failed for %s", url_text);
+      goto error;
+    }
+
+  via = g_strdup_printf ("SIP/2.0/%s %s%s%s:%u", base->pri_vtable->vtp_name,
+                         ai.ai_family == AF_INET6 ? "[" : "", url.host,
+                         ai.ai_family == AF_INET6 ? "]" : "", port);
+  pri->via = sip_via_make (tp->tp_home, via);
+  if (pri->via == NULL)
+    {
+      fail (error, SOFIA_WS_ERROR_FAILED, "Cannot make the Via \"%s\"", via);
+      goto error;
+    }
+  tp->tp_magic = (tp_magic_t *) pri->via;
+
+  pri->context = g_main_context_ref (context);
+  pri->listener = g_steal_pointer (&listener);
+  g_signal_connect (pri->listener, "accepted", G_CALLBACK (on_accepted), pri);
+
+  if (!track_primary (mr, pri, error))
+    goto error;
+
+  SU_DEBUG_5 (("tport_ws: listening on %s (%s)\n", url_text, via));
+  g_free (url.host);
+  return tp;
+
+error:
+  if (pri != NULL)
+    {
+      ws_deinit_primary (&pri->base);
+      if (pri->base.pri_primary->tp_timer != NULL)
+        su_timer_destroy (pri->base.pri_primary->tp_timer);
+      su_home_unref (pri->base.pri_primary->tp_home);
+    }
+  if (listener != NULL)
+    sofia_ws_listener_stop (listener);
+  g_free (url.host);
+  return NULL;
+}
+
+/* ---- NUA ---------------------------------------------------------------------------------- */
+
+static nta_agent_t *
+ws_nua_agent (nua_t   *nua,
+              GError **error)
+{
+  nta_agent_t *agent;
+  tport_master_t *mr;
+
+  if (nua == NULL)
+    return fail (error, SOFIA_WS_ERROR_INVALID_ARGUMENT, "No NUA stack given"), NULL;
+  agent = tport_ws_abi_nua_agent (nua);
+  if (agent == NULL)
+    {
+      fail (error, SOFIA_WS_ERROR_ABI_MISMATCH,
+            "This NUA stack does not look like libsofia-sip-ua 1.12.11's, or it has no agent "
+            "yet");
+      return NULL;
+    }
+  mr = (tport_master_t *) nta_agent_tports (agent);
+  if (mr == NULL || (void *) mr->mr_stack != (void *) agent)
+    {
+      fail (error, SOFIA_WS_ERROR_ABI_MISMATCH,
+            "The NUA stack's agent does not look like libsofia-sip-ua 1.12.11's");
+      return NULL;
+    }
+  return agent;
+}
+
+/* ---- the entry point ---------------------------------------------------------------------- */
+
+static SofiaWsTransport *
+ws_get_transport (tport_t *tport)
+{
+  if (!tport_is_ws (tport) || tport_ws_abi_is_primary (tport))
+    return NULL;
+  return (SofiaWsTransport *) ((WsSecondary *) tport)->websocket;
+}
+
+static SofiaWsListener *
+ws_get_listener (tport_t *tport)
+{
+  if (!tport_is_ws (tport))
+    return NULL;
+  return ((WsPrimary *) tport->tp_pri)->listener;
+}
+
+static const SofiaWsTportModule module_table = {
+  .version = SOFIA_WS_TPORT_MODULE_VERSION,
+  .add_listener = ws_add_listener,
+  .nua_agent = ws_nua_agent,
+  .get_transport = ws_get_transport,
+  .get_listener = ws_get_listener,
+  .is_ws = tport_is_ws,
+};
+
+G_MODULE_EXPORT const SofiaWsTportModule *sofia_ws_tport_module_init (guint    version,
+                                                                      GError **error);
+
+G_MODULE_EXPORT const SofiaWsTportModule *
+sofia_ws_tport_module_init (guint    version,
+                            GError **error)
+{
+  static gsize registered = 0;
+  static char *refusal = NULL;
+
+  if (version != SOFIA_WS_TPORT_MODULE_VERSION)
+    {
+      g_set_error (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_ABI_MISMATCH,
+                   "tport-ws.so speaks module interface %u, libsofia-ws asked for %u",
+                   SOFIA_WS_TPORT_MODULE_VERSION, version);
+      return NULL;
+    }
+
+  if (g_once_init_enter (&registered))
+    {
+      char *why = NULL;
+
+      if (!tport_ws_abi_check (&why))
+        refusal = g_strdup_printf ("The ws/wss tport module is not registered: %s", why);
+      else if (tport_register_type (&ws_vtable) < 0 || tport_register_type (&wss_vtable) < 0)
+        refusal = g_strdup ("The ws/wss tport module is not registered: tport's table of "
+                            "transport types is full");
+      else
+        SU_DEBUG_5 (("tport_ws: WS and WSS transport types registered\n"));
+      if (refusal != NULL)
+        SU_DEBUG_1 (("tport_ws: %s\n", refusal));
+      g_free (why);
+      g_once_init_leave (&registered, 1);
+    }
+
+  if (refusal != NULL)
+    {
+      g_set_error_literal (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_ABI_MISMATCH, refusal);
+      return NULL;
+    }
+  return &module_table;
+}
