@@ -6,6 +6,7 @@
  * unREGISTER and disconnect. The registrar is started on 127.0.0.1 port 0 by each test and
  * stopped by PID with SIGTERM; it must exit 0. */
 #include <gio/gio.h>
+#include <glib/gstdio.h>
 #include <signal.h>
 #include <string.h>
 #include <valgrind/valgrind.h>
@@ -16,7 +17,48 @@ typedef struct {
   guint16 ws_port;
   guint16 tcp_port;
   char *node_dir;
+  char *pki_dir;                  /* wss: a self-signed certificate for 127.0.0.1 */
+  char *certificate;
+  const char *scheme;             /* "ws" or "wss" */
 } Fixture;
+
+static void
+make_certificate (Fixture *f)
+{
+  g_autofree char *command = NULL;
+  g_autofree char *err = NULL;
+  g_autoptr(GError) error = NULL;
+  int status = 0;
+
+  f->pki_dir = g_dir_make_tmp ("sofia-ws-registrar-XXXXXX", NULL);
+  g_assert_nonnull (f->pki_dir);
+  command = g_strdup_printf ("sh -c \"cd '%s' && openssl req -x509 -newkey ec "
+                             "-pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout server.key "
+                             "-out server.pem -days 2 -subj /CN=127.0.0.1 "
+                             "-addext subjectAltName=IP:127.0.0.1\"", f->pki_dir);
+  g_spawn_command_line_sync (command, NULL, &err, &status, &error);
+  g_assert_no_error (error);
+  if (!g_spawn_check_wait_status (status, NULL))
+    g_error ("openssl failed: %s", err);
+  f->certificate = g_build_filename (f->pki_dir, "server.pem", NULL);
+}
+
+static void
+remove_certificate (Fixture *f)
+{
+  const char *files[] = { "server.pem", "server.key" };
+
+  if (f->pki_dir == NULL)
+    return;
+  for (guint i = 0; i < G_N_ELEMENTS (files); i++)
+    {
+      g_autofree char *path = g_build_filename (f->pki_dir, files[i], NULL);
+      g_unlink (path);
+    }
+  g_rmdir (f->pki_dir);
+  g_clear_pointer (&f->pki_dir, g_free);
+  g_clear_pointer (&f->certificate, g_free);
+}
 
 static gboolean
 node_available (Fixture *f)
@@ -36,13 +78,16 @@ fixture_setup (Fixture *f, gconstpointer data)
 {
   const char *binary = g_getenv ("SOFIA_WS_REGISTRAR");
   g_autoptr(GError) error = NULL;
-
-  f->node_dir = g_test_build_filename (G_TEST_DIST, "interop", "node", NULL);
   g_autoptr(GPtrArray) argv = g_ptr_array_new ();
   const char *suppressions = g_getenv ("SOFIA_WS_VALGRIND_SUPPRESSIONS");
   g_auto(GStrv) supp = suppressions ? g_strsplit (suppressions, ":", -1) : NULL;
   g_autoptr(GPtrArray) owned = g_ptr_array_new_with_free_func (g_free);
+  g_autofree char *key = NULL;
+  g_autofree char *certificate_option = NULL;
+  g_autofree char *key_option = NULL;
 
+  f->node_dir = g_test_build_filename (G_TEST_DIST, "interop", "node", NULL);
+  f->scheme = data != NULL ? data : "ws";
   g_assert_nonnull (binary);
   /* Under `meson test --setup valgrind`, the registrar (the module's code) runs under
    * memcheck too, and any error or definite leak makes it exit non-zero. */
@@ -63,7 +108,18 @@ fixture_setup (Fixture *f, gconstpointer data)
     }
   g_ptr_array_add (argv, (char *) binary);
   g_ptr_array_add (argv, "--listen");
-  g_ptr_array_add (argv, "sip:127.0.0.1:0;transport=ws");
+  if (g_str_equal (f->scheme, "wss"))
+    {
+      make_certificate (f);
+      key = g_build_filename (f->pki_dir, "server.key", NULL);
+      certificate_option = g_strdup_printf ("--tls-certificate=%s", f->certificate);
+      key_option = g_strdup_printf ("--tls-key=%s", key);
+      g_ptr_array_add (argv, "sips:127.0.0.1:0;transport=wss");
+      g_ptr_array_add (argv, certificate_option);
+      g_ptr_array_add (argv, key_option);
+    }
+  else
+    g_ptr_array_add (argv, "sip:127.0.0.1:0;transport=ws");
   g_ptr_array_add (argv, "--listen");
   g_ptr_array_add (argv, "sip:127.0.0.1:0;transport=tcp");
   g_ptr_array_add (argv, "--verbose");
@@ -84,7 +140,7 @@ fixture_setup (Fixture *f, gconstpointer data)
       g_test_message ("registrar: %s", line);
       g_assert_true (g_str_has_prefix (line, "listening sip:127.0.0.1:"));
       colon = line + strlen ("listening sip:127.0.0.1:");
-      if (g_str_has_suffix (line, ";transport=ws"))
+      if (g_str_has_suffix (line, ";transport=ws") || g_str_has_suffix (line, ";transport=wss"))
         f->ws_port = (guint16) g_ascii_strtoull (colon, NULL, 10);
       else if (g_str_has_suffix (line, ";transport=tcp"))
         f->tcp_port = (guint16) g_ascii_strtoull (colon, NULL, 10);
@@ -106,6 +162,7 @@ fixture_teardown (Fixture *f, gconstpointer data)
   g_clear_object (&f->out);
   g_clear_object (&f->registrar);
   g_free (f->node_dir);
+  remove_certificate (f);
 }
 
 /* Reads the registrar's output until a line starts with @prefix (or it ends). */
@@ -133,7 +190,7 @@ run_clients (Fixture *f, const char *lib, const char *keepalive)
   g_autoptr(GSubprocessLauncher) launcher = NULL;
   g_autoptr(GSubprocess) clients = NULL;
   g_autoptr(GError) error = NULL;
-  g_autofree char *server = g_strdup_printf ("ws://127.0.0.1:%u/", f->ws_port);
+  g_autofree char *server = g_strdup_printf ("%s://127.0.0.1:%u/", f->scheme, f->ws_port);
   g_autofree char *stdout_text = NULL;
   g_autofree char *stderr_text = NULL;
   g_autofree char *line = NULL;
@@ -142,6 +199,9 @@ run_clients (Fixture *f, const char *lib, const char *keepalive)
   launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE |
                                         G_SUBPROCESS_FLAGS_STDERR_PIPE);
   g_subprocess_launcher_set_cwd (launcher, f->node_dir);
+  /* wss: Node trusts the test's certificate, and nothing else changes. */
+  if (f->certificate != NULL)
+    g_subprocess_launcher_setenv (launcher, "NODE_EXTRA_CA_CERTS", f->certificate, TRUE);
   if (keepalive != NULL)
     clients = g_subprocess_launcher_spawn (launcher, &error, "node", "sip-clients.mjs",
                                            "--lib", lib, "--server", server,
@@ -247,6 +307,9 @@ main (int argc, char **argv)
   ADD ("sipjs-keepalive", test_sipjs_keepalive);
   ADD ("tcp-beside", test_tcp_beside);
 #undef ADD
+  /* The same through a wss listener (sips: URL, TLS certificate and key from the options). */
+  g_test_add ("/registrar/jssip-wss", Fixture, "wss", fixture_setup, test_jssip, fixture_teardown);
+  g_test_add ("/registrar/sipjs-wss", Fixture, "wss", fixture_setup, test_sipjs, fixture_teardown);
 
   return g_test_run ();
 }
