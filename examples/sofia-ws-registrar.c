@@ -20,6 +20,7 @@
 #include <sofia-ws/sofia-ws-tport.h>
 
 #include <glib-unix.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -369,6 +370,22 @@ on_accepted (SofiaWsListener *listener, SofiaWsWebSocket *websocket, gpointer da
 
 /* ---- main ---------------------------------------------------------------------------------- */
 
+/* --plain-root: Sofia's own poll/epoll loop instead of GLib's; SIGTERM is noticed by a timer. */
+static volatile sig_atomic_t stop_requested;
+
+static void
+on_stop_signal (int signal_number)
+{
+  stop_requested = 1;
+}
+
+static void
+on_stop_check (su_root_magic_t *magic, su_timer_t *timer, su_timer_arg_t *arg)
+{
+  if (stop_requested)
+    su_root_break ((su_root_t *) arg);
+}
+
 static gboolean
 on_signal (gpointer data)
 {
@@ -398,6 +415,7 @@ main (int argc, char **argv)
   g_autofree char *path = NULL, *certificate = NULL, *key = NULL, *origins = NULL;
   gint idle = -1;
   gboolean verbose = FALSE;
+  gboolean plain_root = FALSE;
   GOptionEntry entries[] = {
     { "listen", 'l', 0, G_OPTION_ARG_STRING_ARRAY, &listen,
       "Listen on URL, such as 'sip:127.0.0.1:5066;transport=ws' (repeatable; tcp, udp, ws, "
@@ -412,6 +430,8 @@ main (int argc, char **argv)
       "Close connections idle for MS milliseconds (default: Sofia's 30 minutes)", "MS" },
     { "verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose, "Print every WebSocket transport event",
       NULL },
+    { "plain-root", 0, 0, G_OPTION_ARG_NONE, &plain_root,
+      "Run on Sofia's own event loop (su_root_create) instead of GLib's", NULL },
     { NULL }
   };
   g_autoptr(GOptionContext) options = g_option_context_new ("- SIP registrar over WebSocket");
@@ -436,9 +456,14 @@ main (int argc, char **argv)
   su_init ();
   self.verbose = verbose;
   self.loop = g_main_loop_new (NULL, FALSE);
-  self.root = su_glib_root_create (&self);
-  source = su_glib_root_gsource (self.root);
-  g_source_attach (source, NULL);
+  if (plain_root)
+    self.root = su_root_create (&self);
+  else
+    {
+      self.root = su_glib_root_create (&self);
+      source = su_glib_root_gsource (self.root);
+      g_source_attach (source, NULL);
+    }
   self.bindings = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
                                          (GDestroyNotify) g_ptr_array_unref);
 
@@ -504,9 +529,22 @@ main (int argc, char **argv)
                strchr (name->tpn_host, ':') ? "]" : "", name->tpn_port, proto);
     }
 
-  g_unix_signal_add (SIGTERM, on_signal, self.loop);
-  g_unix_signal_add (SIGINT, on_signal, self.loop);
-  g_main_loop_run (self.loop);
+  if (plain_root)
+    {
+      su_timer_t *check = su_timer_create (su_root_task (self.root), 100);
+
+      signal (SIGTERM, on_stop_signal);
+      signal (SIGINT, on_stop_signal);
+      su_timer_set_for_ever (check, on_stop_check, (su_timer_arg_t *) self.root);
+      su_root_run (self.root);
+      su_timer_destroy (check);
+    }
+  else
+    {
+      g_unix_signal_add (SIGTERM, on_signal, self.loop);
+      g_unix_signal_add (SIGINT, on_signal, self.loop);
+      g_main_loop_run (self.loop);
+    }
   g_print ("stopping\n");
 
 out:

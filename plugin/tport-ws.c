@@ -26,6 +26,7 @@
 
 #include "tport-ws-abi.h"
 #include "sofia-ws-tport-private.h"
+#include "tport-ws-root.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -720,32 +721,32 @@ out:
   return ok;
 }
 
-/* The GMainContext that runs @root: the one its GSource is attached to. */
+/* The GMainContext that runs @root: the one its GSource is attached to, or for any other kind
+ * of root a private context the root drives (tport-ws-root.c). */
 static GMainContext *
-context_of_root (su_root_t *root,
-                 GError   **error)
+context_of_root (su_root_t          *root,
+                 TportWsRootBridge **bridge)
 {
   GSource *source = su_root_gsource (root);
   GMainContext *context;
 
+  *bridge = NULL;
   if (source == NULL)
     {
-      fail (error, SOFIA_WS_ERROR_INVALID_ARGUMENT,
-            "The agent's su_root is not GLib-based: create it with su_glib_root_create() "
-            "(for NUA, call su_root_threading(root, 0) before nua_create(), so that the "
-            "stack runs on that root)");
-      return NULL;
+      *bridge = tport_ws_root_bridge_get (root);
+      return g_main_context_ref (tport_ws_root_bridge_get_context (*bridge));
     }
   context = g_source_get_context (source);
   return context != NULL ? g_main_context_ref (context) : g_main_context_ref_thread_default ();
 }
 
 static tport_t *
-ws_add_listener (nta_agent_t  *agent,
-                 const char   *url_text,
-                 tagi_t const *tags,
-                 GError      **error)
+ws_add_listener_here (nta_agent_t  *agent,
+                      const char   *url_text,
+                      tagi_t const *tags,
+                      GError      **error)
 {
+  TportWsRootBridge *bridge = NULL;
   ListenUrl url = { 0 };
   tport_t *master;
   tport_master_t *mr;
@@ -796,9 +797,7 @@ ws_add_listener (nta_agent_t  *agent,
       goto error;
     }
 
-  context = context_of_root (mr->mr_root, error);
-  if (context == NULL)
-    goto error;
+  context = context_of_root (mr->mr_root, &bridge);
 
   tl_gets (tags,
            WSTAG_PATH_REF (path),
@@ -944,6 +943,8 @@ ws_add_listener (nta_agent_t  *agent,
     goto error;
 
   SU_DEBUG_5 (("tport_ws: listening on %s (%s)\n", url_text, via));
+  if (bridge != NULL)
+    tport_ws_root_bridge_start (bridge);
   g_free (url.host);
   return tp;
 
@@ -959,6 +960,41 @@ error:
     sofia_ws_listener_stop (listener);
   g_free (url.host);
   return NULL;
+}
+
+typedef struct {
+  nta_agent_t *agent;
+  const char *url;
+  tagi_t const *tags;
+  GError **error;
+  tport_t *result;
+} AddListenerCall;
+
+static int
+add_listener_in_thread (void *data)
+{
+  AddListenerCall *call = data;
+
+  call->result = ws_add_listener_here (call->agent, call->url, call->tags, call->error);
+  return 0;
+}
+
+/* Everything about a stack happens in its root's thread: NUA's stack thread, for instance. */
+static tport_t *
+ws_add_listener (nta_agent_t  *agent,
+                 const char   *url,
+                 tagi_t const *tags,
+                 GError      **error)
+{
+  AddListenerCall call = { agent, url, tags, error, NULL };
+  tport_t *master = agent != NULL ? nta_agent_tports (agent) : NULL;
+
+  if (master == NULL)
+    return ws_add_listener_here (agent, url, tags, error);
+  if (su_task_execute (su_root_task (((tport_master_t *) master)->mr_root),
+                       add_listener_in_thread, &call, NULL) < 0)
+    return fail (error, SOFIA_WS_ERROR_FAILED, "Cannot reach the thread of the agent's root");
+  return call.result;
 }
 
 /* ---- NUA ---------------------------------------------------------------------------------- */

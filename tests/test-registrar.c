@@ -87,7 +87,7 @@ fixture_setup (Fixture *f, gconstpointer data)
   g_autofree char *key_option = NULL;
 
   f->node_dir = g_test_build_filename (G_TEST_DIST, "interop", "node", NULL);
-  f->scheme = data != NULL ? data : "ws";
+  f->scheme = data != NULL && g_str_equal (data, "wss") ? "wss" : "ws";
   g_assert_nonnull (binary);
   /* Under `meson test --setup valgrind`, the registrar (the module's code) runs under
    * memcheck too, and any error or definite leak makes it exit non-zero. */
@@ -123,6 +123,9 @@ fixture_setup (Fixture *f, gconstpointer data)
   g_ptr_array_add (argv, "--listen");
   g_ptr_array_add (argv, "sip:127.0.0.1:0;transport=tcp");
   g_ptr_array_add (argv, "--verbose");
+  /* Sofia's own epoll root: the module drives its GMainContext from it. */
+  if (data != NULL && g_str_equal (data, "plain"))
+    g_ptr_array_add (argv, "--plain-root");
   g_ptr_array_add (argv, NULL);
   f->registrar = g_subprocess_newv ((const char *const *) argv->pdata,
                                     G_SUBPROCESS_FLAGS_STDOUT_PIPE, &error);
@@ -256,6 +259,13 @@ test_sipjs_keepalive (Fixture *f, gconstpointer data)
     run_clients (f, "sipjs", "1");
 }
 
+static void
+test_jssip_keepalive (Fixture *f, gconstpointer data)
+{
+  if (node_available (f))
+    run_clients (f, "jssip", "1");
+}
+
 /* OPTIONS over Sofia's own TCP transport beside the ws one: the module changes nothing there. */
 static void
 test_tcp_beside (Fixture *f, gconstpointer data)
@@ -310,6 +320,11 @@ main (int argc, char **argv)
   /* The same through a wss listener (sips: URL, TLS certificate and key from the options). */
   g_test_add ("/registrar/jssip-wss", Fixture, "wss", fixture_setup, test_jssip, fixture_teardown);
   g_test_add ("/registrar/sipjs-wss", Fixture, "wss", fixture_setup, test_sipjs, fixture_teardown);
+  /* The same on a registrar whose su_root is Sofia's own (epoll), not GLib's. */
+  g_test_add ("/registrar/sipjs-plain-root", Fixture, "plain", fixture_setup, test_sipjs,
+              fixture_teardown);
+  g_test_add ("/registrar/jssip-keepalive-plain-root", Fixture, "plain", fixture_setup,
+              test_jssip_keepalive, fixture_teardown);
 
   return g_test_run ();
 }

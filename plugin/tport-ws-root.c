@@ -1,0 +1,191 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Running sofia-ws's GMainContext from an su_root that is not GLib-based (the epoll or poll
+ * root of NUA's stack thread, of sip-options, of FreeSWITCH-style programs).
+ *
+ * Each such root gets a private GMainContext, which the root drives in its own thread: the
+ * fds the context wants polled become su_wait registrations of the root, its timeout an
+ * su_timer; when either fires, one GLib iteration runs (check, dispatch, prepare, query) and
+ * the registrations follow the new set of fds. Nothing crosses threads. sofia-ws's own loop
+ * keeps that set small whatever the number of connections: libuv's backend fd and GLib's
+ * wakeup fd. */
+#include "tport-ws-root.h"
+
+#include <sofia-sip/su_wait.h>
+
+typedef struct {
+  int fd;
+  gushort events;
+  int index;                      /* su_root registration, 0 when none */
+} Registration;
+
+struct _TportWsRootBridge {
+  su_root_t *root;
+  GMainContext *context;
+  su_timer_t *timer;
+  GPollFD *fds;
+  gint n_fds;
+  gint allocated;
+  gint max_priority;
+  gboolean prepared;
+  gboolean iterating;
+  GArray *registrations;          /* of Registration */
+};
+
+static void iterate (TportWsRootBridge *self);
+
+static int
+on_fd (su_root_magic_t *magic,
+       su_wait_t       *wait,
+       su_wakeup_arg_t *arg)
+{
+  TportWsRootBridge *self = (TportWsRootBridge *) arg;
+  int fd = wait->fd;
+  int revents = su_wait_events (wait, fd);
+
+  for (gint i = 0; i < self->n_fds; i++)
+    if (self->fds[i].fd == fd)
+      self->fds[i].revents |= (gushort) revents;
+  iterate (self);
+  return 0;
+}
+
+static void
+on_timer (su_root_magic_t *magic,
+          su_timer_t      *timer,
+          su_timer_arg_t  *arg)
+{
+  iterate ((TportWsRootBridge *) arg);
+}
+
+static void
+clear_registrations (TportWsRootBridge *self)
+{
+  for (guint i = 0; i < self->registrations->len; i++)
+    {
+      Registration *r = &g_array_index (self->registrations, Registration, i);
+
+      if (r->index > 0)
+        su_root_deregister (self->root, r->index);
+    }
+  g_array_set_size (self->registrations, 0);
+}
+
+static gboolean
+registrations_match (TportWsRootBridge *self)
+{
+  if ((gint) self->registrations->len != self->n_fds)
+    return FALSE;
+  for (gint i = 0; i < self->n_fds; i++)
+    {
+      Registration *r = &g_array_index (self->registrations, Registration, i);
+
+      if (r->fd != self->fds[i].fd || r->events != self->fds[i].events)
+        return FALSE;
+    }
+  return TRUE;
+}
+
+static void
+update_registrations (TportWsRootBridge *self)
+{
+  if (registrations_match (self))
+    return;
+  clear_registrations (self);
+  for (gint i = 0; i < self->n_fds; i++)
+    {
+      Registration r = { self->fds[i].fd, self->fds[i].events, 0 };
+      int events = 0;
+      su_wait_t wait[1];
+
+      if (self->fds[i].events & G_IO_IN)
+        events |= SU_WAIT_IN;
+      if (self->fds[i].events & G_IO_OUT)
+        events |= SU_WAIT_OUT;
+      if (self->fds[i].events & G_IO_PRI)
+        events |= SU_WAIT_ACCEPT;
+      if (su_wait_create (wait, r.fd, events) == 0)
+        {
+          r.index = su_root_register (self->root, wait, on_fd, (su_wakeup_arg_t *) self, 0);
+          if (r.index <= 0)
+            su_wait_destroy (wait);
+        }
+      g_array_append_val (self->registrations, r);
+    }
+}
+
+static void
+iterate (TportWsRootBridge *self)
+{
+  gint timeout = -1;
+
+  if (self->iterating || !g_main_context_acquire (self->context))
+    return;
+  self->iterating = TRUE;
+
+  if (self->prepared)
+    {
+      self->prepared = FALSE;
+      if (g_main_context_check (self->context, self->max_priority, self->fds, self->n_fds))
+        g_main_context_dispatch (self->context);
+    }
+
+  g_main_context_prepare (self->context, &self->max_priority);
+  while ((self->n_fds = g_main_context_query (self->context, self->max_priority, &timeout,
+                                              self->fds, self->allocated)) > self->allocated)
+    {
+      self->allocated = self->n_fds;
+      self->fds = g_renew (GPollFD, self->fds, self->allocated);
+    }
+  for (gint i = 0; i < self->n_fds; i++)
+    self->fds[i].revents = 0;
+  self->prepared = TRUE;
+  update_registrations (self);
+
+  if (timeout >= 0)
+    su_timer_set_interval (self->timer, on_timer, (su_timer_arg_t *) self, timeout);
+  else
+    su_timer_reset (self->timer);
+
+  self->iterating = FALSE;
+  g_main_context_release (self->context);
+}
+
+/* One bridge per root, for the life of the process: a root has no destruction hook, and its
+ * connections may still be closing after the agent is gone. */
+G_LOCK_DEFINE_STATIC (bridges);
+static GHashTable *bridges;       /* su_root_t * -> TportWsRootBridge * */
+
+TportWsRootBridge *
+tport_ws_root_bridge_get (su_root_t *root)
+{
+  TportWsRootBridge *self;
+
+  G_LOCK (bridges);
+  if (bridges == NULL)
+    bridges = g_hash_table_new (NULL, NULL);
+  self = g_hash_table_lookup (bridges, root);
+  if (self == NULL)
+    {
+      self = g_new0 (TportWsRootBridge, 1);
+      self->root = root;
+      self->context = g_main_context_new ();
+      self->timer = su_timer_create (su_root_task (root), 0);
+      self->registrations = g_array_new (FALSE, FALSE, sizeof (Registration));
+      g_hash_table_insert (bridges, root, self);
+    }
+  G_UNLOCK (bridges);
+  return self;
+}
+
+GMainContext *
+tport_ws_root_bridge_get_context (TportWsRootBridge *self)
+{
+  return self->context;
+}
+
+void
+tport_ws_root_bridge_start (TportWsRootBridge *self)
+{
+  /* Called in the root's thread once objects exist on the context: poll what they need. */
+  iterate (self);
+}
