@@ -6,7 +6,7 @@
 #   packaging/build-deb.sh [OUTDIR]        (as root, on Debian bookworm)
 #
 # OUTDIR defaults to _build-deb/ at the top of the repository (git-ignored). It receives the
-# binary packages (.deb, with the -dbgsym package), the .changes and .buildinfo files, and the
+# binary packages (.deb, with the -dbgsym packages), the .changes and .buildinfo files, and the
 # source package (.dsc and .tar.xz), so that the autopkgtests can be run from it:
 #
 #   autopkgtest OUTDIR/sofia-ws_<version>_<arch>.changes OUTDIR/sofia-ws_<version>.dsc -- null

@@ -39,20 +39,20 @@ fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/sofia-ws-packages.XXXXXXXX")
 log="$work/step.log"
 trap 'rm -rf "$work"' EXIT INT TERM HUP
-packages="libsofia-ws-1.0-0 libsofia-ws-dev gir1.2-sofiaws-1.0"
+packages="libsofia-ws-1.0-0 libsofia-ws-dev gir1.2-sofiaws-1.0 sofia-ws-plugin"
 
-echo "1..8"
+echo "1..9"
 
 step "the packages build and lintian is clean" \
     env DEB_BUILD_OPTIONS=nocheck DEB_BUILD_PROFILES=nocheck "$top/packaging/build-deb.sh" "$work/debs"
 
 debs=$(ls "$work"/debs/libsofia-ws-1.0-0_*.deb "$work"/debs/libsofia-ws-dev_*.deb \
-          "$work"/debs/gir1.2-sofiaws-1.0_*.deb 2>/dev/null)
+          "$work"/debs/gir1.2-sofiaws-1.0_*.deb "$work"/debs/sofia-ws-plugin_*.deb 2>/dev/null)
 # shellcheck disable=SC2086 # the file names have no spaces
 step "apt installs the packages" \
     env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $debs
 
-for t in c-api python-gi gjs-gi; do
+for t in c-api python-gi gjs-gi registrar-ws; do
     step "autopkgtest $t against the installed packages" \
         env AUTOPKGTEST_TMP="$work" "$top/packaging/debian/tests/$t"
 done
@@ -73,7 +73,8 @@ leftovers () {
     done
     ls -d /usr/include/sofia-ws-1.0 /usr/lib/*/libsofia-ws-1.0.so* \
           /usr/lib/*/pkgconfig/sofia-ws-1.0.pc /usr/lib/*/girepository-1.0/SofiaWs-1.0.typelib \
-          /usr/share/gir-1.0/SofiaWs-1.0.gir 2>/dev/null | sed 's/^/left behind: /'
+          /usr/share/gir-1.0/SofiaWs-1.0.gir /usr/lib/*/sofia-ws-1.0 /usr/bin/sofia-ws-registrar \
+          /usr/share/man/man1/sofia-ws-registrar.1.gz 2>/dev/null | sed 's/^/left behind: /'
 }
 leftovers >"$log" 2>&1
 if [ -s "$log" ]; then not_ok "nothing is left after the purge" "$log"; else ok "nothing is left after the purge"; fi
