@@ -18,6 +18,13 @@ typedef struct {
                                       const char    *url,
                                       tagi_t const  *tags,
                                       GError       **error);
+  tport_t          *(*add_client)    (nta_agent_t   *agent,
+                                      const char    *protocol,
+                                      tagi_t const  *tags,
+                                      GError       **error);
+  tport_t          *(*connect)       (tport_t       *client,
+                                      const char    *url,
+                                      GError       **error);
   nta_agent_t      *(*nua_agent)     (nua_t         *nua,
                                       GError       **error);
   SofiaWsTransport *(*get_transport) (tport_t       *tport);

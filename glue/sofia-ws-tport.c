@@ -45,6 +45,16 @@ tag_typedef_t wstag_max_message_size = UINTTAG_TYPEDEF (max_message_size);
 tag_typedef_t wstag_max_message_size_ref = REFTAG_TYPEDEF (wstag_max_message_size);
 tag_typedef_t wstag_max_connections = UINTTAG_TYPEDEF (max_connections);
 tag_typedef_t wstag_max_connections_ref = REFTAG_TYPEDEF (wstag_max_connections);
+tag_typedef_t wstag_tls_ca_file = STRTAG_TYPEDEF (tls_ca_file);
+tag_typedef_t wstag_tls_ca_file_ref = REFTAG_TYPEDEF (wstag_tls_ca_file);
+tag_typedef_t wstag_tls_verify = BOOLTAG_TYPEDEF (tls_verify);
+tag_typedef_t wstag_tls_verify_ref = REFTAG_TYPEDEF (wstag_tls_verify);
+tag_typedef_t wstag_origin = STRTAG_TYPEDEF (origin);
+tag_typedef_t wstag_origin_ref = REFTAG_TYPEDEF (wstag_origin);
+tag_typedef_t wstag_connect_timeout = UINTTAG_TYPEDEF (connect_timeout);
+tag_typedef_t wstag_connect_timeout_ref = REFTAG_TYPEDEF (wstag_connect_timeout);
+tag_typedef_t wstag_crlf_keepalive = UINTTAG_TYPEDEF (crlf_keepalive);
+tag_typedef_t wstag_crlf_keepalive_ref = REFTAG_TYPEDEF (wstag_crlf_keepalive);
 
 #ifndef SOFIA_WS_PLUGINSDIR
 #error "SOFIA_WS_PLUGINSDIR must be defined by the build"
@@ -172,6 +182,69 @@ sofia_ws_tport_add_listener (nta_agent_t  *agent,
   tport = table->add_listener (agent, url, ta_args (ta), error);
   ta_end (ta);
   return tport;
+}
+
+/**
+ * sofia_ws_tport_add_client:
+ * @agent: a running NTA agent (any su_root)
+ * @protocol: "ws" or "wss"
+ * @error: return location for a #GError
+ * @tag: tags: WSTAG_PATH(), WSTAG_TLS_CA_FILE(), WSTAG_TLS_VERIFY(), WSTAG_ORIGIN(),
+ *   WSTAG_CONNECT_TIMEOUT(), WSTAG_KEEPALIVE(), WSTAG_KEEPALIVE_TIMEOUT(),
+ *   WSTAG_CRLF_KEEPALIVE(), WSTAG_MAX_MESSAGE_SIZE(), TPTAG_IDLE()
+ *
+ * Makes outgoing WebSocket connections for @agent: sofia_ws_tport_connect() gives the
+ * connection to a server, which requests then take with `NTATAG_TPORT (connection)`. NTA
+ * cannot choose such connections by itself: its URL routing only knows the transports it
+ * binds (udp, tcp, tls, sctp). Requests the server sends back over a connection reach the
+ * agent. The Via is `SIP/2.0/WS sofia-ws.invalid` (`WSS`), as browsers send it.
+ *
+ * Returns: (transfer none) (nullable): the client (primary) tport, for sofia_ws_tport_connect()
+ */
+tport_t *
+sofia_ws_tport_add_client (nta_agent_t  *agent,
+                           const char   *protocol,
+                           GError      **error,
+                           tag_type_t    tag,
+                           tag_value_t   value,
+                           ...)
+{
+  const SofiaWsTportModule *table = load_module (error);
+  tport_t *tport;
+  ta_list ta;
+
+  if (table == NULL)
+    return NULL;
+  ta_start (ta, tag, value);
+  tport = table->add_client (agent, protocol, ta_args (ta), error);
+  ta_end (ta);
+  return tport;
+}
+
+/**
+ * sofia_ws_tport_connect:
+ * @client: a client made by sofia_ws_tport_add_client()
+ * @url: the server, such as `sip:192.0.2.1:8080;transport=ws` (a host name is resolved
+ *   synchronously; with wss its certificate must match the name)
+ * @error: return location for a #GError
+ *
+ * The connection to @url: an open one (not closing) if there is, else a new one, which
+ * connects in the background (`ws://192.0.2.1:8080/` plus WSTAG_PATH()). Requests sent over it
+ * before the handshake completes wait for it. When it cannot be made (refused, timeout, TLS
+ * failure) the requests waiting on it fail with 503 and it is closed; requests given a closed
+ * connection fail at once. Call again for a new connection after a failure or a close.
+ * Call in the thread of the agent's root.
+ *
+ * Returns: (transfer none) (nullable): the connection; tport_ref() it to keep it
+ */
+tport_t *
+sofia_ws_tport_connect (tport_t     *client,
+                        const char  *url,
+                        GError     **error)
+{
+  const SofiaWsTportModule *table = load_module (error);
+
+  return table != NULL ? table->connect (client, url, error) : NULL;
 }
 
 /**

@@ -29,9 +29,15 @@ struct _TportWsRootBridge {
   gboolean prepared;
   gboolean iterating;
   GArray *registrations;          /* of Registration */
+  guint users;                    /* stacks using the bridge */
+  guint busy;                     /* asynchronous work that must finish before it leaves */
 };
 
 static void iterate (TportWsRootBridge *self);
+
+/* One bridge per root while stacks use it. */
+G_LOCK_DEFINE_STATIC (bridges);
+static GHashTable *bridges;       /* su_root_t * -> TportWsRootBridge * */
 
 static int
 on_fd (su_root_magic_t *magic,
@@ -125,8 +131,11 @@ iterate (TportWsRootBridge *self)
   if (self->prepared)
     {
       self->prepared = FALSE;
+      /* Callbacks start asynchronous work (GTask) on the thread-default context: this one. */
+      g_main_context_push_thread_default (self->context);
       if (g_main_context_check (self->context, self->max_priority, self->fds, self->n_fds))
         g_main_context_dispatch (self->context);
+      g_main_context_pop_thread_default (self->context);
     }
 
   g_main_context_prepare (self->context, &self->max_priority);
@@ -150,11 +159,6 @@ iterate (TportWsRootBridge *self)
   g_main_context_release (self->context);
 }
 
-/* One bridge per root, for the life of the process: a root has no destruction hook, and its
- * connections may still be closing after the agent is gone. */
-G_LOCK_DEFINE_STATIC (bridges);
-static GHashTable *bridges;       /* su_root_t * -> TportWsRootBridge * */
-
 TportWsRootBridge *
 tport_ws_root_bridge_get (su_root_t *root)
 {
@@ -175,6 +179,60 @@ tport_ws_root_bridge_get (su_root_t *root)
     }
   G_UNLOCK (bridges);
   return self;
+}
+
+void
+tport_ws_root_bridge_retain (TportWsRootBridge *self)
+{
+  self->users++;
+}
+
+void
+tport_ws_root_bridge_hold (TportWsRootBridge *self)
+{
+  self->busy++;
+}
+
+void
+tport_ws_root_bridge_done (TportWsRootBridge *self)
+{
+  g_return_if_fail (self->busy > 0);
+  self->busy--;
+}
+
+#define DRAIN_LIMIT_USEC (3 * G_USEC_PER_SEC)
+
+void
+tport_ws_root_bridge_release (TportWsRootBridge *self)
+{
+  gint64 deadline = g_get_monotonic_time () + DRAIN_LIMIT_USEC;
+
+  g_return_if_fail (self->users > 0);
+  if (--self->users > 0)
+    return;
+
+  /* Let the connections say goodbye and the listeners let go of their ports. */
+  g_main_context_push_thread_default (self->context);
+  while (self->busy > 0 && g_get_monotonic_time () < deadline)
+    if (!g_main_context_iteration (self->context, FALSE))
+      g_usleep (1000);
+  while (g_main_context_iteration (self->context, FALSE))
+    ;
+  g_main_context_pop_thread_default (self->context);
+  if (self->busy > 0)
+    g_warning ("sofia-ws: %u WebSocket goodbyes did not finish within %d s", self->busy,
+               (int) (DRAIN_LIMIT_USEC / G_USEC_PER_SEC));
+
+  G_LOCK (bridges);
+  g_hash_table_remove (bridges, self->root);
+  G_UNLOCK (bridges);
+  clear_registrations (self);
+  g_array_unref (self->registrations);
+  su_timer_destroy (self->timer);
+  g_free (self->fds);
+  /* Objects still on the context (a connection that never said goodbye) keep it alive. */
+  g_main_context_unref (self->context);
+  g_free (self);
 }
 
 GMainContext *

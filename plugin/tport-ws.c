@@ -31,10 +31,12 @@
 #include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <sys/socket.h>
 
+#include <sofia-sip/hostdomain.h>
 #include <sofia-sip/msg.h>
 #include <sofia-sip/msg_addr.h>
 #include <sofia-sip/rbtree.h>
@@ -52,6 +54,9 @@ su_log_t tport_ws_log[] = { SU_LOG_INIT ("tport_ws", "TPORT_WS_DEBUG", 3) };
 #define SU_LOG tport_ws_log
 #include <sofia-sip/su_debug.h>
 
+/* NTA's log (exported by libsofia-sip-ua, declared in no header). */
+extern su_log_t nta_log[];
+
 #define WS_PRIMARY_MAGIC 0x57535052u    /* "WSPR" */
 
 typedef struct _WsPrimary WsPrimary;
@@ -63,7 +68,20 @@ struct _WsPrimary {
   gboolean secure;
   SofiaWsListener *listener;
   GMainContext *context;
+  TportWsRootBridge *bridge;      /* when the root is not GLib-based */
   sip_via_t *via;                 /* tp_magic: what NTA stamps and checks on this transport */
+
+  /* A client primary (sofia_ws_tport_add_client()): how it connects. */
+  gboolean client;
+  char *path;
+  char *ca_file;
+  gboolean tls_verify;
+  char *origin;
+  guint connect_timeout;
+  guint keepalive;
+  guint keepalive_timeout;
+  guint crlf_keepalive;
+  guint max_message_size;
 };
 
 /* Outlives the secondary when callbacks are still pending: a send completing after the tport
@@ -79,7 +97,11 @@ typedef struct {
   const char *rx;                 /* the message being handed to vtp_recv, during on_message */
   gsize rx_len;
   gboolean closing;
+  GQueue pending;                 /* outgoing: messages sent before the handshake completed */
 } WsSecondary;
+
+/* Messages a connecting client connection holds before it refuses more (ENOBUFS). */
+#define MAX_PENDING 64
 
 G_STATIC_ASSERT (offsetof (WsPrimary, base) == 0);
 G_STATIC_ASSERT (offsetof (WsSecondary, base) == 0);
@@ -190,6 +212,19 @@ fail (GError    **error,
 
 /* ---- secondaries: one per WebSocket connection ------------------------------------------- */
 
+/* Asynchronous work that a bridged root waits for before it lets the bridge go. */
+static void
+on_bridged_work_done (GObject      *source,
+                      GAsyncResult *result,
+                      gpointer      bridge)
+{
+  if (SOFIA_WS_IS_LISTENER (source))
+    sofia_ws_listener_stop_finish (SOFIA_WS_LISTENER (source), result, NULL);
+  else
+    sofia_ws_transport_disconnect_finish (SOFIA_WS_TRANSPORT (source), result, NULL);
+  tport_ws_root_bridge_done (bridge);
+}
+
 static void
 link_unref (WsLink *link)
 {
@@ -219,6 +254,7 @@ ws_deinit_secondary (tport_t *self)
   WsSecondary *sec = (WsSecondary *) self;
 
   SU_DEBUG_7 (("tport_ws(%p): connection freed\n", (void *) self));
+  g_queue_clear_full (&sec->pending, g_free);
   if (sec->link != NULL)
     {
       sec->link->tport = NULL;
@@ -226,11 +262,24 @@ ws_deinit_secondary (tport_t *self)
     }
   if (sec->websocket != NULL)
     {
+      TportWsRootBridge *bridge = ((WsPrimary *) self->tp_pri)->bridge;
+      SofiaWsTransportState state =
+        sofia_ws_transport_get_state (SOFIA_WS_TRANSPORT (sec->websocket));
+
       g_signal_handlers_disconnect_by_data (sec->websocket, sec);
-      if (sofia_ws_transport_get_state (SOFIA_WS_TRANSPORT (sec->websocket)) ==
-          SOFIA_WS_TRANSPORT_STATE_CONNECTED)
-        sofia_ws_transport_disconnect_async (SOFIA_WS_TRANSPORT (sec->websocket), NULL, NULL,
-                                             NULL, NULL);
+      if (state == SOFIA_WS_TRANSPORT_STATE_CONNECTED ||
+          state == SOFIA_WS_TRANSPORT_STATE_CONNECTING)
+        {
+          GMainContext *context = ((WsPrimary *) self->tp_pri)->context;
+
+          if (bridge != NULL)
+            tport_ws_root_bridge_hold (bridge);
+          g_main_context_push_thread_default (context);
+          sofia_ws_transport_disconnect_async (SOFIA_WS_TRANSPORT (sec->websocket), NULL,
+                                               NULL, bridge ? on_bridged_work_done : NULL,
+                                               bridge);
+          g_main_context_pop_thread_default (context);
+        }
       g_clear_object (&sec->websocket);
     }
 }
@@ -249,10 +298,14 @@ ws_shutdown (tport_t *self,
   if (sofia_ws_transport_get_state (SOFIA_WS_TRANSPORT (sec->websocket)) ==
       SOFIA_WS_TRANSPORT_STATE_CONNECTED)
     {
+      GMainContext *context = ((WsPrimary *) self->tp_pri)->context;
+
       SU_DEBUG_5 (("tport_ws(%p): closing " TPN_FORMAT "\n", (void *) self,
                    TPN_ARGS (self->tp_name)));
+      g_main_context_push_thread_default (context);
       sofia_ws_transport_disconnect_async (SOFIA_WS_TRANSPORT (sec->websocket), NULL, NULL,
                                            NULL, NULL);
+      g_main_context_pop_thread_default (context);
     }
 }
 
@@ -338,9 +391,12 @@ ws_send (tport_t const *self,
   WsSecondary *sec = (WsSecondary *) self;
   g_autoptr(GString) text = NULL;
 
-  if (sec->websocket == NULL || sec->closing ||
-      sofia_ws_transport_get_state (SOFIA_WS_TRANSPORT (sec->websocket)) !=
-        SOFIA_WS_TRANSPORT_STATE_CONNECTED)
+  SofiaWsTransportState state;
+
+  state = sec->websocket != NULL ? sofia_ws_transport_get_state (SOFIA_WS_TRANSPORT (sec->websocket))
+                                 : SOFIA_WS_TRANSPORT_STATE_DISCONNECTED;
+  if (sec->closing || (state != SOFIA_WS_TRANSPORT_STATE_CONNECTED &&
+                       state != SOFIA_WS_TRANSPORT_STATE_CONNECTING))
     {
       su_seterrno (EPIPE);
       return -1;
@@ -359,8 +415,24 @@ ws_send (tport_t const *self,
       return -1;
     }
 
+  if (state == SOFIA_WS_TRANSPORT_STATE_CONNECTING)
+    {
+      /* An outgoing connection still in its handshake: sent once it is up. */
+      if (g_queue_get_length (&sec->pending) >= MAX_PENDING)
+        {
+          su_seterrno (ENOBUFS);
+          return -1;
+        }
+      g_queue_push_tail (&((WsSecondary *) sec)->pending, g_strndup (text->str, text->len));
+      return (ssize_t) text->len;
+    }
+
+  /* Completed on the context the connection lives on, whatever thread-default Sofia's
+   * caller has. */
+  g_main_context_push_thread_default (((WsPrimary *) self->tp_pri)->context);
   sofia_ws_transport_send_async (SOFIA_WS_TRANSPORT (sec->websocket), text->str, NULL, NULL,
                                  on_send_done, g_rc_box_acquire (sec->link));
+  g_main_context_pop_thread_default (((WsPrimary *) self->tp_pri)->context);
   return (ssize_t) text->len;     /* taken whole: tport's own queue stays empty */
 }
 
@@ -380,16 +452,157 @@ ws_deliver (tport_t  *self,
   tport_base_deliver (self, msg, now);
 }
 
+static void connect_signals (WsSecondary *sec);
+
+static int
+errno_of (const GError *error)
+{
+  if (g_error_matches (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_CONNECTION_REFUSED))
+    return ECONNREFUSED;
+  if (g_error_matches (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_CONNECT_TIMEOUT))
+    return ETIMEDOUT;
+  if (g_error_matches (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_RESOLVE))
+    return EHOSTUNREACH;
+  if (g_error_matches (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_TLS))
+    return EPROTO;
+  return ECONNRESET;
+}
+
+static void
+on_client_connected (GObject      *source,
+                     GAsyncResult *result,
+                     gpointer      user_data)
+{
+  WsLink *link = user_data;
+  g_autoptr(GError) error = NULL;
+  gboolean ok = sofia_ws_transport_connect_finish (SOFIA_WS_TRANSPORT (source), result, &error);
+  tport_t *self = link->tport;
+  WsSecondary *sec = (WsSecondary *) self;
+
+  if (self == NULL)
+    {
+      link_unref (link);
+      return;
+    }
+
+  if (ok)
+    {
+      char *message;
+
+      SU_DEBUG_5 (("tport_ws(%p): connected to " TPN_FORMAT "\n", (void *) self,
+                   TPN_ARGS (self->tp_name)));
+      self->tp_is_connected = 1;
+      while ((message = g_queue_pop_head (&sec->pending)) != NULL)
+        {
+          sofia_ws_transport_send_async (SOFIA_WS_TRANSPORT (sec->websocket), message, NULL,
+                                         NULL, on_send_done, g_rc_box_acquire (sec->link));
+          g_free (message);
+        }
+    }
+  else
+    {
+      SU_DEBUG_3 (("tport_ws(%p): cannot connect to " TPN_FORMAT ": %s\n", (void *) self,
+                   TPN_ARGS (self->tp_name), error->message));
+      g_queue_clear_full (&sec->pending, g_free);
+      sec->closing = TRUE;
+      tport_ref (self);
+      /* NTA fails the requests waiting on this connection (503), then it is closed. */
+      tport_error_report (self, errno_of (error), NULL);
+      if (!tport_is_closed (self))
+        tport_close (self);
+      tport_unref (self);
+    }
+  link_unref (link);
+}
+
+/* tport_tsend() found no open connection to the destination on a client primary: dial it. */
 static tport_t *
-ws_connect (tport_primary_t    *pri,
+ws_connect (tport_primary_t    *base,
             su_addrinfo_t      *ai,
             tp_name_t const    *tpn)
 {
-  /* A listener cannot dial its clients back: their ports are ephemeral. */
-  SU_DEBUG_5 (("tport_ws: no connection to " TPN_FORMAT " (ws listeners do not dial out)\n",
+  WsPrimary *pri = (WsPrimary *) base;
+  char const *why = "";
+  char host[INET6_ADDRSTRLEN] = "";
+  su_sockaddr_t const *su = (su_sockaddr_t const *) ai->ai_addr;
+  g_autofree char *url = NULL;
+  const char *name_host;
+  gboolean numeric_canon;
+  WsSecondary *sec;
+  tport_t *self;
+  guint port;
+
+  if (!pri->client)
+    {
+      /* A listener cannot dial its clients back: their ports are ephemeral. */
+      SU_DEBUG_5 (("tport_ws: no connection to " TPN_FORMAT " (ws listeners do not dial out; "
+                   "use sofia_ws_tport_add_client())\n", TPN_ARGS (tpn)));
+      su_seterrno (ENOTCONN);
+      return NULL;
+    }
+
+  if (su->su_family == AF_INET)
+    inet_ntop (AF_INET, &su->su_sin.sin_addr, host, sizeof host);
+  else if (su->su_family == AF_INET6)
+    inet_ntop (AF_INET6, &su->su_sin6.sin6_addr, host, sizeof host);
+  else
+    {
+      su_seterrno (EAFNOSUPPORT);
+      return NULL;
+    }
+  port = ntohs (su->su_port);
+
+  self = tport_alloc_secondary (base, INVALID_SOCKET, 0, &why);
+  if (self == NULL)
+    {
+      SU_DEBUG_1 (("tport_ws: cannot make a connection to " TPN_FORMAT ": %s\n",
+                   TPN_ARGS (tpn), why));
+      su_seterrno (ENOMEM);
+      return NULL;
+    }
+  sec = (WsSecondary *) self;
+  if (tport_setname (self, base->pri_vtable->vtp_name, ai, tpn->tpn_canon) < 0)
+    {
+      tport_zap_secondary (self);
+      su_seterrno (EINVAL);
+      return NULL;
+    }
+  self->tp_addrinfo->ai_socktype = SOCK_SEQPACKET;
+  self->tp_magic = base->pri_primary->tp_magic;
+
+  /* TLS checks the certificate against the name asked for: the canonical name when the
+   * request named a host, else the address. */
+  numeric_canon = tpn->tpn_canon == NULL || host_is_ip_address (tpn->tpn_canon);
+  name_host = pri->secure && !numeric_canon ? tpn->tpn_canon : host;
+  url = g_strdup_printf ("%s://%s%s%s:%u%s", pri->secure ? "wss" : "ws",
+                         strchr (name_host, ':') ? "[" : "", name_host,
+                         strchr (name_host, ':') ? "]" : "", port,
+                         pri->path != NULL ? pri->path : "/");
+
+  g_main_context_push_thread_default (pri->context);
+  sec->websocket = g_object_new (SOFIA_WS_TYPE_WEBSOCKET,
+                                 "server", url,
+                                 "tls-ca-file", pri->ca_file,
+                                 "tls-verify", pri->tls_verify,
+                                 "origin", pri->origin,
+                                 "connection-timeout", MAX (pri->connect_timeout, 1u),
+                                 "ping-interval", pri->keepalive,
+                                 "ping-timeout", MAX (pri->keepalive_timeout, 1u),
+                                 "keepalive-interval", pri->crlf_keepalive,
+                                 "max-message-size", MAX (pri->max_message_size, 1u),
+                                 NULL);
+  connect_signals (sec);
+  sofia_ws_transport_connect_async (SOFIA_WS_TRANSPORT (sec->websocket), NULL, NULL,
+                                    on_client_connected, g_rc_box_acquire (sec->link));
+  g_main_context_pop_thread_default (pri->context);
+  if (pri->bridge != NULL)
+    tport_ws_root_bridge_start (pri->bridge);
+
+  ws_tprb_append (&base->pri_open, self);
+  tport_set_secondary_timer (self);
+  SU_DEBUG_5 (("tport_ws(%p): connecting to %s for " TPN_FORMAT "\n", (void *) self, url,
                TPN_ARGS (tpn)));
-  su_seterrno (ENOTCONN);
-  return NULL;
+  return self;
 }
 
 /* ---- the WebSocket side of a secondary ---------------------------------------------------- */
@@ -417,14 +630,24 @@ on_disconnected (SofiaWsTransport *websocket,
 {
   tport_t *self = (tport_t *) sec;
 
+  gboolean ours = sec->closing;
+
   SU_DEBUG_5 (("tport_ws(%p): " TPN_FORMAT " disconnected (close code %u)\n", (void *) self,
                TPN_ARGS (self->tp_name),
                sofia_ws_websocket_get_close_code (SOFIA_WS_WEBSOCKET (websocket))));
+  /* An outgoing connection that never opened: on_client_connected() reports why. */
+  if (!self->tp_accepted && !self->tp_is_connected)
+    return;
   sec->closing = TRUE;
   if (!tport_is_closed (self))
     {
       tport_ref (self);
-      tport_close (self);
+      /* The peer went away with requests still waiting for their responses over this
+       * connection: they fail now (NTA answers them 503) rather than at their timeout. */
+      if (!ours && self->tp_pused > 0)
+        tport_error_report (self, ECONNRESET, NULL);
+      if (!tport_is_closed (self))
+        tport_close (self);
       tport_unref (self);
     }
 }
@@ -436,6 +659,9 @@ on_transport_error (SofiaWsTransport *websocket,
 {
   tport_t *self = (tport_t *) sec;
 
+  /* A failed outgoing handshake: on_client_connected() says why. */
+  if (!self->tp_accepted && !self->tp_is_connected)
+    return;
   if (g_error_matches (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_CLOSED))
     SU_DEBUG_5 (("tport_ws(%p): " TPN_FORMAT ": %s\n", (void *) self, TPN_ARGS (self->tp_name),
                  error->message));
@@ -444,6 +670,14 @@ on_transport_error (SofiaWsTransport *websocket,
                  error->message));
   if (g_error_matches (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_INVALID_MESSAGE))
     self->tp_stats.recv_errors++;
+}
+
+static void
+connect_signals (WsSecondary *sec)
+{
+  g_signal_connect (sec->websocket, "message", G_CALLBACK (on_message), sec);
+  g_signal_connect (sec->websocket, "disconnected", G_CALLBACK (on_disconnected), sec);
+  g_signal_connect (sec->websocket, "transport-error", G_CALLBACK (on_transport_error), sec);
 }
 
 /* "1.2.3.4:5", "[::1]:5" or "[::ffff:1.2.3.4]:5" into a socket address, v4-mapped as v4. */
@@ -539,9 +773,7 @@ on_accepted (SofiaWsListener  *listener,
   self->tp_verified = pri->secure;
 
   sec->websocket = g_object_ref (websocket);
-  g_signal_connect (websocket, "message", G_CALLBACK (on_message), sec);
-  g_signal_connect (websocket, "disconnected", G_CALLBACK (on_disconnected), sec);
-  g_signal_connect (websocket, "transport-error", G_CALLBACK (on_transport_error), sec);
+  connect_signals (sec);
 
   ws_tprb_append (&base->pri_open, self);
   tport_set_secondary_timer (self);
@@ -573,10 +805,22 @@ ws_deinit_primary (tport_primary_t *base)
   if (pri->listener != NULL)
     {
       g_signal_handlers_disconnect_by_data (pri->listener, pri);
-      sofia_ws_listener_stop (pri->listener);
+      if (pri->bridge != NULL)
+        {
+          /* The bridge keeps running the context until the port is released. */
+          tport_ws_root_bridge_hold (pri->bridge);
+          g_main_context_push_thread_default (pri->context);
+          sofia_ws_listener_stop_async (pri->listener, NULL, on_bridged_work_done, pri->bridge);
+          g_main_context_pop_thread_default (pri->context);
+        }
+      else
+        sofia_ws_listener_stop (pri->listener);
       g_clear_object (&pri->listener);
     }
   g_clear_pointer (&pri->context, g_main_context_unref);
+  g_clear_pointer (&pri->path, g_free);
+  g_clear_pointer (&pri->ca_file, g_free);
+  g_clear_pointer (&pri->origin, g_free);
 }
 
 /* Destroys a primary the master does not know about, as tport_zap_primary() would. */
@@ -588,11 +832,12 @@ ws_zap_primary (WsPrimary *pri)
   SU_DEBUG_5 (("tport_ws(%p): destroying the %s listener on %s:%s\n", (void *) pri,
                base->pri_vtable->vtp_name, base->pri_primary->tp_name->tpn_host,
                base->pri_primary->tp_name->tpn_port));
-  ws_deinit_primary (base);
+  /* Connections first: their goodbyes run on the primary's context. */
   while (base->pri_open != NULL)
     tport_zap_secondary (base->pri_open);
   while (base->pri_closed != NULL)
     tport_zap_secondary (base->pri_closed);
+  ws_deinit_primary (base);
   /* Not a secondary, so this only stops the timer and drops the memory. */
   tport_zap_secondary (base->pri_primary);
 }
@@ -606,6 +851,7 @@ static void
 on_master_destroyed (void *home)
 {
   GPtrArray *primaries = NULL;
+  TportWsRootBridge *bridge;
 
   G_LOCK (masters);
   if (masters != NULL)
@@ -614,9 +860,13 @@ on_master_destroyed (void *home)
 
   if (primaries == NULL)
     return;
+  bridge = primaries->len > 0 ? ((WsPrimary *) g_ptr_array_index (primaries, 0))->bridge : NULL;
   for (guint i = 0; i < primaries->len; i++)
     ws_zap_primary (g_ptr_array_index (primaries, i));
   g_ptr_array_unref (primaries);
+  /* The last stack on a bridged root: finish the goodbyes, then leave the root. */
+  if (bridge != NULL)
+    tport_ws_root_bridge_release (bridge);
 }
 
 static gboolean
@@ -636,7 +886,11 @@ track_primary (tport_master_t *mr,
       if (su_home_destructor (mr->mr_master->tp_home, on_master_destroyed) < 0)
         ok = FALSE;
       else
-        g_hash_table_insert (masters, mr, primaries = g_ptr_array_new ());
+        {
+          g_hash_table_insert (masters, mr, primaries = g_ptr_array_new ());
+          if (pri->bridge != NULL)
+            tport_ws_root_bridge_retain (pri->bridge);
+        }
     }
   if (ok)
     g_ptr_array_add (primaries, pri);
@@ -740,9 +994,13 @@ context_of_root (su_root_t          *root,
   return context != NULL ? g_main_context_ref (context) : g_main_context_ref_thread_default ();
 }
 
+#define CLIENT_VIA_HOST "sofia-ws.invalid"
+
+/* A listener for @url_text, or with @client_protocol ("ws", "wss") a client primary. */
 static tport_t *
 ws_add_listener_here (nta_agent_t  *agent,
                       const char   *url_text,
+                      const char   *client_protocol,
                       tagi_t const *tags,
                       GError      **error)
 {
@@ -757,17 +1015,30 @@ ws_add_listener_here (nta_agent_t  *agent,
   g_autoptr(GMainContext) context = NULL;
   g_auto(GStrv) origins = NULL;
   char const *path = NULL, *origin_list = NULL, *certificate = NULL, *key = NULL;
+  char const *ca_file = NULL, *origin = NULL;
   unsigned keepalive = 0, keepalive_timeout = 10, max_message_size = 128 * 1024;
-  unsigned max_connections = 0;
+  unsigned max_connections = 0, connect_timeout = 5, crlf_keepalive = 0;
+  int tls_verify = 1;
+  gboolean client = client_protocol != NULL;
   su_sockaddr_t su;
   su_addrinfo_t ai = { 0 };
   g_autofree char *canon = NULL;
   g_autofree char *via = NULL;
   guint16 port;
 
-  if (agent == NULL || url_text == NULL)
+  if (agent == NULL || (url_text == NULL && !client))
     return fail (error, SOFIA_WS_ERROR_INVALID_ARGUMENT, "An agent and a URL are required");
-  if (!parse_listen_url (url_text, &url, error))
+  if (client)
+    {
+      if (g_ascii_strcasecmp (client_protocol, "ws") != 0 &&
+          g_ascii_strcasecmp (client_protocol, "wss") != 0)
+        return fail (error, SOFIA_WS_ERROR_INVALID_ARGUMENT,
+                     "\"%s\" is not a WebSocket transport: \"ws\" or \"wss\"", client_protocol);
+      url.secure = g_ascii_strcasecmp (client_protocol, "wss") == 0;
+      url.host = g_strdup ("0.0.0.0");
+      url_text = url.secure ? "wss client" : "ws client";
+    }
+  else if (!parse_listen_url (url_text, &url, error))
     return NULL;
 
   master = nta_agent_tports (agent);
@@ -776,9 +1047,15 @@ ws_add_listener_here (nta_agent_t  *agent,
       /* An agent created with NONE has no transport master yet. NTA makes one on the first
        * nta_agent_add_tport(), before finding that it cannot bind "ws" itself. */
       int saved = errno;
+      unsigned level;
 
+      /* ... and logs its refusal at level 3: expected here, so not shown. */
+      su_log_init (nta_log);
+      level = nta_log->log_level;
+      su_log_set_level (nta_log, 0);
       nta_agent_add_tport (agent, URL_STRING_MAKE ("sip:127.0.0.1:0;transport=ws"),
                            TAG_NEXT (tags));
+      su_log_set_level (nta_log, level);
       errno = saved;
       master = nta_agent_tports (agent);
     }
@@ -808,9 +1085,14 @@ ws_add_listener_here (nta_agent_t  *agent,
            WSTAG_KEEPALIVE_TIMEOUT_REF (keepalive_timeout),
            WSTAG_MAX_MESSAGE_SIZE_REF (max_message_size),
            WSTAG_MAX_CONNECTIONS_REF (max_connections),
+           WSTAG_TLS_CA_FILE_REF (ca_file),
+           WSTAG_TLS_VERIFY_REF (tls_verify),
+           WSTAG_ORIGIN_REF (origin),
+           WSTAG_CONNECT_TIMEOUT_REF (connect_timeout),
+           WSTAG_CRLF_KEEPALIVE_REF (crlf_keepalive),
            TAG_END ());
 
-  if (url.secure && (certificate == NULL || key == NULL))
+  if (!client && url.secure && (certificate == NULL || key == NULL))
     {
       fail (error, SOFIA_WS_ERROR_TLS,
             "A wss listener needs WSTAG_TLS_CERTIFICATE() and WSTAG_TLS_KEY() (%s)", url_text);
@@ -832,6 +1114,10 @@ ws_add_listener_here (nta_agent_t  *agent,
     }
 
   /* The listener's objects live on the root's GMainContext. */
+  if (client)
+    port = 0;
+  else
+    {
   g_main_context_push_thread_default (context);
   listener = g_object_new (SOFIA_WS_TYPE_LISTENER,
                            "address", url.host,
@@ -853,6 +1139,7 @@ ws_add_listener_here (nta_agent_t  *agent,
     }
   g_main_context_pop_thread_default (context);
   port = sofia_ws_listener_get_port (listener);
+    }
 
   memset (&su, 0, sizeof su);
   if (inet_pton (AF_INET, url.host, &su.su_sin.sin_addr) == 1)
@@ -915,18 +1202,26 @@ ws_add_listener_here (nta_agent_t  *agent,
       fail (error, SOFIA_WS_ERROR_FAILED, "su_timer_create() failed");
       goto error;
     }
-  su_timer_deferrable (tp->tp_timer, 1);
+  /* Not deferrable, unlike tport's own primaries: this timer runs the reaper that frees closed
+   * connections (tport_close() sets it), and su_glib's GSource never dispatches for a
+   * deferrable timer alone (su_source_prepare() raises its timeout to the max defer time on
+   * every wakeup). tcp primaries get dispatched by their sockets' events; ours have none, as
+   * libwebsockets does the I/O, so closed WS secondaries would pile up until the agent goes. */
 
-  canon = g_strdup (url.host);
+  canon = g_strdup (client ? CLIENT_VIA_HOST : url.host);
   if (tport_setname (tp, base->pri_vtable->vtp_name, &ai, canon) < 0)
     {
       fail (error, SOFIA_WS_ERROR_FAILED, "tport_setname() failed for %s", url_text);
       goto error;
     }
 
-  via = g_strdup_printf ("SIP/2.0/%s %s%s%s:%u", base->pri_vtable->vtp_name,
-                         ai.ai_family == AF_INET6 ? "[" : "", url.host,
-                         ai.ai_family == AF_INET6 ? "]" : "", port);
+  /* A client's Via names no reachable address, as browsers' do (RFC 7118 section 5.2). */
+  if (client)
+    via = g_strdup_printf ("SIP/2.0/%s " CLIENT_VIA_HOST, base->pri_vtable->vtp_name);
+  else
+    via = g_strdup_printf ("SIP/2.0/%s %s%s%s:%u", base->pri_vtable->vtp_name,
+                           ai.ai_family == AF_INET6 ? "[" : "", url.host,
+                           ai.ai_family == AF_INET6 ? "]" : "", port);
   pri->via = sip_via_make (tp->tp_home, via);
   if (pri->via == NULL)
     {
@@ -936,13 +1231,28 @@ ws_add_listener_here (nta_agent_t  *agent,
   tp->tp_magic = (tp_magic_t *) pri->via;
 
   pri->context = g_main_context_ref (context);
-  pri->listener = g_steal_pointer (&listener);
-  g_signal_connect (pri->listener, "accepted", G_CALLBACK (on_accepted), pri);
+  pri->bridge = bridge;
+  pri->client = client;
+  pri->path = g_strdup (path);
+  pri->ca_file = g_strdup (ca_file);
+  pri->tls_verify = tls_verify != 0;
+  pri->origin = g_strdup (origin);
+  pri->connect_timeout = connect_timeout;
+  pri->keepalive = keepalive;
+  pri->keepalive_timeout = keepalive_timeout;
+  pri->crlf_keepalive = crlf_keepalive;
+  pri->max_message_size = max_message_size;
+  if (!client)
+    {
+      pri->listener = g_steal_pointer (&listener);
+      g_signal_connect (pri->listener, "accepted", G_CALLBACK (on_accepted), pri);
+    }
 
   if (!track_primary (mr, pri, error))
     goto error;
 
-  SU_DEBUG_5 (("tport_ws: listening on %s (%s)\n", url_text, via));
+  SU_DEBUG_5 (("tport_ws: %s on %s (%s)\n", client ? "connecting" : "listening", url_text,
+               via));
   if (bridge != NULL)
     tport_ws_root_bridge_start (bridge);
   g_free (url.host);
@@ -965,6 +1275,7 @@ error:
 typedef struct {
   nta_agent_t *agent;
   const char *url;
+  const char *client_protocol;
   tagi_t const *tags;
   GError **error;
   tport_t *result;
@@ -975,26 +1286,137 @@ add_listener_in_thread (void *data)
 {
   AddListenerCall *call = data;
 
-  call->result = ws_add_listener_here (call->agent, call->url, call->tags, call->error);
+  call->result = ws_add_listener_here (call->agent, call->url, call->client_protocol,
+                                       call->tags, call->error);
   return 0;
 }
 
 /* Everything about a stack happens in its root's thread: NUA's stack thread, for instance. */
+static tport_t *
+add_primary (nta_agent_t  *agent,
+             const char   *url,
+             const char   *client_protocol,
+             tagi_t const *tags,
+             GError      **error)
+{
+  AddListenerCall call = { agent, url, client_protocol, tags, error, NULL };
+  tport_t *master = agent != NULL ? nta_agent_tports (agent) : NULL;
+
+  if (master == NULL)
+    return ws_add_listener_here (agent, url, client_protocol, tags, error);
+  if (su_task_execute (su_root_task (((tport_master_t *) master)->mr_root),
+                       add_listener_in_thread, &call, NULL) < 0)
+    return fail (error, SOFIA_WS_ERROR_FAILED, "Cannot reach the thread of the agent's root");
+  return call.result;
+}
+
 static tport_t *
 ws_add_listener (nta_agent_t  *agent,
                  const char   *url,
                  tagi_t const *tags,
                  GError      **error)
 {
-  AddListenerCall call = { agent, url, tags, error, NULL };
-  tport_t *master = agent != NULL ? nta_agent_tports (agent) : NULL;
+  return add_primary (agent, url, NULL, tags, error);
+}
 
-  if (master == NULL)
-    return ws_add_listener_here (agent, url, tags, error);
-  if (su_task_execute (su_root_task (((tport_master_t *) master)->mr_root),
-                       add_listener_in_thread, &call, NULL) < 0)
-    return fail (error, SOFIA_WS_ERROR_FAILED, "Cannot reach the thread of the agent's root");
-  return call.result;
+static tport_t *
+ws_add_client (nta_agent_t  *agent,
+               const char   *protocol,
+               tagi_t const *tags,
+               GError      **error)
+{
+  if (protocol == NULL)
+    return fail (error, SOFIA_WS_ERROR_INVALID_ARGUMENT, "The protocol (ws or wss) is required");
+  return add_primary (agent, NULL, protocol, tags, error);
+}
+
+static tport_t *
+ws_client_connect (tport_t    *client,
+                   const char *url_text,
+                   GError    **error)
+{
+  su_home_t home[1] = { SU_HOME_INIT (home) };
+  WsPrimary *pri;
+  url_t *url;
+  char transport[16] = "";
+  tp_name_t tpn[1] = { { 0 } };
+  char port_text[8];
+  struct addrinfo hints = { 0 }, *found = NULL;
+  tport_t *tp = NULL;
+  su_addrinfo_t ai = { 0 };
+  int status;
+
+  if (client == NULL || !tport_is_ws (client) || !tport_ws_abi_is_primary (client) ||
+      !((WsPrimary *) client->tp_pri)->client)
+    return fail (error, SOFIA_WS_ERROR_INVALID_ARGUMENT,
+                 "Not a ws client made by sofia_ws_tport_add_client()");
+  pri = (WsPrimary *) client->tp_pri;
+
+  url = url_text != NULL ? url_make (home, url_text) : NULL;
+  if (url == NULL || (url->url_type != url_sip && url->url_type != url_sips) ||
+      url->url_host == NULL)
+    {
+      fail (error, SOFIA_WS_ERROR_INVALID_ARGUMENT,
+            "\"%s\" is not a SIP URL such as sip:192.0.2.1:8080;transport=ws",
+            url_text ? url_text : "(null)");
+      goto out;
+    }
+  if (url->url_params != NULL)
+    url_param (url->url_params, "transport", transport, sizeof transport);
+  if (transport[0] != '\0' && g_ascii_strcasecmp (transport, pri->secure ? "wss" : "ws") != 0)
+    {
+      fail (error, SOFIA_WS_ERROR_INVALID_ARGUMENT, "\"%s\" is not for this %s client",
+            url_text, pri->secure ? "wss" : "ws");
+      goto out;
+    }
+
+  g_snprintf (port_text, sizeof port_text, "%s",
+              url->url_port && url->url_port[0] ? url->url_port : pri->secure ? "443" : "80");
+  tpn->tpn_proto = pri->secure ? "wss" : "ws";
+  tpn->tpn_canon = url->url_host;
+  tpn->tpn_host = url->url_host;
+  tpn->tpn_port = port_text;
+  tpn->tpn_ident = NULL;
+  tpn->tpn_comp = NULL;
+  if (url->url_host[0] == '[')
+    {
+      char *bare = su_strndup (home, url->url_host + 1, strlen (url->url_host) - 2);
+
+      tpn->tpn_canon = tpn->tpn_host = bare;
+    }
+
+  /* An open connection to that address (tport_by_name() searches the primary's tree). */
+  tp = tport_by_name (client, tpn);
+  if (tp != NULL && !tport_ws_abi_is_primary (tp) && !tport_is_closed (tp) &&
+      !((WsSecondary *) tp)->closing)
+    goto out;
+  tp = NULL;
+
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_protocol = IPPROTO_TCP;
+  hints.ai_flags = AI_NUMERICSERV;
+  status = getaddrinfo (tpn->tpn_host, port_text, &hints, &found);
+  if (status != 0 || found == NULL)
+    {
+      fail (error, SOFIA_WS_ERROR_RESOLVE, "Cannot resolve %s: %s", tpn->tpn_host,
+            gai_strerror (status));
+      goto out;
+    }
+  ai.ai_family = found->ai_family;
+  ai.ai_socktype = SOCK_STREAM;
+  ai.ai_protocol = IPPROTO_TCP;
+  ai.ai_addr = (void *) found->ai_addr;
+  ai.ai_addrlen = found->ai_addrlen;
+  tp = ws_connect (&pri->base, &ai, tpn);
+  if (tp == NULL)
+    fail (error, SOFIA_WS_ERROR_FAILED, "Cannot make a connection to %s: %s", url_text,
+          g_strerror (errno));
+
+out:
+  if (found != NULL)
+    freeaddrinfo (found);
+  su_home_deinit (home);
+  return tp;
 }
 
 /* ---- NUA ---------------------------------------------------------------------------------- */
@@ -1047,6 +1469,8 @@ ws_get_listener (tport_t *tport)
 static const SofiaWsTportModule module_table = {
   .version = SOFIA_WS_TPORT_MODULE_VERSION,
   .add_listener = ws_add_listener,
+  .add_client = ws_add_client,
+  .connect = ws_client_connect,
   .nua_agent = ws_nua_agent,
   .get_transport = ws_get_transport,
   .get_listener = ws_get_listener,

@@ -110,6 +110,59 @@ SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_max_message_size_ref;
 SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_max_connections;
 SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_max_connections_ref;
 
+/* ---- tags for outgoing connections (sofia_ws_tport_add_client()) ------------------------- */
+
+/* WSTAG_PATH() is the HTTP path requested (default "/"); WSTAG_KEEPALIVE(),
+ * WSTAG_KEEPALIVE_TIMEOUT() and WSTAG_MAX_MESSAGE_SIZE() apply as for listeners. */
+
+/**
+ * WSTAG_TLS_CA_FILE:
+ * @x: (type filename): PEM file of the CAs trusted for wss servers; NULL (the default) trusts
+ *   the system's CAs
+ */
+#define WSTAG_TLS_CA_FILE(x) wstag_tls_ca_file, tag_str_v (x)
+#define WSTAG_TLS_CA_FILE_REF(x) wstag_tls_ca_file_ref, tag_str_vr (&(x))
+SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_tls_ca_file;
+SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_tls_ca_file_ref;
+
+/**
+ * WSTAG_TLS_VERIFY:
+ * @x: (type gboolean): whether a wss server's certificate must verify (default TRUE); FALSE
+ *   is for tests only
+ */
+#define WSTAG_TLS_VERIFY(x) wstag_tls_verify, tag_bool_v (x)
+#define WSTAG_TLS_VERIFY_REF(x) wstag_tls_verify_ref, tag_bool_vr (&(x))
+SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_tls_verify;
+SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_tls_verify_ref;
+
+/**
+ * WSTAG_ORIGIN:
+ * @x: (type utf8): the Origin header sent in the handshake (default: none)
+ */
+#define WSTAG_ORIGIN(x) wstag_origin, tag_str_v (x)
+#define WSTAG_ORIGIN_REF(x) wstag_origin_ref, tag_str_vr (&(x))
+SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_origin;
+SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_origin_ref;
+
+/**
+ * WSTAG_CONNECT_TIMEOUT:
+ * @x: (type guint): seconds allowed for the TCP, TLS and WebSocket handshakes (default 5)
+ */
+#define WSTAG_CONNECT_TIMEOUT(x) wstag_connect_timeout, tag_uint_v (x)
+#define WSTAG_CONNECT_TIMEOUT_REF(x) wstag_connect_timeout_ref, tag_uint_vr (&(x))
+SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_connect_timeout;
+SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_connect_timeout_ref;
+
+/**
+ * WSTAG_CRLF_KEEPALIVE:
+ * @x: (type guint): seconds between RFC 5626 CRLF keep-alives on an outgoing connection, as
+ *   SIP.js sends them (default 0: none)
+ */
+#define WSTAG_CRLF_KEEPALIVE(x) wstag_crlf_keepalive, tag_uint_v (x)
+#define WSTAG_CRLF_KEEPALIVE_REF(x) wstag_crlf_keepalive_ref, tag_uint_vr (&(x))
+SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_crlf_keepalive;
+SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_crlf_keepalive_ref;
+
 /* ---- functions -------------------------------------------------------------------------- */
 
 SOFIA_WS_AVAILABLE_IN_1_0
@@ -130,6 +183,19 @@ tport_t          *sofia_ws_tport_add_nua_listener  (nua_t          *nua,
                                                     tag_type_t      tag,
                                                     tag_value_t     value,
                                                     ...);
+
+SOFIA_WS_AVAILABLE_IN_1_0
+tport_t          *sofia_ws_tport_add_client        (nta_agent_t    *agent,
+                                                    const char     *protocol,
+                                                    GError        **error,
+                                                    tag_type_t      tag,
+                                                    tag_value_t     value,
+                                                    ...);
+
+SOFIA_WS_AVAILABLE_IN_1_0
+tport_t          *sofia_ws_tport_connect           (tport_t        *client,
+                                                    const char     *url,
+                                                    GError        **error);
 
 SOFIA_WS_AVAILABLE_IN_1_0
 nta_agent_t      *sofia_ws_tport_get_nua_agent     (nua_t          *nua,
