@@ -1,0 +1,582 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Outgoing WebSocket connections from Sofia's NTA through the tport module
+ * (sofia_ws_tport_add_client() + NTATAG_TPORT): to the project's registrar (a second Sofia
+ * process, started on port 0 and stopped by PID) and to a real Kamailio with its websocket
+ * module. Requests go out over a connection the module dials, later requests reuse it, the
+ * peer's requests come back over it, and failures (refused, silent peer, TLS) end the request
+ * with 503 and leave nothing behind. The agent runs on a GLib root, or on Sofia's own epoll
+ * root driving the module's GMainContext. */
+#include <sofia-ws/sofia-ws-tport.h>
+
+#include <glib/gstdio.h>
+#include <signal.h>
+#include <string.h>
+#include <valgrind/valgrind.h>
+
+#include <sofia-sip/nta_tport.h>
+#include <sofia-sip/sip_header.h>
+#include <sofia-sip/sip_status.h>
+#include <sofia-sip/su_glib.h>
+#include <sofia-sip/su_tagarg.h>
+#include <sofia-sip/tport_tag.h>
+
+#include "support/drain.h"
+#include "support/kamailio-peer.h"
+
+typedef struct {
+  gboolean plain_root;
+  gboolean wss;
+} Params;
+
+typedef struct {
+  const Params *params;
+  GSubprocess *registrar;
+  GDataInputStream *out;
+  guint16 port;
+  char *pki_dir;
+  su_root_t *root;
+  nta_agent_t *agent;
+  nta_leg_t *leg;
+  tport_t *client;
+  GPtrArray *requests;            /* method names of requests the agent received */
+} Fixture;
+
+typedef struct {
+  int status;
+  char *phrase;
+  char *via;
+} Result;
+
+/* ---- the registrar ------------------------------------------------------------------------ */
+
+static void
+make_certificate (Fixture *f)
+{
+  g_autofree char *command = NULL;
+  g_autofree char *err = NULL;
+  g_autoptr(GError) error = NULL;
+  int status = 0;
+
+  f->pki_dir = g_dir_make_tmp ("sofia-ws-client-XXXXXX", NULL);
+  command = g_strdup_printf ("sh -c \"cd '%s' && openssl req -x509 -newkey ec "
+                             "-pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout server.key "
+                             "-out server.pem -days 2 -subj /CN=127.0.0.1 "
+                             "-addext subjectAltName=IP:127.0.0.1 2>/dev/null && "
+                             "openssl req -x509 -newkey ec -pkeyopt "
+                             "ec_paramgen_curve:prime256v1 -nodes -keyout other.key "
+                             "-out other.pem -days 2 -subj /CN=other 2>/dev/null\"", f->pki_dir);
+  g_spawn_command_line_sync (command, NULL, &err, &status, &error);
+  g_assert_no_error (error);
+  if (!g_spawn_check_wait_status (status, NULL))
+    g_error ("openssl failed: %s", err);
+}
+
+static char *
+pki_file (Fixture *f, const char *name)
+{
+  return g_build_filename (f->pki_dir, name, NULL);
+}
+
+static void
+start_registrar (Fixture *f)
+{
+  const char *binary = g_getenv ("SOFIA_WS_REGISTRAR");
+  g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GError) error = NULL;
+
+  g_assert_nonnull (binary);
+  if (RUNNING_ON_VALGRIND)
+    {
+      const char *supp = g_getenv ("SOFIA_WS_VALGRIND_SUPPRESSIONS");
+      g_auto(GStrv) files = supp ? g_strsplit (supp, ":", -1) : NULL;
+
+      g_ptr_array_add (argv, g_strdup ("valgrind"));
+      g_ptr_array_add (argv, g_strdup ("--error-exitcode=99"));
+      g_ptr_array_add (argv, g_strdup ("--leak-check=full"));
+      g_ptr_array_add (argv, g_strdup ("--errors-for-leak-kinds=definite"));
+      for (char **s = files; s != NULL && *s != NULL; s++)
+        g_ptr_array_add (argv, g_strdup_printf ("--suppressions=%s", *s));
+    }
+  g_ptr_array_add (argv, g_strdup (binary));
+  g_ptr_array_add (argv, g_strdup ("--listen"));
+  if (f->params->wss)
+    {
+      g_ptr_array_add (argv, g_strdup ("sips:127.0.0.1:0;transport=wss"));
+      g_ptr_array_add (argv, g_strdup_printf ("--tls-certificate=%s/server.pem", f->pki_dir));
+      g_ptr_array_add (argv, g_strdup_printf ("--tls-key=%s/server.key", f->pki_dir));
+    }
+  else
+    g_ptr_array_add (argv, g_strdup ("sip:127.0.0.1:0;transport=ws"));
+  g_ptr_array_add (argv, NULL);
+
+  f->registrar = g_subprocess_newv ((const char *const *) argv->pdata,
+                                    G_SUBPROCESS_FLAGS_STDOUT_PIPE, &error);
+  g_assert_no_error (error);
+  f->out = g_data_input_stream_new (g_subprocess_get_stdout_pipe (f->registrar));
+  while (f->port == 0)
+    {
+      g_autofree char *line = g_data_input_stream_read_line_utf8 (f->out, NULL, NULL, &error);
+
+      g_assert_no_error (error);
+      g_assert_nonnull (line);
+      g_assert_true (g_str_has_prefix (line, "listening sip:127.0.0.1:"));
+      f->port = (guint16) g_ascii_strtoull (line + strlen ("listening sip:127.0.0.1:"), NULL, 10);
+    }
+}
+
+static void
+stop_registrar (Fixture *f)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (f->registrar == NULL)
+    return;
+  g_subprocess_send_signal (f->registrar, SIGTERM);
+  g_subprocess_wait (f->registrar, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (g_subprocess_get_if_exited (f->registrar));
+  g_assert_cmpint (g_subprocess_get_exit_status (f->registrar), ==, 0);
+  g_clear_object (&f->out);
+  g_clear_object (&f->registrar);
+}
+
+typedef struct {
+  char *line;
+  gboolean done;
+} LineRead;
+
+static void
+on_line (GObject *source, GAsyncResult *result, gpointer data)
+{
+  LineRead *read = data;
+  g_autoptr(GError) error = NULL;
+
+  read->line = g_data_input_stream_read_line_finish_utf8 (G_DATA_INPUT_STREAM (source), result,
+                                                          NULL, &error);
+  g_assert_no_error (error);
+  read->done = TRUE;
+}
+
+/* The registrar's next output line that starts with @prefix. The agent's loop and GLib's
+ * default context keep running meanwhile: the registrar may be waiting for us. */
+static char *
+registrar_line (Fixture *f, const char *prefix)
+{
+  gint64 deadline = g_get_monotonic_time () + 40 * G_USEC_PER_SEC;
+
+  for (;;)
+    {
+      LineRead read = { NULL, FALSE };
+
+      g_data_input_stream_read_line_async (f->out, G_PRIORITY_DEFAULT, NULL, on_line, &read);
+      while (!read.done)
+        {
+          g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+          if (f->params->plain_root)
+            {
+              su_root_step (f->root, 5);
+              g_main_context_iteration (NULL, FALSE);
+            }
+          else
+            g_main_context_iteration (NULL, TRUE);
+        }
+      g_assert_nonnull (read.line);
+      g_test_message ("registrar: %s", read.line);
+      if (g_str_has_prefix (read.line, prefix))
+        return read.line;
+      g_free (read.line);
+    }
+}
+
+/* ---- the agent ---------------------------------------------------------------------------- */
+
+/* Runs the agent's root (GLib's main context, or Sofia's own loop) until @done. */
+static gboolean
+run_until (Fixture *f, int *done, guint seconds)
+{
+  gint64 deadline = g_get_monotonic_time () + seconds * G_USEC_PER_SEC;
+
+  while (!*done && g_get_monotonic_time () < deadline)
+    {
+      if (f->params->plain_root)
+        su_root_step (f->root, 10);
+      else
+        g_main_context_iteration (NULL, TRUE);
+    }
+  return *done;
+}
+
+static void
+spin (Fixture *f, guint ms)
+{
+  gint64 deadline = g_get_monotonic_time () + ms * 1000;
+
+  while (g_get_monotonic_time () < deadline)
+    {
+      if (f->params->plain_root)
+        su_root_step (f->root, 10);
+      else if (!g_main_context_iteration (NULL, FALSE))
+        g_usleep (1000);
+    }
+}
+
+static int
+on_request (nta_leg_magic_t *magic,
+            nta_leg_t       *leg,
+            nta_incoming_t  *irq,
+            sip_t const     *sip)
+{
+  Fixture *f = (Fixture *) magic;
+
+  g_ptr_array_add (f->requests, g_strdup (sip->sip_request->rq_method_name));
+  return 200;
+}
+
+static void
+fixture_setup (Fixture *f, gconstpointer data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *ca = NULL;
+
+  f->params = data;
+  f->requests = g_ptr_array_new_with_free_func (g_free);
+  if (f->params->wss)
+    make_certificate (f);
+  start_registrar (f);
+
+  if (f->params->plain_root)
+    f->root = su_root_create (f);
+  else
+    {
+      f->root = su_glib_root_create (f);
+      g_source_attach (su_glib_root_gsource (f->root), NULL);
+    }
+  f->agent = nta_agent_create (f->root, URL_STRING_MAKE ("sip:127.0.0.1:0;transport=tcp"),
+                               NULL, NULL, NTATAG_UA (0), TAG_END ());
+  g_assert_nonnull (f->agent);
+  f->leg = nta_leg_tcreate (f->agent, on_request, (nta_leg_magic_t *) f, NTATAG_NO_DIALOG (1),
+                            TAG_END ());
+  ca = f->pki_dir ? pki_file (f, "server.pem") : NULL;
+  f->client = sofia_ws_tport_add_client (f->agent, f->params->wss ? "wss" : "ws", &error,
+                                         TAG_IF (ca, WSTAG_TLS_CA_FILE (ca)),
+                                         WSTAG_CONNECT_TIMEOUT (2),
+                                         TAG_END ());
+  g_assert_no_error (error);
+  g_assert_nonnull (f->client);
+  g_assert_true (sofia_ws_tport_is_ws (f->client));
+}
+
+static void
+fixture_teardown (Fixture *f, gconstpointer data)
+{
+  nta_leg_destroy (f->leg);
+  nta_agent_destroy (f->agent);
+  spin (f, 50);
+  su_root_destroy (f->root);
+  if (!f->params->plain_root)
+    test_drain_main_context ();
+  stop_registrar (f);
+  if (f->pki_dir != NULL)
+    {
+      const char *files[] = { "server.pem", "server.key", "other.pem", "other.key" };
+
+      for (guint i = 0; i < G_N_ELEMENTS (files); i++)
+        {
+          g_autofree char *path = pki_file (f, files[i]);
+          g_unlink (path);
+        }
+      g_rmdir (f->pki_dir);
+      g_free (f->pki_dir);
+    }
+  g_ptr_array_unref (f->requests);
+}
+
+static int
+on_response (nta_outgoing_magic_t *magic,
+             nta_outgoing_t       *orq,
+             sip_t const          *sip)
+{
+  Result *result = (Result *) magic;
+  int status = sip ? sip->sip_status->st_status : nta_outgoing_status (orq);
+
+  if (status < 200)
+    return 0;
+  result->status = status;
+  result->phrase = g_strdup (sip ? sip->sip_status->st_phrase : "");
+  if (sip != NULL && sip->sip_via != NULL)
+    result->via = sip_header_as_string (NULL, (sip_header_t const *) sip->sip_via);
+  return 0;
+}
+
+static void
+result_clear (Result *result)
+{
+  g_free (result->phrase);
+  su_free (NULL, result->via);
+  memset (result, 0, sizeof *result);
+}
+
+/* Sends @method to @uri over the client and waits for the final response. */
+static void
+request (Fixture *f, const char *method, const char *uri, Result *result, tag_type_t tag,
+         tag_value_t value, ...)
+{
+  nta_outgoing_t *orq;
+  g_autoptr(GError) error = NULL;
+  tport_t *connection;
+  ta_list ta;
+
+  memset (result, 0, sizeof *result);
+  connection = sofia_ws_tport_connect (f->client, uri, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (connection);
+  g_assert_nonnull (sofia_ws_tport_get_transport (connection));
+  ta_start (ta, tag, value);
+  orq = nta_outgoing_tcreate (f->leg, on_response, (nta_outgoing_magic_t *) result, NULL,
+                              sip_method_unknown, method, URL_STRING_MAKE (uri),
+                              SIPTAG_TO_STR (uri), SIPTAG_FROM_STR ("<sip:client@127.0.0.1>"),
+                              NTATAG_TPORT (connection), ta_tags (ta));
+  ta_end (ta);
+  g_assert_nonnull (orq);
+  g_assert_true (run_until (f, &result->status, 40));
+  nta_outgoing_destroy (orq);
+}
+
+static char *
+registrar_uri (Fixture *f)
+{
+  return g_strdup_printf ("sip:127.0.0.1:%u;transport=%s", f->port, f->params->wss ? "wss" : "ws");
+}
+
+/* ---- tests -------------------------------------------------------------------------------- */
+
+static void
+test_options (Fixture *f, gconstpointer data)
+{
+  g_autofree char *uri = registrar_uri (f);
+  g_autofree char *first = NULL, *second = NULL;
+  Result result;
+
+  request (f, "OPTIONS", uri, &result, TAG_END ());
+  g_assert_cmpint (result.status, ==, 200);
+  /* The module's Via, with what the registrar saw. */
+  g_assert_nonnull (result.via);
+  g_assert_true (g_str_has_prefix (result.via, f->params->wss ? "SIP/2.0/WSS sofia-ws.invalid;"
+                                                              : "SIP/2.0/WS sofia-ws.invalid;"));
+  g_assert_nonnull (strstr (result.via, "received=127.0.0.1"));
+  first = registrar_line (f, "OPTIONS from ");
+  result_clear (&result);
+
+  /* The second request reuses the connection: the registrar sees the same source port. */
+  request (f, "OPTIONS", uri, &result, TAG_END ());
+  g_assert_cmpint (result.status, ==, 200);
+  second = registrar_line (f, "OPTIONS from ");
+  g_assert_cmpstr (first, ==, second);
+  result_clear (&result);
+}
+
+/* REGISTER through the client, then bob (another Sofia client connection of the same agent
+ * would reuse ours, so bob is a plain SofiaWsWebSocket) sends a MESSAGE to the registered user:
+ * the registrar relays it over our connection, and the agent answers it. */
+static void
+test_request_back (Fixture *f, gconstpointer data)
+{
+  g_autofree char *uri = registrar_uri (f);
+  g_autofree char *aor = g_strdup_printf ("sip:alice@127.0.0.1:%u", f->port);
+  g_autofree char *server = g_strdup_printf ("%s://127.0.0.1:%u/", f->params->wss ? "wss" : "ws",
+                                             f->port);
+  g_autofree char *ca = f->pki_dir ? pki_file (f, "server.pem") : NULL;
+  g_autofree char *line = NULL;
+  g_autoptr(SofiaWsWebSocket) bob = NULL;
+  Result result;
+  GMainContext *bob_context = NULL;
+
+  request (f, "REGISTER", uri, &result,
+           SIPTAG_TO_STR (aor), SIPTAG_CONTACT_STR ("<sip:alice@sofia-ws.invalid;transport=ws>"),
+           SIPTAG_EXPIRES_STR ("600"), TAG_END ());
+  g_assert_cmpint (result.status, ==, 200);
+  result_clear (&result);
+  line = registrar_line (f, "REGISTER ");
+  g_assert_nonnull (strstr (line, ": 1 binding(s)"));
+
+  /* bob lives on GLib's default context; on the plain root, iterate it by hand too. */
+  bob = sofia_ws_websocket_new (server);
+  if (ca != NULL)
+    g_object_set (bob, "tls-ca-file", ca, NULL);
+  sofia_ws_transport_connect_async (SOFIA_WS_TRANSPORT (bob), NULL, NULL, NULL, NULL);
+  bob_context = g_main_context_default ();
+  while (!sofia_ws_transport_is_connected (SOFIA_WS_TRANSPORT (bob)))
+    {
+      g_main_context_iteration (bob_context, FALSE);
+      if (f->params->plain_root)
+        su_root_step (f->root, 5);
+    }
+  sofia_ws_transport_send_async (SOFIA_WS_TRANSPORT (bob),
+                                 "MESSAGE sip:alice@127.0.0.1 SIP/2.0\r\n"
+                                 "Via: SIP/2.0/WS bob.invalid;branch=z9hG4bK-back-1\r\n"
+                                 "Max-Forwards: 70\r\n"
+                                 "To: <sip:alice@127.0.0.1>\r\n"
+                                 "From: <sip:bob@127.0.0.1>;tag=b1\r\n"
+                                 "Call-ID: request-back-1\r\n"
+                                 "CSeq: 1 MESSAGE\r\n"
+                                 "Content-Type: text/plain\r\n"
+                                 "Content-Length: 5\r\n\r\nhello",
+                                 NULL, NULL, NULL, NULL);
+  {
+    gint64 deadline = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+
+    while (f->requests->len == 0 && g_get_monotonic_time () < deadline)
+      {
+        g_main_context_iteration (bob_context, FALSE);
+        if (f->params->plain_root)
+          su_root_step (f->root, 5);
+        else
+          g_usleep (500);
+      }
+  }
+  g_assert_cmpuint (f->requests->len, ==, 1);
+  g_assert_cmpstr (g_ptr_array_index (f->requests, 0), ==, "MESSAGE");
+  g_clear_pointer (&line, g_free);
+  line = registrar_line (f, "MESSAGE relayed: ");
+  g_assert_cmpstr (line, ==, "MESSAGE relayed: 200 OK");
+
+  sofia_ws_transport_disconnect_async (SOFIA_WS_TRANSPORT (bob), NULL, NULL, NULL, NULL);
+}
+
+/* Nothing listens: the request ends with 503 at once, and the failed connection is gone. */
+static void
+test_refused (Fixture *f, gconstpointer data)
+{
+  g_autoptr(GSocket) socket = g_socket_new (G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_STREAM,
+                                            G_SOCKET_PROTOCOL_TCP, NULL);
+  g_autoptr(GInetAddress) loopback = g_inet_address_new_loopback (G_SOCKET_FAMILY_IPV4);
+  g_autoptr(GSocketAddress) any = g_inet_socket_address_new (loopback, 0);
+  g_autoptr(GSocketAddress) bound = NULL;
+  g_autofree char *uri = NULL;
+  g_autofree char *good = registrar_uri (f);
+  Result result;
+  guint16 port;
+
+  /* A port that was free a moment ago. */
+  g_assert_true (g_socket_bind (socket, any, FALSE, NULL));
+  bound = g_socket_get_local_address (socket, NULL);
+  port = g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound));
+  g_socket_close (socket, NULL);
+  uri = g_strdup_printf ("sip:127.0.0.1:%u;transport=ws", port);
+
+  request (f, "OPTIONS", uri, &result, TAG_END ());
+  g_assert_cmpint (result.status, ==, 503);
+  result_clear (&result);
+
+  /* And the client still works. */
+  request (f, "OPTIONS", good, &result, TAG_END ());
+  g_assert_cmpint (result.status, ==, 200);
+  result_clear (&result);
+}
+
+/* A TCP peer that accepts and never answers the handshake: 503 after the connect timeout. */
+static void
+test_silent_peer (Fixture *f, gconstpointer data)
+{
+  g_autoptr(GSocketListener) listener = g_socket_listener_new ();
+  g_autoptr(GError) error = NULL;
+  g_autofree char *uri = NULL;
+  Result result;
+  guint16 port;
+  gint64 started;
+
+  port = g_socket_listener_add_any_inet_port (listener, NULL, &error);
+  g_assert_no_error (error);
+  uri = g_strdup_printf ("sip:127.0.0.1:%u;transport=ws", port);
+  started = g_get_monotonic_time ();
+  request (f, "OPTIONS", uri, &result, TAG_END ());
+  g_assert_cmpint (result.status, ==, 503);
+  /* WSTAG_CONNECT_TIMEOUT (2), not NTA's 32 s transaction timer. */
+  g_assert_cmpint (g_get_monotonic_time () - started, <, 10 * G_USEC_PER_SEC);
+  result_clear (&result);
+}
+
+/* wss to a server whose certificate the client's CA file does not vouch for: 503. */
+static void
+test_wrong_ca (Fixture *f, gconstpointer data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *other = pki_file (f, "other.pem");
+  g_autofree char *uri = registrar_uri (f);
+  tport_t *strict;
+  Result result;
+
+  strict = sofia_ws_tport_add_client (f->agent, "wss", &error, WSTAG_TLS_CA_FILE (other),
+                                      TAG_END ());
+  g_assert_no_error (error);
+  f->client = strict;
+  request (f, "OPTIONS", uri, &result, TAG_END ());
+  g_assert_cmpint (result.status, ==, 503);
+  result_clear (&result);
+}
+
+/* ---- Kamailio ------------------------------------------------------------------------------ */
+
+static void
+test_kamailio_register (Fixture *f, gconstpointer data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *reason = NULL;
+  g_autoptr(KamailioPeer) kamailio = NULL;
+  g_autofree char *uri = NULL;
+  g_autofree char *aor = NULL;
+  Result result;
+
+  if (!kamailio_peer_is_available (&reason))
+    {
+      g_test_skip (reason);
+      return;
+    }
+  kamailio = kamailio_peer_start (&error);
+  g_assert_no_error (error);
+  uri = g_strdup_printf ("sip:127.0.0.1:%u;transport=ws", kamailio_peer_get_port (kamailio));
+  aor = g_strdup_printf ("sip:sofia@127.0.0.1:%u", kamailio_peer_get_port (kamailio));
+
+  request (f, "REGISTER", uri, &result, SIPTAG_TO_STR (aor),
+           SIPTAG_CONTACT_STR ("<sip:sofia@sofia-ws.invalid;transport=ws>"),
+           SIPTAG_EXPIRES_STR ("300"), TAG_END ());
+  g_assert_cmpint (result.status, ==, 200);
+  result_clear (&result);
+  request (f, "OPTIONS", uri, &result, TAG_END ());
+  g_assert_cmpint (result.status, ==, 200);
+  result_clear (&result);
+}
+
+int
+main (int argc, char **argv)
+{
+  static const Params glib_ws = { FALSE, FALSE };
+  static const Params plain_ws = { TRUE, FALSE };
+  static const Params glib_wss = { FALSE, TRUE };
+  static const Params plain_wss = { TRUE, TRUE };
+
+  g_test_init (&argc, &argv, NULL);
+  su_init ();
+
+#define ADD(path, params, fn) \
+  g_test_add ("/tport-client/" path, Fixture, &params, fixture_setup, fn, fixture_teardown)
+  ADD ("glib/options", glib_ws, test_options);
+  ADD ("glib/request-back", glib_ws, test_request_back);
+  ADD ("glib/refused", glib_ws, test_refused);
+  ADD ("glib/silent-peer", glib_ws, test_silent_peer);
+  ADD ("glib/kamailio-register", glib_ws, test_kamailio_register);
+  ADD ("glib/wss-options", glib_wss, test_options);
+  ADD ("glib/wss-wrong-ca", glib_wss, test_wrong_ca);
+  ADD ("plain-root/options", plain_ws, test_options);
+  ADD ("plain-root/request-back", plain_ws, test_request_back);
+  ADD ("plain-root/refused", plain_ws, test_refused);
+  ADD ("plain-root/wss-options", plain_wss, test_options);
+#undef ADD
+
+  {
+    int status = g_test_run ();
+
+    su_deinit ();
+    return status;
+  }
+}
