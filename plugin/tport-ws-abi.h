@@ -251,6 +251,9 @@ ssize_t tport_recv_iovec (tport_t const *self, msg_t **mmsg, msg_iovec_t iovec[m
                           size_t n, int exact);
 void tport_recv_bytes (tport_t *self, ssize_t bytes, ssize_t on_line);
 void tport_base_deliver (tport_t *self, msg_t *msg, su_time_t now);
+/* Message counts (tp_stats.recv_msgs, recv_errors) of the tport, its primary and the master:
+ * exported but never called by the library itself, so tcp's stay 0; the ws module counts. */
+void tport_recv_message (tport_t *self, msg_t *msg, int error);
 
 /* Closing and errors. */
 void tport_close (tport_t *self);

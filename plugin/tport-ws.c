@@ -449,6 +449,8 @@ ws_deliver (tport_t  *self,
   if (sip != NULL && sip->sip_via != NULL && sip->sip_via->v_protocol != NULL &&
       pri->via != NULL && su_casematch (sip->sip_via->v_protocol, pri->via->v_protocol))
     sip->sip_via->v_protocol = pri->via->v_protocol;
+  /* A message NTA will answer 400 (it did not parse, or a header did not) is an error. */
+  tport_recv_message (self, msg, sip == NULL || msg_has_error (msg) || sip->sip_error != NULL);
   tport_base_deliver (self, msg, now);
 }
 

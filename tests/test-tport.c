@@ -507,6 +507,35 @@ test_options (Fixture *f, gconstpointer data)
   g_assert_false (sofia_ws_tport_is_ws (tport_primaries (nta_agent_tports (f->agent))));
 }
 
+/* tport's statistics count the WebSocket traffic as they count tcp's: messages and bytes each
+ * way, and a malformed message as a receive error. */
+static void
+test_statistics (Fixture *f, gconstpointer data)
+{
+  g_autofree char *request = make_request ("OPTIONS", "WS", NULL, NULL, TRUE);
+  g_autofree char *bad = make_request ("OPTIONS", "WS", "Expires: soon\r\n", NULL, TRUE);
+  g_autofree char *response_text = NULL;
+  const char *response;
+
+  f->keep_tport = TRUE;
+  client_connect (f);
+  response = client_exchange (f, request);
+  g_assert_cmpuint (sip_text_status (response), ==, 200);
+  response_text = g_strdup (response);
+  g_assert_nonnull (f->last_tport);
+  g_assert_cmpuint (f->last_tport->tp_stats.recv_msgs, ==, 1);
+  g_assert_cmpuint (f->last_tport->tp_stats.recv_bytes, ==, strlen (request));
+  g_assert_cmpuint (f->last_tport->tp_stats.recv_errors, ==, 0);
+  g_assert_cmpuint (f->last_tport->tp_stats.sent_msgs, ==, 1);
+  g_assert_cmpuint (f->last_tport->tp_stats.sent_bytes, ==, strlen (response_text));
+
+  response = client_exchange (f, bad);
+  g_assert_cmpuint (sip_text_status (response), ==, 400);
+  g_assert_cmpuint (f->last_tport->tp_stats.recv_msgs, ==, 2);
+  g_assert_cmpuint (f->last_tport->tp_stats.recv_errors, ==, 1);
+  g_assert_cmpuint (f->last_tport->tp_stats.sent_msgs, ==, 2);
+}
+
 static void
 test_no_content_length (Fixture *f, gconstpointer data)
 {
@@ -1043,6 +1072,7 @@ main (int argc, char **argv)
   g_test_add ("/tport/" path, Fixture, GUINT_TO_POINTER (idle), fixture_setup, func, \
               fixture_teardown)
   ADD ("options", 0, test_options);
+  ADD ("statistics", 0, test_statistics);
   ADD ("no-content-length", 0, test_no_content_length);
   ADD ("lowercase-via", 0, test_lowercase_via);
   ADD ("malformed", 0, test_malformed);
