@@ -3,8 +3,8 @@
 #
 # The Debian packages, end to end, as a TAP test (meson suite 'packaging', run by ./run test):
 # build them with packaging/build-deb.sh (lintian must be clean), install them with apt,
-# run the autopkgtests and the GI example test against the installed files (no build tree
-# on any path), purge them and check that nothing is left. Needs root, for apt.
+# run the autopkgtests, the GI example test and the demo against the installed files (no
+# build tree on any path), purge them and check that nothing is left. Needs root, for apt.
 #
 # The package build itself skips the test suites (nocheck): ./run test has just run them.
 set -u
@@ -41,7 +41,7 @@ log="$work/step.log"
 trap 'rm -rf "$work"' EXIT INT TERM HUP
 packages="libsofia-ws-1.0-0 libsofia-ws-dev gir1.2-sofiaws-1.0 sofia-ws-plugin"
 
-echo "1..9"
+echo "1..10"
 
 step "the packages build and lintian is clean" \
     env DEB_BUILD_OPTIONS=nocheck DEB_BUILD_PROFILES=nocheck "$top/packaging/build-deb.sh" "$work/debs"
@@ -60,6 +60,13 @@ done
 step "the GI example test against the installed library and typelib" \
     env -u GI_TYPELIB_PATH -u LD_LIBRARY_PATH G_TEST_SRCDIR="$top/tests" \
     /usr/bin/python3 "$top/tests/gi/test-example.py"
+
+# The demo as users run it once the packages are installed: /usr/bin/sofia-ws-registrar with
+# the installed module, bob on the installed typelib, alice on SIP.js (npm ci has run).
+step "the demo against the installed registrar, module and typelib" \
+    env -u GI_TYPELIB_PATH -u LD_LIBRARY_PATH -u SOFIA_WS_PLUGIN_DIR -u SOFIA_WS_REGISTRAR \
+    /usr/bin/python3 "$top/examples/demo/demo.py" --registrar /usr/bin/sofia-ws-registrar \
+    --node-dir "$top/tests/interop/node"
 
 # shellcheck disable=SC2086
 step "apt purges the packages" \
