@@ -10,12 +10,15 @@
  * wakeup fd. */
 #include "tport-ws-root.h"
 
+#include <unistd.h>
+
 #include <sofia-sip/su_wait.h>
 
 typedef struct {
   int fd;
   gushort events;
   int index;                      /* su_root registration, 0 when none */
+  int watched;                    /* a dup() of fd: what the root polls */
 } Registration;
 
 struct _TportWsRootBridge {
@@ -45,9 +48,13 @@ on_fd (su_root_magic_t *magic,
        su_wakeup_arg_t *arg)
 {
   TportWsRootBridge *self = (TportWsRootBridge *) arg;
-  int fd = wait->fd;
-  int revents = su_wait_events (wait, fd);
+  int watched = wait->fd;
+  int revents = su_wait_events (wait, watched);
+  int fd = -1;
 
+  for (guint i = 0; i < self->registrations->len; i++)
+    if (g_array_index (self->registrations, Registration, i).watched == watched)
+      fd = g_array_index (self->registrations, Registration, i).fd;
   for (gint i = 0; i < self->n_fds; i++)
     if (self->fds[i].fd == fd)
       self->fds[i].revents |= (gushort) revents;
@@ -72,6 +79,8 @@ clear_registrations (TportWsRootBridge *self)
 
       if (r->index > 0)
         su_root_deregister (self->root, r->index);
+      if (r->watched >= 0)
+        close (r->watched);
     }
   g_array_set_size (self->registrations, 0);
 }
@@ -99,7 +108,9 @@ update_registrations (TportWsRootBridge *self)
   clear_registrations (self);
   for (gint i = 0; i < self->n_fds; i++)
     {
-      Registration r = { self->fds[i].fd, self->fds[i].events, 0 };
+      /* The root polls a duplicate, so that when the owner closes the fd first (libuv's loop
+       * going away) the root can still take its registration back cleanly. */
+      Registration r = { self->fds[i].fd, self->fds[i].events, 0, dup (self->fds[i].fd) };
       int events = 0;
       su_wait_t wait[1];
 
@@ -109,7 +120,7 @@ update_registrations (TportWsRootBridge *self)
         events |= SU_WAIT_OUT;
       if (self->fds[i].events & G_IO_PRI)
         events |= SU_WAIT_ACCEPT;
-      if (su_wait_create (wait, r.fd, events) == 0)
+      if (r.watched >= 0 && su_wait_create (wait, r.watched, events) == 0)
         {
           r.index = su_root_register (self->root, wait, on_fd, (su_wakeup_arg_t *) self, 0);
           if (r.index <= 0)

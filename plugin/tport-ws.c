@@ -27,6 +27,7 @@
 #include "tport-ws-abi.h"
 #include "sofia-ws-tport-private.h"
 #include "tport-ws-root.h"
+#include "tport-ws-preload.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -1421,6 +1422,72 @@ out:
   return tp;
 }
 
+/* ---- for the preload interposer (tport-ws-preload.c) -------------------------------------- */
+
+G_MODULE_EXPORT const SofiaWsTportModule *sofia_ws_tport_module_init (guint    version,
+                                                                      GError **error);
+
+/* The module's interface, registering on first use; NULL (and one message on stderr, once)
+ * when it refuses this process's libsofia-sip-ua. */
+gboolean
+tport_ws_preload_ready (void)
+{
+  static gsize once = 0;
+  static gboolean ready = FALSE;
+
+  if (g_once_init_enter (&once))
+    {
+      g_autoptr(GError) error = NULL;
+
+      ready = sofia_ws_tport_module_init (SOFIA_WS_TPORT_MODULE_VERSION, &error) != NULL;
+      if (!ready)
+        g_printerr ("sofia-ws: %s; ws and wss stay unavailable, nothing else changes\n",
+                    error->message);
+      g_once_init_leave (&once, 1);
+    }
+  return ready;
+}
+
+/* The connection for a request to @url from @agent: the agent's ws (or wss) client, made on
+ * first use, connects or reuses. NULL leaves the request to NTA as it is. */
+tport_t *
+tport_ws_preload_connection (nta_agent_t *agent,
+                             const char  *url,
+                             gboolean     secure)
+{
+  g_autoptr(GError) error = NULL;
+  tport_master_t *mr;
+  GPtrArray *primaries;
+  tport_t *client = NULL;
+  tport_t *connection;
+
+  if (!tport_ws_preload_ready () || (mr = (tport_master_t *) nta_agent_tports (agent)) == NULL)
+    return NULL;
+
+  G_LOCK (masters);
+  primaries = masters != NULL ? g_hash_table_lookup (masters, mr) : NULL;
+  for (guint i = 0; primaries != NULL && i < primaries->len && client == NULL; i++)
+    {
+      WsPrimary *pri = g_ptr_array_index (primaries, i);
+
+      if (pri->client && pri->secure == secure)
+        client = pri->base.pri_primary;
+    }
+  G_UNLOCK (masters);
+
+  if (client == NULL)
+    client = ws_add_client (agent, secure ? "wss" : "ws", NULL, &error);
+  if (client == NULL)
+    {
+      SU_DEBUG_1 (("tport_ws: no %s client: %s\n", secure ? "wss" : "ws", error->message));
+      return NULL;
+    }
+  connection = ws_client_connect (client, url, &error);
+  if (connection == NULL)
+    SU_DEBUG_3 (("tport_ws: %s\n", error->message));
+  return connection;
+}
+
 /* ---- NUA ---------------------------------------------------------------------------------- */
 
 static nta_agent_t *
@@ -1508,8 +1575,9 @@ sofia_ws_tport_module_init (guint    version,
                             "transport types is full");
       else
         SU_DEBUG_5 (("tport_ws: WS and WSS transport types registered\n"));
+      /* Said once by the caller (a GError from libsofia-ws, stderr when preloaded). */
       if (refusal != NULL)
-        SU_DEBUG_1 (("tport_ws: %s\n", refusal));
+        SU_DEBUG_5 (("tport_ws: %s\n", refusal));
       g_free (why);
       g_once_init_leave (&registered, 1);
     }

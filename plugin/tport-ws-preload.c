@@ -1,0 +1,191 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* Unmodified Sofia programs gain ws and wss with `LD_PRELOAD=.../tport-ws.so`.
+ *
+ * NTA routes requests only through the transports it binds (udp, tcp, tls, sctp), so a request
+ * to `sip:192.0.2.1:8080;transport=ws` has no way out. Preloaded, the module interposes the
+ * two exported functions that create client transactions (programs and NUA call them through
+ * the PLT): when the target (route URL, else request URI) says transport=ws or wss and the
+ * caller gave no NTATAG_TPORT(), the request gets the module's connection to that target.
+ * Everything else goes to libsofia-sip-ua's functions untouched. nta_leg_tcreate() and
+ * nta_leg_destroy() are interposed only to know the agent of a leg.
+ *
+ * Loaded any other way (GModule with local binding, as libsofia-ws does), these definitions
+ * interpose nothing. */
+#define _GNU_SOURCE 1
+
+#include "tport-ws-abi.h"
+#include "tport-ws-preload.h"
+
+#include <dlfcn.h>
+#include <string.h>
+
+#include <sofia-sip/nta.h>
+#include <sofia-sip/nta_tport.h>
+#include <sofia-sip/sip.h>
+#include <sofia-sip/sip_header.h>
+#include <sofia-sip/su_tagarg.h>
+#include <sofia-sip/url.h>
+
+#define INTERPOSED __attribute__ ((visibility ("default")))
+
+typedef nta_leg_t *(*LegCreate) (nta_agent_t *, nta_request_f *, nta_leg_magic_t *,
+                                 tag_type_t, tag_value_t, ...);
+typedef void (*LegDestroy) (nta_leg_t *);
+typedef nta_outgoing_t *(*OutgoingTcreate) (nta_leg_t *, nta_response_f *,
+                                            nta_outgoing_magic_t *, url_string_t const *,
+                                            sip_method_t, char const *, url_string_t const *,
+                                            tag_type_t, tag_value_t, ...);
+typedef nta_outgoing_t *(*OutgoingMcreate) (nta_agent_t *, nta_response_f *,
+                                            nta_outgoing_magic_t *, url_string_t const *,
+                                            msg_t *, tag_type_t, tag_value_t, ...);
+
+static gpointer
+next_symbol (const char *name)
+{
+  gpointer symbol = dlsym (RTLD_NEXT, name);
+
+  if (symbol == NULL)
+    g_error ("sofia-ws: %s not found after the preloaded module: %s", name, dlerror ());
+  return symbol;
+}
+
+G_LOCK_DEFINE_STATIC (legs);
+static GHashTable *legs;          /* nta_leg_t * -> nta_agent_t * */
+
+INTERPOSED nta_leg_t *
+nta_leg_tcreate (nta_agent_t     *agent,
+                 nta_request_f   *callback,
+                 nta_leg_magic_t *magic,
+                 tag_type_t       tag,
+                 tag_value_t      value,
+                 ...)
+{
+  static LegCreate real;
+  nta_leg_t *leg;
+  ta_list ta;
+
+  if (real == NULL)
+    real = (LegCreate) next_symbol ("nta_leg_tcreate");
+  ta_start (ta, tag, value);
+  leg = real (agent, callback, magic, ta_tags (ta));
+  ta_end (ta);
+  if (leg != NULL)
+    {
+      G_LOCK (legs);
+      if (legs == NULL)
+        legs = g_hash_table_new (NULL, NULL);
+      g_hash_table_insert (legs, leg, agent);
+      G_UNLOCK (legs);
+    }
+  return leg;
+}
+
+INTERPOSED void
+nta_leg_destroy (nta_leg_t *leg)
+{
+  static LegDestroy real;
+
+  if (real == NULL)
+    real = (LegDestroy) next_symbol ("nta_leg_destroy");
+  G_LOCK (legs);
+  if (legs != NULL)
+    g_hash_table_remove (legs, leg);
+  G_UNLOCK (legs);
+  real (leg);
+}
+
+/* The connection for a ws/wss @target, when the caller did not choose a tport itself. */
+static tport_t *
+connection_for (nta_agent_t        *agent,
+                url_string_t const *target,
+                tagi_t const       *tags)
+{
+  su_home_t home[1] = { SU_HOME_INIT (home) };
+  char transport[8] = "";
+  url_t *url;
+  tport_t *connection = NULL;
+
+  if (agent == NULL || target == NULL || tl_find (tags, ntatag_tport) != NULL)
+    return NULL;
+  url = url_hdup (home, target->us_url);
+  if (url != NULL && url->url_params != NULL &&
+      url_param (url->url_params, "transport", transport, sizeof transport) > 0 &&
+      (g_ascii_strcasecmp (transport, "ws") == 0 || g_ascii_strcasecmp (transport, "wss") == 0))
+    {
+      char *text = url_as_string (home, url);
+
+      connection = tport_ws_preload_connection (agent, text,
+                                                g_ascii_strcasecmp (transport, "wss") == 0);
+    }
+  su_home_deinit (home);
+  return connection;
+}
+
+INTERPOSED nta_outgoing_t *
+nta_outgoing_tcreate (nta_leg_t            *leg,
+                      nta_response_f       *callback,
+                      nta_outgoing_magic_t *magic,
+                      url_string_t const   *route_url,
+                      sip_method_t          method,
+                      char const           *name,
+                      url_string_t const   *request_uri,
+                      tag_type_t            tag,
+                      tag_value_t           value,
+                      ...)
+{
+  static OutgoingTcreate real;
+  nta_agent_t *agent = NULL;
+  nta_outgoing_t *orq;
+  tport_t *connection;
+  ta_list ta;
+
+  if (real == NULL)
+    real = (OutgoingTcreate) next_symbol ("nta_outgoing_tcreate");
+  G_LOCK (legs);
+  if (legs != NULL)
+    agent = g_hash_table_lookup (legs, leg);
+  G_UNLOCK (legs);
+
+  ta_start (ta, tag, value);
+  connection = connection_for (agent, route_url ? route_url : request_uri, ta_args (ta));
+  if (connection != NULL)
+    orq = real (leg, callback, magic, route_url, method, name, request_uri,
+                NTATAG_TPORT (connection), TAG_NEXT (ta_args (ta)));
+  else
+    orq = real (leg, callback, magic, route_url, method, name, request_uri, ta_tags (ta));
+  ta_end (ta);
+  return orq;
+}
+
+INTERPOSED nta_outgoing_t *
+nta_outgoing_mcreate (nta_agent_t          *agent,
+                      nta_response_f       *callback,
+                      nta_outgoing_magic_t *magic,
+                      url_string_t const   *route_url,
+                      msg_t                *msg,
+                      tag_type_t            tag,
+                      tag_value_t           value,
+                      ...)
+{
+  static OutgoingMcreate real;
+  sip_t const *sip = sip_object (msg);
+  url_string_t const *target = route_url;
+  nta_outgoing_t *orq;
+  tport_t *connection;
+  ta_list ta;
+
+  if (real == NULL)
+    real = (OutgoingMcreate) next_symbol ("nta_outgoing_mcreate");
+  if (target == NULL && sip != NULL && sip->sip_request != NULL)
+    target = (url_string_t const *) sip->sip_request->rq_url;
+
+  ta_start (ta, tag, value);
+  connection = connection_for (agent, target, ta_args (ta));
+  if (connection != NULL)
+    orq = real (agent, callback, magic, route_url, msg, NTATAG_TPORT (connection),
+                TAG_NEXT (ta_args (ta)));
+  else
+    orq = real (agent, callback, magic, route_url, msg, ta_tags (ta));
+  ta_end (ta);
+  return orq;
+}
