@@ -55,6 +55,8 @@ tag_typedef_t wstag_connect_timeout = UINTTAG_TYPEDEF (connect_timeout);
 tag_typedef_t wstag_connect_timeout_ref = REFTAG_TYPEDEF (wstag_connect_timeout);
 tag_typedef_t wstag_crlf_keepalive = UINTTAG_TYPEDEF (crlf_keepalive);
 tag_typedef_t wstag_crlf_keepalive_ref = REFTAG_TYPEDEF (wstag_crlf_keepalive);
+tag_typedef_t wstag_reconnect = UINTTAG_TYPEDEF (reconnect);
+tag_typedef_t wstag_reconnect_ref = REFTAG_TYPEDEF (wstag_reconnect);
 
 #ifndef SOFIA_WS_PLUGINSDIR
 #error "SOFIA_WS_PLUGINSDIR must be defined by the build"
@@ -191,7 +193,7 @@ sofia_ws_tport_add_listener (nta_agent_t  *agent,
  * @error: return location for a #GError
  * @tag: tags: WSTAG_PATH(), WSTAG_TLS_CA_FILE(), WSTAG_TLS_VERIFY(), WSTAG_ORIGIN(),
  *   WSTAG_CONNECT_TIMEOUT(), WSTAG_KEEPALIVE(), WSTAG_KEEPALIVE_TIMEOUT(),
- *   WSTAG_CRLF_KEEPALIVE(), WSTAG_MAX_MESSAGE_SIZE(), TPTAG_IDLE()
+ *   WSTAG_CRLF_KEEPALIVE(), WSTAG_RECONNECT(), WSTAG_MAX_MESSAGE_SIZE(), TPTAG_IDLE()
  *
  * Makes outgoing WebSocket connections for @agent: sofia_ws_tport_connect() gives the
  * connection to a server, which requests then take with `NTATAG_TPORT (connection)`. NTA

@@ -82,6 +82,7 @@ struct _WsPrimary {
   guint keepalive;
   guint keepalive_timeout;
   guint crlf_keepalive;
+  guint reconnect;
   guint max_message_size;
 };
 
@@ -99,6 +100,7 @@ typedef struct {
   gsize rx_len;
   gboolean closing;
   GQueue pending;                 /* outgoing: messages sent before the handshake completed */
+  guint drops;                    /* outgoing: disconnections since it was last connected */
 } WsSecondary;
 
 /* Messages a connecting client connection holds before it refuses more (ENOBUFS). */
@@ -360,27 +362,63 @@ ws_recv (tport_t *self)
   return 1;                       /* 0 would mean end of stream */
 }
 
+typedef struct {
+  WsLink *link;
+  char *text;                     /* kept for an outgoing connection that may reconnect */
+} Sending;
+
 static void
 on_send_done (GObject      *source,
               GAsyncResult *result,
               gpointer      user_data)
 {
-  WsLink *link = user_data;
+  Sending *sending = user_data;
+  WsLink *link = sending->link;
   g_autoptr(GError) error = NULL;
 
   if (!sofia_ws_transport_send_finish (SOFIA_WS_TRANSPORT (source), result, &error) &&
       link->tport != NULL)
     {
       tport_t *self = link->tport;
+      WsSecondary *sec = (WsSecondary *) self;
 
-      SU_DEBUG_3 (("tport_ws(%p): send to " TPN_FORMAT " failed: %s\n", (void *) self,
-                   TPN_ARGS (self->tp_name), error->message));
-      self->tp_stats.sent_errors++;
-      tport_error_report (self, g_error_matches (error, SOFIA_WS_ERROR,
-                                                 SOFIA_WS_ERROR_QUEUE_FULL) ? ENOBUFS : EPIPE,
-                          NULL);
+      if (sending->text != NULL && sec->drops > 0 && !tport_is_closed (self) &&
+          g_error_matches (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_CLOSED))
+        {
+          /* Cut off by the drop: it goes out again on the next connection. */
+          g_queue_push_tail (&sec->pending, g_steal_pointer (&sending->text));
+        }
+      else
+        {
+          SU_DEBUG_3 (("tport_ws(%p): send to " TPN_FORMAT " failed: %s\n", (void *) self,
+                       TPN_ARGS (self->tp_name), error->message));
+          self->tp_stats.sent_errors++;
+          tport_error_report (self, g_error_matches (error, SOFIA_WS_ERROR,
+                                                     SOFIA_WS_ERROR_QUEUE_FULL) ? ENOBUFS : EPIPE,
+                              NULL);
+        }
     }
   link_unref (link);
+  g_free (sending->text);
+  g_free (sending);
+}
+
+/* Sends @text over @sec's WebSocket; completion on the context the connection lives on. */
+static void
+send_text (WsSecondary *sec,
+           const char  *text)
+{
+  tport_t *self = (tport_t *) sec;
+  WsPrimary *pri = (WsPrimary *) self->tp_pri;
+  Sending *sending = g_new0 (Sending, 1);
+
+  sending->link = g_rc_box_acquire (sec->link);
+  if (pri->client && pri->reconnect > 0)
+    sending->text = g_strdup (text);
+  g_main_context_push_thread_default (pri->context);
+  sofia_ws_transport_send_async (SOFIA_WS_TRANSPORT (sec->websocket), text, NULL, NULL,
+                                 on_send_done, sending);
+  g_main_context_pop_thread_default (pri->context);
 }
 
 static ssize_t
@@ -396,6 +434,9 @@ ws_send (tport_t const *self,
 
   state = sec->websocket != NULL ? sofia_ws_transport_get_state (SOFIA_WS_TRANSPORT (sec->websocket))
                                  : SOFIA_WS_TRANSPORT_STATE_DISCONNECTED;
+  /* An outgoing connection between reconnection attempts: as good as connecting. */
+  if (sec->drops > 0 && state == SOFIA_WS_TRANSPORT_STATE_DISCONNECTED)
+    state = SOFIA_WS_TRANSPORT_STATE_CONNECTING;
   if (sec->closing || (state != SOFIA_WS_TRANSPORT_STATE_CONNECTED &&
                        state != SOFIA_WS_TRANSPORT_STATE_CONNECTING))
     {
@@ -428,12 +469,7 @@ ws_send (tport_t const *self,
       return (ssize_t) text->len;
     }
 
-  /* Completed on the context the connection lives on, whatever thread-default Sofia's
-   * caller has. */
-  g_main_context_push_thread_default (((WsPrimary *) self->tp_pri)->context);
-  sofia_ws_transport_send_async (SOFIA_WS_TRANSPORT (sec->websocket), text->str, NULL, NULL,
-                                 on_send_done, g_rc_box_acquire (sec->link));
-  g_main_context_pop_thread_default (((WsPrimary *) self->tp_pri)->context);
+  send_text (sec, text->str);
   return (ssize_t) text->len;     /* taken whole: tport's own queue stays empty */
 }
 
@@ -497,8 +533,7 @@ on_client_connected (GObject      *source,
       self->tp_is_connected = 1;
       while ((message = g_queue_pop_head (&sec->pending)) != NULL)
         {
-          sofia_ws_transport_send_async (SOFIA_WS_TRANSPORT (sec->websocket), message, NULL,
-                                         NULL, on_send_done, g_rc_box_acquire (sec->link));
+          send_text (sec, message);
           g_free (message);
         }
     }
@@ -592,6 +627,7 @@ ws_connect (tport_primary_t    *base,
                                  "ping-interval", pri->keepalive,
                                  "ping-timeout", MAX (pri->keepalive_timeout, 1u),
                                  "keepalive-interval", pri->crlf_keepalive,
+                                 "reconnection-attempts", pri->reconnect,
                                  "max-message-size", MAX (pri->max_message_size, 1u),
                                  NULL);
   connect_signals (sec);
@@ -639,8 +675,19 @@ on_disconnected (SofiaWsTransport *websocket,
                TPN_ARGS (self->tp_name),
                sofia_ws_websocket_get_close_code (SOFIA_WS_WEBSOCKET (websocket))));
   /* An outgoing connection that never opened: on_client_connected() reports why. */
-  if (!self->tp_accepted && !self->tp_is_connected)
+  if (!self->tp_accepted && !self->tp_is_connected && sec->drops == 0)
     return;
+  /* An outgoing connection the peer dropped, with reconnection attempts left: the tport
+   * stays open for the new connection. */
+  if (!self->tp_accepted && !ours && !tport_is_closed (self) &&
+      ++sec->drops <= ((WsPrimary *) self->tp_pri)->reconnect)
+    {
+      SU_DEBUG_3 (("tport_ws(%p): lost " TPN_FORMAT ", reconnecting (%u of %u)\n",
+                   (void *) self, TPN_ARGS (self->tp_name), sec->drops,
+                   ((WsPrimary *) self->tp_pri)->reconnect));
+      self->tp_is_connected = 0;
+      return;
+    }
   sec->closing = TRUE;
   if (!tport_is_closed (self))
     {
@@ -675,9 +722,31 @@ on_transport_error (SofiaWsTransport *websocket,
     self->tp_stats.recv_errors++;
 }
 
+/* An outgoing connection back after a drop: what waited goes out. */
+static void
+on_connected (SofiaWsTransport *websocket,
+              WsSecondary      *sec)
+{
+  tport_t *self = (tport_t *) sec;
+  char *message;
+
+  if (self->tp_accepted || sec->drops == 0 || tport_is_closed (self))
+    return;
+  SU_DEBUG_3 (("tport_ws(%p): reconnected to " TPN_FORMAT "\n", (void *) self,
+               TPN_ARGS (self->tp_name)));
+  sec->drops = 0;
+  self->tp_is_connected = 1;
+  while ((message = g_queue_pop_head (&sec->pending)) != NULL)
+    {
+      send_text (sec, message);
+      g_free (message);
+    }
+}
+
 static void
 connect_signals (WsSecondary *sec)
 {
+  g_signal_connect (sec->websocket, "connected", G_CALLBACK (on_connected), sec);
   g_signal_connect (sec->websocket, "message", G_CALLBACK (on_message), sec);
   g_signal_connect (sec->websocket, "disconnected", G_CALLBACK (on_disconnected), sec);
   g_signal_connect (sec->websocket, "transport-error", G_CALLBACK (on_transport_error), sec);
@@ -1020,7 +1089,7 @@ ws_add_listener_here (nta_agent_t  *agent,
   char const *path = NULL, *origin_list = NULL, *certificate = NULL, *key = NULL;
   char const *ca_file = NULL, *origin = NULL;
   unsigned keepalive = 0, keepalive_timeout = 10, max_message_size = 128 * 1024;
-  unsigned max_connections = 0, connect_timeout = 5, crlf_keepalive = 0;
+  unsigned max_connections = 0, connect_timeout = 5, crlf_keepalive = 0, reconnect = 0;
   int tls_verify = 1;
   gboolean client = client_protocol != NULL;
   su_sockaddr_t su;
@@ -1093,6 +1162,7 @@ ws_add_listener_here (nta_agent_t  *agent,
            WSTAG_ORIGIN_REF (origin),
            WSTAG_CONNECT_TIMEOUT_REF (connect_timeout),
            WSTAG_CRLF_KEEPALIVE_REF (crlf_keepalive),
+           WSTAG_RECONNECT_REF (reconnect),
            TAG_END ());
 
   if (!client && url.secure && (certificate == NULL || key == NULL))
@@ -1244,6 +1314,7 @@ ws_add_listener_here (nta_agent_t  *agent,
   pri->keepalive = keepalive;
   pri->keepalive_timeout = keepalive_timeout;
   pri->crlf_keepalive = crlf_keepalive;
+  pri->reconnect = reconnect;
   pri->max_message_size = max_message_size;
   if (!client)
     {

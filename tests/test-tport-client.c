@@ -547,6 +547,70 @@ test_kamailio_register (Fixture *f, gconstpointer data)
   result_clear (&result);
 }
 
+static void
+count (int *counter)
+{
+  (*counter)++;
+}
+
+/* Kamailio restarts under a registered client with WSTAG_RECONNECT: the connection's tport
+ * stays, reconnects, and the client registers again over it. */
+static void
+test_kamailio_restart (Fixture *f, gconstpointer data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *reason = NULL;
+  g_autoptr(KamailioPeer) kamailio = NULL;
+  g_autofree char *uri = NULL;
+  g_autofree char *aor = NULL;
+  tport_t *reconnecting, *connection;
+  SofiaWsTransport *transport;
+  gulong connected = 0;
+  int reconnections = 0;
+  Result result;
+
+  if (!kamailio_peer_is_available (&reason))
+    {
+      g_test_skip (reason);
+      return;
+    }
+  kamailio = kamailio_peer_start (&error);
+  g_assert_no_error (error);
+  uri = g_strdup_printf ("sip:127.0.0.1:%u;transport=ws", kamailio_peer_get_port (kamailio));
+  aor = g_strdup_printf ("sip:sofia@127.0.0.1:%u", kamailio_peer_get_port (kamailio));
+  reconnecting = sofia_ws_tport_add_client (f->agent, "ws", &error, WSTAG_RECONNECT (5),
+                                            TAG_END ());
+  g_assert_no_error (error);
+  f->client = reconnecting;
+  connection = sofia_ws_tport_connect (reconnecting, uri, &error);
+  g_assert_no_error (error);
+  tport_ref (connection);
+  transport = sofia_ws_tport_get_transport (connection);
+
+  request (f, "REGISTER", uri, &result, SIPTAG_TO_STR (aor),
+           SIPTAG_CONTACT_STR ("<sip:sofia@sofia-ws.invalid;transport=ws>"),
+           SIPTAG_EXPIRES_STR ("300"), TAG_END ());
+  g_assert_cmpint (result.status, ==, 200);
+  result_clear (&result);
+
+  connected = g_signal_connect_swapped (transport, "connected", G_CALLBACK (count), &reconnections);
+  kamailio_peer_restart (kamailio, &error);
+  g_assert_no_error (error);
+  /* The same connection tport, reconnected underneath (a request written into the dying
+   * connection would be lost, as over TCP: NTA does not retransmit on reliable transports). */
+  g_assert_true (run_until (f, &reconnections, 20));
+  g_signal_handler_disconnect (transport, connected);
+  request (f, "REGISTER", uri, &result, SIPTAG_TO_STR (aor),
+           SIPTAG_CONTACT_STR ("<sip:sofia@sofia-ws.invalid;transport=ws>"),
+           SIPTAG_EXPIRES_STR ("300"), TAG_END ());
+  g_assert_cmpint (result.status, ==, 200);
+  result_clear (&result);
+  g_assert_true (sofia_ws_tport_connect (reconnecting, uri, &error) == connection);
+  g_assert_true (sofia_ws_tport_get_transport (connection) == transport);
+  g_assert_false (tport_is_closed (connection));
+  tport_unref (connection);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -565,6 +629,8 @@ main (int argc, char **argv)
   ADD ("glib/refused", glib_ws, test_refused);
   ADD ("glib/silent-peer", glib_ws, test_silent_peer);
   ADD ("glib/kamailio-register", glib_ws, test_kamailio_register);
+  ADD ("glib/kamailio-restart", glib_ws, test_kamailio_restart);
+  ADD ("plain-root/kamailio-restart", plain_ws, test_kamailio_restart);
   ADD ("glib/wss-options", glib_wss, test_options);
   ADD ("glib/wss-wrong-ca", glib_wss, test_wrong_ca);
   ADD ("plain-root/options", plain_ws, test_options);

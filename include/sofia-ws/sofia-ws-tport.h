@@ -163,6 +163,18 @@ SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_connect_timeout_ref;
 SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_crlf_keepalive;
 SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_crlf_keepalive_ref;
 
+/**
+ * WSTAG_RECONNECT:
+ * @x: (type guint): reconnection attempts when an outgoing connection drops (default 0). While
+ *   they last, the connection's tport stays open: requests sent meanwhile wait for the new
+ *   connection, and requests the peer had not answered fail at their timers. The first attempt
+ *   is at once, then after 4 s, doubling (60 s at most), as SIP.js does.
+ */
+#define WSTAG_RECONNECT(x) wstag_reconnect, tag_uint_v (x)
+#define WSTAG_RECONNECT_REF(x) wstag_reconnect_ref, tag_uint_vr (&(x))
+SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_reconnect;
+SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_reconnect_ref;
+
 /* ---- functions -------------------------------------------------------------------------- */
 
 SOFIA_WS_AVAILABLE_IN_1_0
