@@ -273,6 +273,29 @@ fixture_nua_setup (Fixture *f, gconstpointer data)
   listener_ready (f);
 }
 
+/* NUA in its own stack thread (su_root threading on, as by default): the ws listener lives on
+ * the stack thread's own (epoll) root, which drives the module's GMainContext; the test's
+ * client and NUA's events stay on this thread. */
+static void
+fixture_nua_thread_setup (Fixture *f, gconstpointer data)
+{
+  g_autoptr(GError) error = NULL;
+
+  fixture_init (f);
+  /* The listener's "accepted" runs in the stack thread: keep the fixture's bookkeeping out. */
+  f->cycling = TRUE;
+  f->nua = nua_create (f->root, on_nua_event, (nua_magic_t *) f,
+                       NUTAG_URL ("sip:127.0.0.1:0;transport=tcp"),
+                       NUTAG_APPL_METHOD ("REGISTER"),
+                       NUTAG_ALLOW ("REGISTER"),
+                       TAG_END ());
+  g_assert_nonnull (f->nua);
+  f->ws = sofia_ws_tport_add_nua_listener (f->nua, "sip:127.0.0.1:0;transport=ws", &error,
+                                           TAG_END ());
+  g_assert_no_error (error);
+  listener_ready (f);
+}
+
 static void
 on_client_message (SofiaWsTransport *t, const char *message, Fixture *f)
 {
@@ -934,6 +957,34 @@ test_nua_register (Fixture *f, gconstpointer data)
   assert_via_received (f, response);
 }
 
+static void
+test_nua_stack_thread (Fixture *f, gconstpointer data)
+{
+  g_autofree char *request =
+    make_request ("REGISTER", "WS",
+                  "Contact: <sip:carol@k3jd8slq0x.invalid;transport=ws>;expires=600\r\n",
+                  NULL, TRUE);
+  g_autofree char *options = make_request ("OPTIONS", "WS", NULL, NULL, TRUE);
+  g_autofree char *contact = NULL;
+  g_autofree char *via = NULL;
+  const char *response;
+
+  client_connect (f);
+  response = client_exchange (f, request);
+  g_assert_cmpuint (sip_text_status (response), ==, 200);
+  g_assert_cmpuint (f->n_requests, ==, 1);     /* nua_i_register, on this thread */
+  contact = sip_text_header (response, "Contact");
+  g_assert_nonnull (contact);
+  g_assert_nonnull (strstr (contact, "<sip:carol@k3jd8slq0x.invalid;transport=ws>"));
+  via = sip_text_header (response, "Via");
+  g_assert_true (g_str_has_prefix (via, "SIP/2.0/WS "));
+  g_assert_nonnull (strstr (via, ";received=127.0.0.1"));
+
+  /* NUA answers OPTIONS itself, in its thread. */
+  response = client_exchange (f, options);
+  g_assert_cmpuint (sip_text_status (response), ==, 200);
+}
+
 /* ---- 11: a thousand connections ------------------------------------------------------------ */
 
 static guint
@@ -1089,6 +1140,8 @@ main (int argc, char **argv)
                         test_no_abort_would_catch);
   g_test_add ("/tport/no-abort/nua", Fixture, NULL, fixture_nua_setup, test_no_abort_nua,
               fixture_teardown);
+  g_test_add ("/tport/nua-stack-thread", Fixture, NULL, fixture_nua_thread_setup,
+              test_nua_stack_thread, fixture_teardown);
   g_test_add ("/tport/nua-register", Fixture, NULL, fixture_nua_setup, test_nua_register,
               fixture_teardown);
   ADD ("cycles", 0, test_cycles);
