@@ -4,7 +4,8 @@
  * NTA routes requests only through the transports it binds (udp, tcp, tls, sctp), so a request
  * to `sip:192.0.2.1:8080;transport=ws` has no way out. Preloaded, the module interposes the
  * two exported functions that create client transactions (programs and NUA call them through
- * the PLT): when the target (route URL, else request URI) says transport=ws or wss and the
+ * the PLT): when the target (route URL, first Route, default proxy, else request URI) says
+ * transport=ws or wss and the
  * caller gave no NTATAG_TPORT(), the request gets the module's connection to that target.
  * Everything else goes to libsofia-sip-ua's functions untouched. nta_leg_tcreate() and
  * nta_leg_destroy() are interposed only to know the agent of a leg.
@@ -104,8 +105,10 @@ connection_for (nta_agent_t        *agent,
   char transport[8] = "";
   url_t *url;
   tport_t *connection = NULL;
+  tagi_t const *chosen = tl_find (tags, ntatag_tport);
 
-  if (agent == NULL || target == NULL || tl_find (tags, ntatag_tport) != NULL)
+  /* NUA passes NTATAG_TPORT(NULL) when it has no transport of its own in mind. */
+  if (agent == NULL || target == NULL || (chosen != NULL && chosen->t_value != 0))
     return NULL;
   url = url_hdup (home, target->us_url);
   if (url != NULL && url->url_params != NULL &&
@@ -119,6 +122,21 @@ connection_for (nta_agent_t        *agent,
     }
   su_home_deinit (home);
   return connection;
+}
+
+/* The caller's tags with every NTATAG_TPORT() (NUA puts a NULL one first) set to
+ * @connection: NTA takes the last one it sees. Allocated in @home. */
+static tagi_t *
+with_connection (su_home_t    *home,
+                 tagi_t const *tags,
+                 tport_t      *connection)
+{
+  tagi_t *list = tl_adup (home, tags);
+
+  for (tagi_t *t = list; t != NULL; t = (tagi_t *) tl_next (t))
+    if (t->t_tag == ntatag_tport)
+      t->t_value = (tag_value_t) connection;
+  return list;
 }
 
 INTERPOSED nta_outgoing_t *
@@ -149,8 +167,14 @@ nta_outgoing_tcreate (nta_leg_t            *leg,
   ta_start (ta, tag, value);
   connection = connection_for (agent, route_url ? route_url : request_uri, ta_args (ta));
   if (connection != NULL)
-    orq = real (leg, callback, magic, route_url, method, name, request_uri,
-                NTATAG_TPORT (connection), TAG_NEXT (ta_args (ta)));
+    {
+      su_home_t home[1] = { SU_HOME_INIT (home) };
+
+      orq = real (leg, callback, magic, route_url, method, name, request_uri,
+                  NTATAG_TPORT (connection),
+                  TAG_NEXT (with_connection (home, ta_args (ta), connection)));
+      su_home_deinit (home);
+    }
   else
     orq = real (leg, callback, magic, route_url, method, name, request_uri, ta_tags (ta));
   ta_end (ta);
@@ -176,14 +200,36 @@ nta_outgoing_mcreate (nta_agent_t          *agent,
 
   if (real == NULL)
     real = (OutgoingMcreate) next_symbol ("nta_outgoing_mcreate");
+
+  ta_start (ta, tag, value);
+  /* Where NTA would send it: the route URL, the first Route, the default proxy (NUA's
+   * NUTAG_PROXY), the request URI. */
+  if (target == NULL && sip != NULL && sip->sip_route != NULL)
+    target = (url_string_t const *) sip->sip_route->r_url;
+  if (target == NULL)
+    {
+      tagi_t const *proxy = tl_find (ta_args (ta), ntatag_default_proxy);
+      url_string_t const *agent_proxy = NULL;
+
+      if (proxy != NULL && proxy->t_value != 0)
+        target = (url_string_t const *) proxy->t_value;
+      /* NUA's global NUTAG_PROXY is the agent's default proxy. */
+      else if (nta_agent_get_params (agent, NTATAG_DEFAULT_PROXY_REF (agent_proxy),
+                                     TAG_END ()) > 0 && agent_proxy != NULL)
+        target = agent_proxy;
+    }
   if (target == NULL && sip != NULL && sip->sip_request != NULL)
     target = (url_string_t const *) sip->sip_request->rq_url;
 
-  ta_start (ta, tag, value);
   connection = connection_for (agent, target, ta_args (ta));
   if (connection != NULL)
-    orq = real (agent, callback, magic, route_url, msg, NTATAG_TPORT (connection),
-                TAG_NEXT (ta_args (ta)));
+    {
+      su_home_t home[1] = { SU_HOME_INIT (home) };
+
+      orq = real (agent, callback, magic, route_url, msg, NTATAG_TPORT (connection),
+                  TAG_NEXT (with_connection (home, ta_args (ta), connection)));
+      su_home_deinit (home);
+    }
   else
     orq = real (agent, callback, magic, route_url, msg, ta_tags (ta));
   ta_end (ta);

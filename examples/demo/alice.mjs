@@ -4,10 +4,12 @@
 //
 //   node alice.mjs --server ws://127.0.0.1:PORT/ --node-dir tests/interop/node \
 //                  [--domain 127.0.0.1] [--to sip:bob@127.0.0.1] [--body TEXT] [--timeout S]
+//                  [--expect-reply]
 //
 // Connects, REGISTERs as sip:alice@DOMAIN, sends a MESSAGE with TEXT to --to (again after a
 // short pause while the answer is 404 or 480: bob may not be registered yet) and expects 200,
-// unREGISTERs and disconnects. Prints one line per transport event ("event: connected"), per
+// with --expect-reply, waits for a MESSAGE sent back to it (answered 200, its body printed as
+// "MESSAGE from <uri>: <body>"); unREGISTERs and disconnects. Prints one line per transport event ("event: connected"), per
 // WebSocket message ("sent: REGISTER sip:... SIP/2.0", "received: SIP/2.0 200 OK") and per SIP
 // step ("MESSAGE to sip:bob@...: 200 OK"). The node_modules holding sip.js and ws are those of
 // --node-dir (or $SOFIA_WS_NODE_DIR).
@@ -37,7 +39,8 @@ try {
       domain: { type: "string", default: "127.0.0.1" },
       to: { type: "string" },
       body: { type: "string", default: "hello bob, from alice" },
-      timeout: { type: "string", default: "20" }
+      timeout: { type: "string", default: "20" },
+      "expect-reply": { type: "boolean", default: false }
     },
     strict: true
   }).values;
@@ -94,8 +97,19 @@ const ua = new UserAgent({
   },
   sessionDescriptionHandlerFactory: () => {
     throw new Error("no sessions in this demo");
+  },
+  delegate: {
+    // A MESSAGE for alice: answered 200 (accept()), its body printed.
+    onMessage: (message) => {
+      message.accept();
+      say(`MESSAGE from ${message.request.from.uri}: ${message.request.body}`);
+      replied?.();
+    }
   }
 });
+
+let replied;
+const reply = new Promise((resolve) => { replied = resolve; });
 
 ua.transport.stateChange.addListener((state) => say(`event: ${String(state).toLowerCase()}`));
 
@@ -140,6 +154,11 @@ try {
     await sleep(250);
   }
   expect200(`MESSAGE to ${target}`, response);
+
+  if (args["expect-reply"]) {
+    step = "reply";
+    await reply;
+  }
 
   step = "unregister";
   expect200(`unREGISTER sip:alice@${args.domain}`,
