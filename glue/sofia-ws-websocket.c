@@ -1165,6 +1165,24 @@ sofia_ws_websocket_send_async (SofiaWsTransport    *transport,
       g_source_attach (m->cancel_source, self->context);
     }
   g_queue_push_tail (&self->tx, m);
+
+  /* Nothing ahead of it and the socket can take it: write now rather than asking lws for a
+   * WRITEABLE callback, which costs a round of poll changes and a loop iteration per message.
+   * lws buffers what the kernel does not take and finishes it on its own. */
+  if (g_queue_get_length (&self->tx) == 1 && self->wsi != NULL && !self->close_started &&
+      !self->close_requested && self->connect_task == NULL && !self->reconnecting &&
+      sofia_ws_transport_get_state (transport) == SOFIA_WS_TRANSPORT_STATE_CONNECTED &&
+      !lws_send_pipe_choked (self->wsi))
+    {
+      struct lws *wsi = self->wsi;
+
+      on_writeable (self, wsi);
+      if (self->wsi == wsi && lws_partial_buffered (wsi))
+        sofia_ws_loop_kick (self->loop);
+      if (!g_queue_is_empty (&self->tx) || self->close_started)
+        request_writable (self);
+      return;
+    }
   request_writable (self);
 }
 

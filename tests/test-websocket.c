@@ -827,25 +827,83 @@ test_wss_listener_bad_files (Fixture *f, gconstpointer data)
 
 /* ---- queues and reconnection ----------------------------------------------------------- */
 
+#define QUEUE_TEST_SENDS 400
+
+/* A message goes out at once while the socket takes it; behind a peer that stops reading, the
+ * kernel's buffers fill, then lws's, then the send queue, and the send past its limit fails
+ * with QUEUE_FULL (the ones before it stay queued, and fail with CLOSED when the peer goes). */
 static void
 test_send_queue_limit (Fixture *f, gconstpointer data)
 {
-  Outcome o[3] = { { 0 } };
+  RawServer raw = { 0 };
+  g_autofree char *url = NULL;
+  g_autofree char *big = g_strnfill (64 * 1024, 'a');
+  g_autofree Outcome *o = g_new0 (Outcome, QUEUE_TEST_SENDS);
+  g_autofree gboolean *still_queued = g_new0 (gboolean, QUEUE_TEST_SENDS);
+  Outcome c = { 0 };
+  SofiaWsWebSocket *client;
+  guint sent = 0, queued = 0, full = 0, closed = 0, first_full = QUEUE_TEST_SENDS;
 
-  g_object_set (f->client, "send-queue-limit", 2, NULL);
-  connect_client (f);
-  /* Three sends before the socket gets a chance to be writable: the third is refused. */
-  for (guint i = 0; i < 3; i++)
-    sofia_ws_transport_send_async (SOFIA_WS_TRANSPORT (f->client), options_request, NULL, NULL,
-                                   on_send_done, &o[i]);
-  for (guint i = 0; i < 3; i++)
-    wait_until (&o[i].done, "send");
-  g_assert_no_error (o[0].error);
-  g_assert_no_error (o[1].error);
-  g_assert_error (o[2].error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_QUEUE_FULL);
-  g_clear_error (&o[2].error);
-  wait_for_len (f->server_received, 2, "the two queued messages");
-  g_assert_true (sofia_ws_transport_is_connected (SOFIA_WS_TRANSPORT (f->client)));
+  raw_server_start (&raw, RAW_HANDSHAKE_THEN_SILENT);
+  url = raw_url (&raw);
+  client = client_new (f, url);
+  g_object_set (client, "send-queue-limit", 4, "max-message-size", 1024 * 1024, NULL);
+  sofia_ws_transport_connect_async (SOFIA_WS_TRANSPORT (client), NULL, NULL, on_connect_done, &c);
+  wait_until (&c.done, "connect");
+  g_assert_no_error (c.error);
+
+  for (guint i = 0; i < QUEUE_TEST_SENDS; i++)
+    sofia_ws_transport_send_async (SOFIA_WS_TRANSPORT (client), big, NULL, NULL, on_send_done,
+                                   &o[i]);
+  /* Everything but the four queued ones completes. */
+  for (;;)
+    {
+      guint done = 0;
+
+      for (guint i = 0; i < QUEUE_TEST_SENDS; i++)
+        done += o[i].done;
+      if (done >= QUEUE_TEST_SENDS - 4)
+        break;
+      g_main_context_iteration (NULL, TRUE);
+    }
+  for (guint i = 0; i < QUEUE_TEST_SENDS; i++)
+    {
+      if (!o[i].done)
+        queued++;
+      else if (o[i].error == NULL)
+        {
+          g_assert_cmpuint (i, <, first_full);    /* the ones that went out came first */
+          sent++;
+        }
+      else
+        {
+          g_assert_error (o[i].error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_QUEUE_FULL);
+          first_full = MIN (first_full, i);
+          full++;
+        }
+    }
+  g_test_message ("%u sent, %u queued, %u refused", sent, queued, full);
+  g_assert_cmpuint (queued, ==, 4);
+  g_assert_cmpuint (sent, >, 0);
+  g_assert_cmpuint (full, >, 0);
+  g_assert_cmpuint (sent + queued + full, ==, QUEUE_TEST_SENDS);
+
+  /* The peer goes: the queued ones fail, none is left hanging. */
+  for (guint i = 0; i < QUEUE_TEST_SENDS; i++)
+    still_queued[i] = !o[i].done;
+  raw_server_stop (&raw);
+  for (guint i = 0; i < QUEUE_TEST_SENDS; i++)
+    if (still_queued[i])
+      {
+        wait_until (&o[i].done, "a queued send to fail");
+        g_assert_error (o[i].error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_CLOSED);
+        closed++;
+      }
+  g_assert_cmpuint (closed, ==, 4);
+  for (guint i = 0; i < QUEUE_TEST_SENDS; i++)
+    g_clear_error (&o[i].error);
+  g_signal_handlers_disconnect_by_data (client, f);
+  g_object_unref (client);
 }
 
 static void
