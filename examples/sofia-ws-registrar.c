@@ -467,6 +467,18 @@ main (int argc, char **argv)
   self.bindings = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
                                          (GDestroyNotify) g_ptr_array_unref);
 
+  /* Before any "listening" line: whoever reads them may send SIGTERM at once. */
+  if (plain_root)
+    {
+      signal (SIGTERM, on_stop_signal);
+      signal (SIGINT, on_stop_signal);
+    }
+  else
+    {
+      g_unix_signal_add (SIGTERM, on_signal, self.loop);
+      g_unix_signal_add (SIGINT, on_signal, self.loop);
+    }
+
   self.agent = nta_agent_create (self.root, (url_string_t *) -1 /* NONE: no transport yet */, NULL, NULL,
                                  NTATAG_UA (0), NTATAG_SERVER_RPORT (1), TAG_END ());
   if (self.agent == NULL)
@@ -533,18 +545,12 @@ main (int argc, char **argv)
     {
       su_timer_t *check = su_timer_create (su_root_task (self.root), 100);
 
-      signal (SIGTERM, on_stop_signal);
-      signal (SIGINT, on_stop_signal);
       su_timer_set_for_ever (check, on_stop_check, (su_timer_arg_t *) self.root);
       su_root_run (self.root);
       su_timer_destroy (check);
     }
   else
-    {
-      g_unix_signal_add (SIGTERM, on_signal, self.loop);
-      g_unix_signal_add (SIGINT, on_signal, self.loop);
-      g_main_loop_run (self.loop);
-    }
+    g_main_loop_run (self.loop);
   g_print ("stopping\n");
 
 out:
