@@ -49,11 +49,9 @@ typedef struct {
   nta_agent_t *agent;
   nta_leg_t *leg;
   GHashTable *bindings;           /* user -> GPtrArray of Binding */
-  gboolean verbose;
 } Registrar;
 
 typedef struct {
-  Registrar *registrar;
   nta_incoming_t *irq;
   nta_outgoing_t *orq;
 } Relay;
@@ -251,7 +249,6 @@ on_message (Registrar      *self,
     fsip->sip_max_forwards->mf_count--;
 
   relay = g_new0 (Relay, 1);
-  relay->registrar = self;
   relay->irq = irq;
   /* Over the user's own connection: a WebSocket client cannot be dialled, and its Contact
    * host (often "xyz.invalid") is not to be resolved. */
@@ -454,7 +451,6 @@ main (int argc, char **argv)
     }
 
   su_init ();
-  self.verbose = verbose;
   self.loop = g_main_loop_new (NULL, FALSE);
   if (plain_root)
     self.root = su_root_create (&self);

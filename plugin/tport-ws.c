@@ -58,14 +58,11 @@ su_log_t tport_ws_log[] = { SU_LOG_INIT ("tport_ws", "TPORT_WS_DEBUG", 3) };
 /* NTA's log (exported by libsofia-sip-ua, declared in no header). */
 extern su_log_t nta_log[];
 
-#define WS_PRIMARY_MAGIC 0x57535052u    /* "WSPR" */
-
 typedef struct _WsPrimary WsPrimary;
 typedef struct _WsLink WsLink;
 
 struct _WsPrimary {
   tport_primary_t base;           /* first: tport allocates and reads it as a tport_primary_t */
-  guint32 magic;
   gboolean secure;
   SofiaWsListener *listener;
   GMainContext *context;
@@ -606,7 +603,6 @@ ws_connect (tport_primary_t    *base,
       return NULL;
     }
   self->tp_addrinfo->ai_socktype = SOCK_SEQPACKET;
-  self->tp_magic = base->pri_primary->tp_magic;
 
   /* TLS checks the certificate against the name asked for: the canonical name when the
    * request named a host, else the address. */
@@ -1247,7 +1243,6 @@ ws_add_listener_here (nta_agent_t  *agent,
       goto error;
     }
   base = &pri->base;
-  pri->magic = WS_PRIMARY_MAGIC;
   pri->secure = url.secure;
   base->pri_vtable = url.secure ? &wss_vtable : &ws_vtable;
   base->pri_public = base->pri_vtable->vtp_public;

@@ -31,7 +31,6 @@
 /* ---- the NUA program (the child) ----------------------------------------------------------- */
 
 typedef struct {
-  char *proxy;                    /* sip:127.0.0.1:PORT;transport=ws */
   su_root_t *root;
   GMainLoop *loop;
   nua_t *nua;
@@ -158,7 +157,6 @@ child_main (const char *proxy)
   /* One line at a time, in UTF-8 whatever the locale (g_print would convert). */
   setvbuf (stdout, NULL, _IOLBF, 0);
   su_init ();
-  c.proxy = g_strdup (proxy);
   c.handles = g_ptr_array_new ();
   c.loop = g_main_loop_new (NULL, FALSE);
   c.root = su_glib_root_create (&c);
@@ -199,7 +197,6 @@ child_main (const char *proxy)
   su_root_destroy (c.root);
   g_main_loop_unref (c.loop);
   g_ptr_array_unref (c.handles);
-  g_free (c.proxy);
   su_deinit ();
   printf ("stopped\n");
   return 0;
