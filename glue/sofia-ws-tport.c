@@ -150,8 +150,8 @@ sofia_ws_tport_register (GError **error)
 
 /**
  * sofia_ws_tport_add_listener:
- * @agent: a running NTA agent, created with at least one udp or tcp transport (or `NONE`
- *   followed by nta_agent_add_tport()), on a GLib-based su_root (su_glib_root_create())
+ * @agent: a running NTA agent, on any su_root (a GLib one, or Sofia's own, which then drives
+ *   the module's GMainContext in its thread)
  * @url: where to listen, such as `sip:127.0.0.1:5066;transport=ws` or
  *   `sips:192.0.2.1:443;transport=wss`; port 0 picks a free port
  * @error: return location for a #GError
@@ -251,7 +251,7 @@ sofia_ws_tport_connect (tport_t     *client,
 
 /**
  * sofia_ws_tport_get_nua_agent:
- * @nua: a NUA stack running in the application's thread
+ * @nua: a NUA stack
  * @error: return location for a #GError
  *
  * libsofia-sip-ua 1.12.11 has no accessor for a NUA stack's NTA agent; the module knows where
@@ -270,8 +270,7 @@ sofia_ws_tport_get_nua_agent (nua_t   *nua,
 
 /**
  * sofia_ws_tport_add_nua_listener:
- * @nua: a NUA stack whose stack runs on the application's GLib-based root: call
- *   su_root_threading (root, 0) before nua_create()
+ * @nua: a NUA stack, in its own stack thread or in the application's
  * @url: as for sofia_ws_tport_add_listener()
  * @error: return location for a #GError
  * @tag: as for sofia_ws_tport_add_listener()
