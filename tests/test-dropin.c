@@ -11,7 +11,6 @@
 #include <sofia-ws/sofia-ws-tport.h>
 
 #include <glib/gstdio.h>
-#include <signal.h>
 #include <string.h>
 
 #include <sofia-sip/msg.h>
@@ -19,14 +18,14 @@
 #include <sofia-sip/tport_plugins.h>
 
 #include "support/kamailio-peer.h"
+#include "support/registrar-peer.h"
 
 /* Exported by libsofia-sip-ua, declared in no installed header. */
 typedef struct tport_vtable tport_vtable_t;
 extern tport_vtable_t const *tport_vtable_by_name (char const *protoname, enum tport_via public);
 
 typedef struct {
-  GSubprocess *registrar;
-  GDataInputStream *out;
+  RegistrarPeer *registrar;
   guint16 ws_port;
   guint16 udp_port;
   guint16 tcp_port;
@@ -45,61 +44,26 @@ sip_options_available (void)
 static void
 fixture_setup (Fixture *f, gconstpointer data)
 {
-  g_autoptr(GError) error = NULL;
+  const char *args[] = { "--listen", "sip:127.0.0.1:0;transport=ws",
+                         "--listen", "sip:127.0.0.1:0;transport=udp",
+                         "--listen", "sip:127.0.0.1:0;transport=tcp", NULL };
 
-  f->registrar = g_subprocess_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE, &error,
-                                   g_getenv ("SOFIA_WS_REGISTRAR"),
-                                   "--listen", "sip:127.0.0.1:0;transport=ws",
-                                   "--listen", "sip:127.0.0.1:0;transport=udp",
-                                   "--listen", "sip:127.0.0.1:0;transport=tcp", NULL);
-  g_assert_no_error (error);
-  f->out = g_data_input_stream_new (g_subprocess_get_stdout_pipe (f->registrar));
-  while (f->ws_port == 0 || f->udp_port == 0 || f->tcp_port == 0)
-    {
-      g_autofree char *line = g_data_input_stream_read_line_utf8 (f->out, NULL, NULL, &error);
-      guint16 port;
-
-      g_assert_no_error (error);
-      g_assert_nonnull (line);
-      g_assert_true (g_str_has_prefix (line, "listening sip:127.0.0.1:"));
-      port = (guint16) g_ascii_strtoull (line + strlen ("listening sip:127.0.0.1:"), NULL, 10);
-      if (g_str_has_suffix (line, "=ws"))
-        f->ws_port = port;
-      else if (g_str_has_suffix (line, "=udp"))
-        f->udp_port = port;
-      else if (g_str_has_suffix (line, "=tcp"))
-        f->tcp_port = port;
-    }
+  f->registrar = registrar_peer_start (args);
+  f->ws_port = registrar_peer_get_port (f->registrar, "ws");
+  f->udp_port = registrar_peer_get_port (f->registrar, "udp");
+  f->tcp_port = registrar_peer_get_port (f->registrar, "tcp");
 }
 
 static void
 fixture_teardown (Fixture *f, gconstpointer data)
 {
-  g_autoptr(GError) error = NULL;
-
-  g_subprocess_send_signal (f->registrar, SIGTERM);
-  g_subprocess_wait (f->registrar, NULL, &error);
-  g_assert_no_error (error);
-  g_assert_cmpint (g_subprocess_get_exit_status (f->registrar), ==, 0);
-  g_clear_object (&f->out);
-  g_clear_object (&f->registrar);
+  g_clear_pointer (&f->registrar, registrar_peer_stop);
 }
 
-/* The registrar's next line starting with @prefix. */
 static char *
 registrar_line (Fixture *f, const char *prefix)
 {
-  for (;;)
-    {
-      g_autoptr(GError) error = NULL;
-      char *line = g_data_input_stream_read_line_utf8 (f->out, NULL, NULL, &error);
-
-      g_assert_no_error (error);
-      g_assert_nonnull (line);
-      if (g_str_has_prefix (line, prefix))
-        return line;
-      g_free (line);
-    }
+  return registrar_peer_read_line (f->registrar, prefix, NULL, NULL);
 }
 
 typedef struct {

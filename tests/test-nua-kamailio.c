@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
-#include <valgrind/valgrind.h>
 
 #include <sofia-sip/nua.h>
 #include <sofia-sip/nua_tag.h>
@@ -27,6 +26,7 @@
 
 #include "support/drain.h"
 #include "support/kamailio-peer.h"
+#include "support/registrar-peer.h"
 
 /* ---- the NUA program (the child) ----------------------------------------------------------- */
 
@@ -313,19 +313,8 @@ test_register_message_restart (Fixture *f, gconstpointer data)
   g_subprocess_launcher_setenv (launcher, "LD_PRELOAD", module, TRUE);
   argv = g_ptr_array_new_with_free_func (g_free);
   /* Under `meson test --setup valgrind`, the NUA program (the module's client path) runs under
-   * memcheck too; an error or a definite leak makes it exit non-zero. */
-  if (RUNNING_ON_VALGRIND)
-    {
-      const char *supp = g_getenv ("SOFIA_WS_VALGRIND_SUPPRESSIONS");
-      g_auto(GStrv) files = supp ? g_strsplit (supp, ":", -1) : NULL;
-
-      g_ptr_array_add (argv, g_strdup ("valgrind"));
-      g_ptr_array_add (argv, g_strdup ("--error-exitcode=99"));
-      g_ptr_array_add (argv, g_strdup ("--leak-check=full"));
-      g_ptr_array_add (argv, g_strdup ("--errors-for-leak-kinds=definite"));
-      for (char **file = files; file != NULL && *file != NULL; file++)
-        g_ptr_array_add (argv, g_strdup_printf ("--suppressions=%s", *file));
-    }
+   * memcheck too. */
+  test_wrap_in_valgrind (argv);
   g_ptr_array_add (argv, g_test_build_filename (G_TEST_BUILT, "test-nua-kamailio", NULL));
   g_ptr_array_add (argv, g_strdup ("--nua-child"));
   g_ptr_array_add (argv, g_strdup (proxy));

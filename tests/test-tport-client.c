@@ -8,10 +8,7 @@
  * root driving the module's GMainContext. */
 #include <sofia-ws/sofia-ws-tport.h>
 
-#include <glib/gstdio.h>
-#include <signal.h>
 #include <string.h>
-#include <valgrind/valgrind.h>
 
 #include <sofia-sip/nta_tport.h>
 #include <sofia-sip/sip_header.h>
@@ -22,6 +19,7 @@
 
 #include "support/drain.h"
 #include "support/kamailio-peer.h"
+#include "support/registrar-peer.h"
 
 typedef struct {
   gboolean plain_root;
@@ -30,10 +28,9 @@ typedef struct {
 
 typedef struct {
   const Params *params;
-  GSubprocess *registrar;
-  GDataInputStream *out;
+  RegistrarPeer *registrar;
   guint16 port;
-  char *pki_dir;
+  TestCertificate *certificate;   /* wss: the registrar's */
   su_root_t *root;
   nta_agent_t *agent;
   nta_leg_t *leg;
@@ -50,142 +47,46 @@ typedef struct {
 /* ---- the registrar ------------------------------------------------------------------------ */
 
 static void
-make_certificate (Fixture *f)
-{
-  g_autofree char *command = NULL;
-  g_autofree char *err = NULL;
-  g_autoptr(GError) error = NULL;
-  int status = 0;
-
-  f->pki_dir = g_dir_make_tmp ("sofia-ws-client-XXXXXX", NULL);
-  command = g_strdup_printf ("sh -c \"cd '%s' && openssl req -x509 -newkey ec "
-                             "-pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout server.key "
-                             "-out server.pem -days 2 -subj /CN=127.0.0.1 "
-                             "-addext subjectAltName=IP:127.0.0.1 2>/dev/null && "
-                             "openssl req -x509 -newkey ec -pkeyopt "
-                             "ec_paramgen_curve:prime256v1 -nodes -keyout other.key "
-                             "-out other.pem -days 2 -subj /CN=other 2>/dev/null\"", f->pki_dir);
-  g_spawn_command_line_sync (command, NULL, &err, &status, &error);
-  g_assert_no_error (error);
-  if (!g_spawn_check_wait_status (status, NULL))
-    g_error ("openssl failed: %s", err);
-}
-
-static char *
-pki_file (Fixture *f, const char *name)
-{
-  return g_build_filename (f->pki_dir, name, NULL);
-}
-
-static void
 start_registrar (Fixture *f)
 {
-  const char *binary = g_getenv ("SOFIA_WS_REGISTRAR");
-  g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
-  g_autoptr(GError) error = NULL;
+  g_autofree char *certificate_option = NULL;
+  g_autofree char *key_option = NULL;
+  const char *args[5] = { "--listen", "sip:127.0.0.1:0;transport=ws", NULL };
 
-  g_assert_nonnull (binary);
-  if (RUNNING_ON_VALGRIND)
-    {
-      const char *supp = g_getenv ("SOFIA_WS_VALGRIND_SUPPRESSIONS");
-      g_auto(GStrv) files = supp ? g_strsplit (supp, ":", -1) : NULL;
-
-      g_ptr_array_add (argv, g_strdup ("valgrind"));
-      g_ptr_array_add (argv, g_strdup ("--error-exitcode=99"));
-      g_ptr_array_add (argv, g_strdup ("--leak-check=full"));
-      g_ptr_array_add (argv, g_strdup ("--errors-for-leak-kinds=definite"));
-      for (char **s = files; s != NULL && *s != NULL; s++)
-        g_ptr_array_add (argv, g_strdup_printf ("--suppressions=%s", *s));
-    }
-  g_ptr_array_add (argv, g_strdup (binary));
-  g_ptr_array_add (argv, g_strdup ("--listen"));
   if (f->params->wss)
     {
-      g_ptr_array_add (argv, g_strdup ("sips:127.0.0.1:0;transport=wss"));
-      g_ptr_array_add (argv, g_strdup_printf ("--tls-certificate=%s/server.pem", f->pki_dir));
-      g_ptr_array_add (argv, g_strdup_printf ("--tls-key=%s/server.key", f->pki_dir));
+      f->certificate = test_certificate_new ("127.0.0.1");
+      certificate_option = g_strdup_printf ("--tls-certificate=%s", f->certificate->certificate);
+      key_option = g_strdup_printf ("--tls-key=%s", f->certificate->key);
+      args[1] = "sips:127.0.0.1:0;transport=wss";
+      args[2] = certificate_option;
+      args[3] = key_option;
+    }
+  f->registrar = registrar_peer_start (args);
+  f->port = registrar_peer_get_port (f->registrar, f->params->wss ? "wss" : "ws");
+  g_assert_cmpuint (f->port, >, 0);
+}
+
+/* While the test reads the registrar, the agent's loop and GLib's default context keep
+ * running: the registrar may be waiting for us. */
+static void
+iterate_both (gpointer data)
+{
+  Fixture *f = data;
+
+  if (f->params->plain_root)
+    {
+      su_root_step (f->root, 5);
+      g_main_context_iteration (NULL, FALSE);
     }
   else
-    g_ptr_array_add (argv, g_strdup ("sip:127.0.0.1:0;transport=ws"));
-  g_ptr_array_add (argv, NULL);
-
-  f->registrar = g_subprocess_newv ((const char *const *) argv->pdata,
-                                    G_SUBPROCESS_FLAGS_STDOUT_PIPE, &error);
-  g_assert_no_error (error);
-  f->out = g_data_input_stream_new (g_subprocess_get_stdout_pipe (f->registrar));
-  while (f->port == 0)
-    {
-      g_autofree char *line = g_data_input_stream_read_line_utf8 (f->out, NULL, NULL, &error);
-
-      g_assert_no_error (error);
-      g_assert_nonnull (line);
-      g_assert_true (g_str_has_prefix (line, "listening sip:127.0.0.1:"));
-      f->port = (guint16) g_ascii_strtoull (line + strlen ("listening sip:127.0.0.1:"), NULL, 10);
-    }
+    g_main_context_iteration (NULL, TRUE);
 }
 
-static void
-stop_registrar (Fixture *f)
-{
-  g_autoptr(GError) error = NULL;
-
-  if (f->registrar == NULL)
-    return;
-  g_subprocess_send_signal (f->registrar, SIGTERM);
-  g_subprocess_wait (f->registrar, NULL, &error);
-  g_assert_no_error (error);
-  g_assert_true (g_subprocess_get_if_exited (f->registrar));
-  g_assert_cmpint (g_subprocess_get_exit_status (f->registrar), ==, 0);
-  g_clear_object (&f->out);
-  g_clear_object (&f->registrar);
-}
-
-typedef struct {
-  char *line;
-  gboolean done;
-} LineRead;
-
-static void
-on_line (GObject *source, GAsyncResult *result, gpointer data)
-{
-  LineRead *read = data;
-  g_autoptr(GError) error = NULL;
-
-  read->line = g_data_input_stream_read_line_finish_utf8 (G_DATA_INPUT_STREAM (source), result,
-                                                          NULL, &error);
-  g_assert_no_error (error);
-  read->done = TRUE;
-}
-
-/* The registrar's next output line that starts with @prefix. The agent's loop and GLib's
- * default context keep running meanwhile: the registrar may be waiting for us. */
 static char *
 registrar_line (Fixture *f, const char *prefix)
 {
-  gint64 deadline = g_get_monotonic_time () + 40 * G_USEC_PER_SEC;
-
-  for (;;)
-    {
-      LineRead read = { NULL, FALSE };
-
-      g_data_input_stream_read_line_async (f->out, G_PRIORITY_DEFAULT, NULL, on_line, &read);
-      while (!read.done)
-        {
-          g_assert_cmpint (g_get_monotonic_time (), <, deadline);
-          if (f->params->plain_root)
-            {
-              su_root_step (f->root, 5);
-              g_main_context_iteration (NULL, FALSE);
-            }
-          else
-            g_main_context_iteration (NULL, TRUE);
-        }
-      g_assert_nonnull (read.line);
-      g_test_message ("registrar: %s", read.line);
-      if (g_str_has_prefix (read.line, prefix))
-        return read.line;
-      g_free (read.line);
-    }
+  return registrar_peer_read_line (f->registrar, prefix, iterate_both, f);
 }
 
 /* ---- the agent ---------------------------------------------------------------------------- */
@@ -240,8 +141,6 @@ fixture_setup (Fixture *f, gconstpointer data)
 
   f->params = data;
   f->requests = g_ptr_array_new_with_free_func (g_free);
-  if (f->params->wss)
-    make_certificate (f);
   start_registrar (f);
 
   if (f->params->plain_root)
@@ -256,7 +155,7 @@ fixture_setup (Fixture *f, gconstpointer data)
   g_assert_nonnull (f->agent);
   f->leg = nta_leg_tcreate (f->agent, on_request, (nta_leg_magic_t *) f, NTATAG_NO_DIALOG (1),
                             TAG_END ());
-  ca = f->pki_dir ? pki_file (f, "server.pem") : NULL;
+  ca = f->certificate ? g_strdup (f->certificate->certificate) : NULL;
   f->client = sofia_ws_tport_add_client (f->agent, f->params->wss ? "wss" : "ws", &error,
                                          TAG_IF (ca, WSTAG_TLS_CA_FILE (ca)),
                                          WSTAG_CONNECT_TIMEOUT (2),
@@ -275,19 +174,8 @@ fixture_teardown (Fixture *f, gconstpointer data)
   su_root_destroy (f->root);
   if (!f->params->plain_root)
     test_drain_main_context ();
-  stop_registrar (f);
-  if (f->pki_dir != NULL)
-    {
-      const char *files[] = { "server.pem", "server.key", "other.pem", "other.key" };
-
-      for (guint i = 0; i < G_N_ELEMENTS (files); i++)
-        {
-          g_autofree char *path = pki_file (f, files[i]);
-          g_unlink (path);
-        }
-      g_rmdir (f->pki_dir);
-      g_free (f->pki_dir);
-    }
+  g_clear_pointer (&f->registrar, registrar_peer_stop);
+  g_clear_pointer (&f->certificate, test_certificate_free);
   g_ptr_array_unref (f->requests);
 }
 
@@ -385,7 +273,7 @@ test_request_back (Fixture *f, gconstpointer data)
   g_autofree char *aor = g_strdup_printf ("sip:alice@127.0.0.1:%u", f->port);
   g_autofree char *server = g_strdup_printf ("%s://127.0.0.1:%u/", f->params->wss ? "wss" : "ws",
                                              f->port);
-  g_autofree char *ca = f->pki_dir ? pki_file (f, "server.pem") : NULL;
+  const char *ca = f->certificate ? f->certificate->certificate : NULL;
   g_autofree char *line = NULL;
   g_autoptr(SofiaWsWebSocket) bob = NULL;
   Result result;
@@ -501,12 +389,12 @@ static void
 test_wrong_ca (Fixture *f, gconstpointer data)
 {
   g_autoptr(GError) error = NULL;
-  g_autofree char *other = pki_file (f, "other.pem");
+  g_autoptr(TestCertificate) other = test_certificate_new ("other");
   g_autofree char *uri = registrar_uri (f);
   tport_t *strict;
   Result result;
 
-  strict = sofia_ws_tport_add_client (f->agent, "wss", &error, WSTAG_TLS_CA_FILE (other),
+  strict = sofia_ws_tport_add_client (f->agent, "wss", &error, WSTAG_TLS_CA_FILE (other->certificate),
                                       TAG_END ());
   g_assert_no_error (error);
   f->client = strict;
