@@ -46,6 +46,7 @@ typedef struct {
   guint8 *buffer;                 /* LWS_PRE bytes of headroom, then the message */
   gsize len;
   gboolean binary;
+  gboolean announce;              /* sent without a task: emit message-sent once written */
   GSource *cancel_source;
 } OutMessage;
 
@@ -138,6 +139,7 @@ enum {
 };
 
 static guint signals[N_SIGNALS];
+static guint message_sent_id;     /* SofiaWsTransport::message-sent */
 
 static void start_keepalive (SofiaWsWebSocket *self);
 static void stop_keepalive (SofiaWsWebSocket *self);
@@ -212,6 +214,32 @@ fail_queue (SofiaWsWebSocket *self,
     }
 }
 
+/* g_utf8_validate_len() with an ASCII fast path: SIP messages are nearly always ASCII, and
+ * testing eight bytes at a time for a byte that is 0 or above 0x7f costs a fraction of the
+ * general validation. As g_utf8_validate_len(), NUL is refused. */
+static gboolean
+is_utf8 (const guint8 *data,
+         gsize         len)
+{
+  const guint64 ones = G_GUINT64_CONSTANT (0x0101010101010101);
+  const guint64 highs = G_GUINT64_CONSTANT (0x8080808080808080);
+  gsize i = 0;
+
+  for (; i + 8 <= len; i += 8)
+    {
+      guint64 word;
+
+      memcpy (&word, data + i, sizeof word);
+      /* A zero byte borrows in (word - ones); a non-ASCII one keeps its high bit. */
+      if (((word - ones) | word) & highs)
+        break;
+    }
+  while (i < len && data[i] != 0 && data[i] < 0x80)
+    i++;
+  /* data[i] starts a character: everything before it was ASCII. */
+  return i == len || g_utf8_validate_len ((const char *) data + i, len - i, NULL);
+}
+
 static gboolean
 is_crlf_keepalive (const guint8 *data,
                    gsize         len)
@@ -276,21 +304,41 @@ request_writable (SofiaWsWebSocket *self)
     }
 }
 
+/* The message is the concatenation of @vectors (@len bytes in all), copied once, behind the
+ * headroom lws_write() needs and followed by a NUL for message-sent. */
+static OutMessage *
+out_message_new_vectors (SofiaWsWebSocket    *self,
+                         const GOutputVector *vectors,
+                         gsize                n_vectors,
+                         gsize                len,
+                         GTask               *task)
+{
+  OutMessage *m = g_new0 (OutMessage, 1);
+  gsize offset = LWS_PRE;
+
+  m->self = self;
+  m->task = task;
+  m->len = len;
+  m->buffer = g_malloc (LWS_PRE + len + 1);
+  for (gsize i = 0; i < n_vectors; i++)
+    {
+      memcpy (m->buffer + offset, vectors[i].buffer, vectors[i].size);
+      offset += vectors[i].size;
+    }
+  m->buffer[offset] = '\0';
+  m->binary = !is_utf8 (m->buffer + LWS_PRE, len);
+  return m;
+}
+
 static OutMessage *
 out_message_new (SofiaWsWebSocket *self,
                  const char       *data,
                  gsize             len,
                  GTask            *task)
 {
-  OutMessage *m = g_new0 (OutMessage, 1);
+  GOutputVector vector = { data, len };
 
-  m->self = self;
-  m->task = task;
-  m->len = len;
-  m->binary = !g_utf8_validate_len (data, len, NULL);
-  m->buffer = g_malloc (LWS_PRE + len);
-  memcpy (m->buffer + LWS_PRE, data, len);
-  return m;
+  return out_message_new_vectors (self, &vector, 1, len, task);
 }
 
 /* ---- connecting (client) -------------------------------------------------------------- */
@@ -671,6 +719,7 @@ on_message_complete (SofiaWsWebSocket *self,
   guint8 *data = self->rx->data;
   gsize len = self->rx->len;
   g_autofree char *message = NULL;
+  gboolean valid;
 
   self->rx_in_message = FALSE;
 
@@ -692,7 +741,8 @@ on_message_complete (SofiaWsWebSocket *self,
       return 0;
     }
 
-  if (!self->rx_binary && !g_utf8_validate_len ((const char *) data, len, NULL))
+  valid = is_utf8 (data, len);
+  if (!self->rx_binary && !valid)
     return close_for_fault (self, wsi, LWS_CLOSE_STATUS_INVALID_PAYLOAD,
                             g_error_new (SOFIA_WS_ERROR, SOFIA_WS_ERROR_INVALID_MESSAGE,
                                          "%s sent invalid UTF-8 in a text message",
@@ -714,7 +764,7 @@ on_message_complete (SofiaWsWebSocket *self,
 
   trace (self, "received from", (const char *) data, len);
   /* Binary messages that are not UTF-8 are decoded as SIP.js 0.21 does (TextDecoder). */
-  if (g_utf8_validate_len ((const char *) data, len, NULL))
+  if (valid)
     message = g_strndup ((const char *) data, len);
   else
     message = g_utf8_make_valid ((const char *) data, len);
@@ -756,6 +806,15 @@ on_receive (SofiaWsWebSocket *self,
   return on_message_complete (self, wsi);
 }
 
+/* Whether anybody hears message-sent: a handler, or a subclass's class handler. Messages
+ * sent with sofia_ws_websocket_send_vectors() are copied for it only then. */
+static gboolean
+wants_message_sent (SofiaWsWebSocket *self)
+{
+  return SOFIA_WS_TRANSPORT_GET_CLASS (self)->message_sent != NULL ||
+         g_signal_has_handler_pending (self, message_sent_id, 0, FALSE);
+}
+
 static int
 on_writeable (SofiaWsWebSocket *self,
               struct lws       *wsi)
@@ -770,8 +829,12 @@ on_writeable (SofiaWsWebSocket *self,
     {
       int written;
 
+      g_autofree char *sent = NULL;
+
       /* Before the write: a client's lws_write() masks the payload in place. */
       trace (self, "sent to", (const char *) m->buffer + LWS_PRE, m->len);
+      if (m->announce && wants_message_sent (self))
+        sent = g_strndup ((const char *) m->buffer + LWS_PRE, m->len);
       written = lws_write (wsi, m->buffer + LWS_PRE, m->len,
                            m->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
 
@@ -789,6 +852,8 @@ on_writeable (SofiaWsWebSocket *self,
       if (m->task != NULL)
         g_task_return_boolean (m->task, TRUE);
       out_message_free (m);
+      if (sent != NULL)
+        sofia_ws_transport_emit_message_sent (SOFIA_WS_TRANSPORT (self), sent);
 
       if ((!g_queue_is_empty (&self->tx) || self->close_requested) && self->wsi == wsi)
         lws_callback_on_writable (wsi);
@@ -1110,6 +1175,69 @@ on_send_cancelled (GCancellable *cancellable,
   return G_SOURCE_REMOVE;
 }
 
+/* Whether a message of @len bytes can be queued now; the error says why not. */
+static gboolean
+check_sendable (SofiaWsWebSocket  *self,
+                gsize              len,
+                GError           **error)
+{
+  if (len == 0)
+    {
+      g_set_error_literal (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_INVALID_MESSAGE,
+                           "An empty message cannot be sent");
+      return FALSE;
+    }
+  if (len > self->max_message_size)
+    {
+      g_set_error (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_MESSAGE_TOO_LARGE,
+                   "The message (%" G_GSIZE_FORMAT " bytes) is larger than "
+                   "max-message-size (%u bytes)", len, self->max_message_size);
+      return FALSE;
+    }
+  if (self->wsi == NULL || self->close_requested)
+    {
+      g_set_error (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_CLOSED,
+                   "The connection to %s is closing", peer_name (self));
+      return FALSE;
+    }
+  if (g_queue_get_length (&self->tx) >= self->send_queue_limit)
+    {
+      g_set_error (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_QUEUE_FULL,
+                   "The send queue to %s is full (%u messages)", peer_name (self),
+                   self->send_queue_limit);
+      return FALSE;
+    }
+  return TRUE;
+}
+
+/* Queues @m, and writes it at once when nothing is ahead of it and the socket can take it,
+ * rather than asking lws for a WRITEABLE callback, which costs a round of poll changes and a
+ * loop iteration per message. lws buffers what the kernel does not take and finishes it on
+ * its own; lws_partial_buffered() says whether it still holds such a remainder. */
+static void
+enqueue (SofiaWsWebSocket *self,
+         OutMessage       *m)
+{
+  g_queue_push_tail (&self->tx, m);
+
+  if (g_queue_get_length (&self->tx) == 1 && self->wsi != NULL && !self->close_started &&
+      !self->close_requested && self->connect_task == NULL && !self->reconnecting &&
+      sofia_ws_transport_get_state (SOFIA_WS_TRANSPORT (self)) ==
+        SOFIA_WS_TRANSPORT_STATE_CONNECTED &&
+      !lws_partial_buffered (self->wsi))
+    {
+      struct lws *wsi = self->wsi;
+
+      on_writeable (self, wsi);
+      if (self->wsi == wsi && lws_partial_buffered (wsi))
+        sofia_ws_loop_kick (self->loop);
+      if (!g_queue_is_empty (&self->tx) || self->close_started)
+        request_writable (self);
+      return;
+    }
+  request_writable (self);
+}
+
 static void
 sofia_ws_websocket_send_async (SofiaWsTransport    *transport,
                                const char          *message,
@@ -1121,37 +1249,14 @@ sofia_ws_websocket_send_async (SofiaWsTransport    *transport,
   SofiaWsWebSocket *self = SOFIA_WS_WEBSOCKET (transport);
   GTask *task = g_task_new (self, cancellable, callback, user_data);
   gsize len = strlen (message);
+  GError *error = NULL;
   OutMessage *m;
 
   g_task_set_source_tag (task, sofia_ws_websocket_send_async);
 
-  if (len == 0)
+  if (!check_sendable (self, len, &error))
     {
-      g_task_return_new_error (task, SOFIA_WS_ERROR, SOFIA_WS_ERROR_INVALID_MESSAGE,
-                               "An empty message cannot be sent");
-      g_object_unref (task);
-      return;
-    }
-  if (len > self->max_message_size)
-    {
-      g_task_return_new_error (task, SOFIA_WS_ERROR, SOFIA_WS_ERROR_MESSAGE_TOO_LARGE,
-                               "The message (%" G_GSIZE_FORMAT " bytes) is larger than "
-                               "max-message-size (%u bytes)", len, self->max_message_size);
-      g_object_unref (task);
-      return;
-    }
-  if (self->wsi == NULL || self->close_requested)
-    {
-      g_task_return_new_error (task, SOFIA_WS_ERROR, SOFIA_WS_ERROR_CLOSED,
-                               "The connection to %s is closing", peer_name (self));
-      g_object_unref (task);
-      return;
-    }
-  if (g_queue_get_length (&self->tx) >= self->send_queue_limit)
-    {
-      g_task_return_new_error (task, SOFIA_WS_ERROR, SOFIA_WS_ERROR_QUEUE_FULL,
-                               "The send queue to %s is full (%u messages)", peer_name (self),
-                               self->send_queue_limit);
+      g_task_return_error (task, error);
       g_object_unref (task);
       return;
     }
@@ -1164,26 +1269,66 @@ sofia_ws_websocket_send_async (SofiaWsTransport    *transport,
       g_source_set_static_name (m->cancel_source, "[sofia-ws] send cancelled");
       g_source_attach (m->cancel_source, self->context);
     }
-  g_queue_push_tail (&self->tx, m);
+  enqueue (self, m);
+}
 
-  /* Nothing ahead of it and the socket can take it: write now rather than asking lws for a
-   * WRITEABLE callback, which costs a round of poll changes and a loop iteration per message.
-   * lws buffers what the kernel does not take and finishes it on its own. */
-  if (g_queue_get_length (&self->tx) == 1 && self->wsi != NULL && !self->close_started &&
-      !self->close_requested && self->connect_task == NULL && !self->reconnecting &&
-      sofia_ws_transport_get_state (transport) == SOFIA_WS_TRANSPORT_STATE_CONNECTED &&
-      !lws_send_pipe_choked (self->wsi))
+/**
+ * sofia_ws_websocket_send_vectors: (skip)
+ * @self: a #SofiaWsWebSocket
+ * @vectors: (array length=n_vectors): the parts of one whole SIP message
+ * @n_vectors: the number of @vectors
+ * @error: return location for a #GError
+ *
+ * Sends one SIP message made of @vectors, the way a server sends: at once when nothing is
+ * queued ahead of it and the socket takes it, else behind the messages already queued. The
+ * message is copied, so @vectors can be reused when this returns. Nothing waits for a
+ * completion: this is for C programs that send many messages, such as Sofia-SIP's transport
+ * (see [method@SofiaWs.Transport.send_async] for the contract's own send). `message-sent` is
+ * emitted as for [method@SofiaWs.Transport.send_async] once the message is written.
+ *
+ * The message goes out as a text frame when it is valid UTF-8 without NUL bytes, else as a
+ * binary frame. A message queued but then cut off by the connection's end is reported by
+ * that end (`transport-error`, `disconnected`), as it would be for a TCP socket.
+ *
+ * Returns: %TRUE when the message was written or queued; %FALSE with @error set to
+ *   %SOFIA_WS_ERROR_NOT_CONNECTED (not connected), %SOFIA_WS_ERROR_CLOSED (closing),
+ *   %SOFIA_WS_ERROR_INVALID_MESSAGE (empty), %SOFIA_WS_ERROR_MESSAGE_TOO_LARGE (above
+ *   #SofiaWsWebSocket:max-message-size) or %SOFIA_WS_ERROR_QUEUE_FULL (the send queue holds
+ *   #SofiaWsWebSocket:send-queue-limit messages)
+ */
+gboolean
+sofia_ws_websocket_send_vectors (SofiaWsWebSocket     *self,
+                                 const GOutputVector  *vectors,
+                                 gsize                 n_vectors,
+                                 GError              **error)
+{
+  OutMessage *m;
+  gsize len = 0;
+
+  g_return_val_if_fail (SOFIA_WS_IS_WEBSOCKET (self), FALSE);
+  g_return_val_if_fail (vectors != NULL || n_vectors == 0, FALSE);
+  g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
+
+  for (gsize i = 0; i < n_vectors; i++)
     {
-      struct lws *wsi = self->wsi;
-
-      on_writeable (self, wsi);
-      if (self->wsi == wsi && lws_partial_buffered (wsi))
-        sofia_ws_loop_kick (self->loop);
-      if (!g_queue_is_empty (&self->tx) || self->close_started)
-        request_writable (self);
-      return;
+      g_return_val_if_fail (vectors[i].buffer != NULL || vectors[i].size == 0, FALSE);
+      len += vectors[i].size;
     }
-  request_writable (self);
+
+  if (sofia_ws_transport_get_state (SOFIA_WS_TRANSPORT (self)) !=
+      SOFIA_WS_TRANSPORT_STATE_CONNECTED)
+    {
+      g_set_error_literal (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_NOT_CONNECTED,
+                           "Not connected.");
+      return FALSE;
+    }
+  if (!check_sendable (self, len, error))
+    return FALSE;
+
+  m = out_message_new_vectors (self, vectors, n_vectors, len, NULL);
+  m->announce = TRUE;
+  enqueue (self, m);
+  return TRUE;
 }
 
 static gboolean
@@ -1421,6 +1566,8 @@ sofia_ws_websocket_class_init (SofiaWsWebSocketClass *klass)
   GObjectClass *object_class = G_OBJECT_CLASS (klass);
   SofiaWsTransportClass *transport_class = SOFIA_WS_TRANSPORT_CLASS (klass);
   const GParamFlags rw = G_PARAM_READWRITE | G_PARAM_CONSTRUCT | G_PARAM_STATIC_STRINGS;
+
+  message_sent_id = g_signal_lookup ("message-sent", SOFIA_WS_TYPE_TRANSPORT);
 
   object_class->dispose = sofia_ws_websocket_dispose;
   object_class->finalize = sofia_ws_websocket_finalize;

@@ -425,9 +425,8 @@ ws_send (tport_t const *self,
          size_t         iovused)
 {
   WsSecondary *sec = (WsSecondary *) self;
-  g_autoptr(GString) text = NULL;
-
   SofiaWsTransportState state;
+  size_t total = 0;
 
   state = sec->websocket != NULL ? sofia_ws_transport_get_state (SOFIA_WS_TRANSPORT (sec->websocket))
                                  : SOFIA_WS_TRANSPORT_STATE_DISCONNECTED;
@@ -441,33 +440,70 @@ ws_send (tport_t const *self,
       return -1;
     }
 
-  text = g_string_sized_new (4096);
   for (size_t i = 0; i < iovused; i++)
-    g_string_append_len (text, iov[i].mv_base, iov[i].mv_len);
-
-  /* The backend sends strings; a message holding a NUL byte would be cut short. */
-  if (memchr (text->str, '\0', text->len) != NULL)
     {
-      SU_DEBUG_3 (("tport_ws(%p): cannot send a message with a NUL byte to " TPN_FORMAT "\n",
-                   (void *) self, TPN_ARGS (self->tp_name)));
-      su_seterrno (EINVAL);
-      return -1;
-    }
-
-  if (state == SOFIA_WS_TRANSPORT_STATE_CONNECTING)
-    {
-      /* An outgoing connection still in its handshake: sent once it is up. */
-      if (g_queue_get_length (&sec->pending) >= MAX_PENDING)
+      /* The backend's strings, and so SIP.js, would cut such a message short. */
+      if (memchr (iov[i].mv_base, '\0', iov[i].mv_len) != NULL)
         {
-          su_seterrno (ENOBUFS);
+          SU_DEBUG_3 (("tport_ws(%p): cannot send a message with a NUL byte to " TPN_FORMAT "\n",
+                       (void *) self, TPN_ARGS (self->tp_name)));
+          su_seterrno (EINVAL);
           return -1;
         }
-      g_queue_push_tail (&((WsSecondary *) sec)->pending, g_strndup (text->str, text->len));
-      return (ssize_t) text->len;
+      total += iov[i].mv_len;
     }
 
-  send_text (sec, text->str);
-  return (ssize_t) text->len;     /* taken whole: tport's own queue stays empty */
+  if (state == SOFIA_WS_TRANSPORT_STATE_CONNECTING ||
+      (((WsPrimary *) self->tp_pri)->client && ((WsPrimary *) self->tp_pri)->reconnect > 0))
+    {
+      g_autoptr(GString) text = g_string_sized_new (total);
+
+      for (size_t i = 0; i < iovused; i++)
+        g_string_append_len (text, iov[i].mv_base, iov[i].mv_len);
+
+      if (state == SOFIA_WS_TRANSPORT_STATE_CONNECTING)
+        {
+          /* An outgoing connection still in its handshake: sent once it is up. */
+          if (g_queue_get_length (&sec->pending) >= MAX_PENDING)
+            {
+              su_seterrno (ENOBUFS);
+              return -1;
+            }
+          g_queue_push_tail (&sec->pending, g_string_free (g_steal_pointer (&text), FALSE));
+          return (ssize_t) total;
+        }
+      /* A connection that reconnects: its send completes later, and a message cut off by a
+       * drop goes out again on the next connection. */
+      send_text (sec, text->str);
+      return (ssize_t) total;
+    }
+  else
+    {
+      /* Everything else is written now or queued behind what is, in one copy, with no
+       * completion to wait for: a failure later is the connection's end, reported by it. */
+      g_autoptr(GError) error = NULL;
+      g_autofree GOutputVector *heap = NULL;
+      GOutputVector on_stack[16];
+      GOutputVector *vectors = on_stack;
+
+      if (iovused > G_N_ELEMENTS (on_stack))
+        vectors = heap = g_new (GOutputVector, iovused);
+      for (size_t i = 0; i < iovused; i++)
+        {
+          vectors[i].buffer = iov[i].mv_base;
+          vectors[i].size = iov[i].mv_len;
+        }
+      if (!sofia_ws_websocket_send_vectors (SOFIA_WS_WEBSOCKET (sec->websocket), vectors,
+                                            iovused, &error))
+        {
+          SU_DEBUG_3 (("tport_ws(%p): send to " TPN_FORMAT " failed: %s\n", (void *) self,
+                       TPN_ARGS (self->tp_name), error->message));
+          su_seterrno (g_error_matches (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_QUEUE_FULL)
+                       ? ENOBUFS : EPIPE);
+          return -1;
+        }
+      return (ssize_t) total;     /* taken whole: tport's own queue stays empty */
+    }
 }
 
 /* Browsers write "SIP/2.0/WS" in any case; NTA compares the Via protocol with its own
