@@ -13,7 +13,8 @@
  *   MESSAGE   to a registered user: relayed over that user's own connection (NTATAG_TPORT),
  *             and the user's final response relayed back; 404 for an unknown user, 480 when
  *             its connection is gone.
- * Each request prints one line; --verbose also prints every WebSocket transport event.
+ * Each request prints one line (--quiet: none, for benchmarks); --verbose also prints every
+ * WebSocket transport event.
  * Sofia's own dumps work as usual: TPORT_LOG=1 prints every SIP message, TPORT_WS_DEBUG=5 the
  * ws module's log.
  */
@@ -21,6 +22,7 @@
 
 #include <glib-unix.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -55,6 +57,24 @@ typedef struct {
   nta_incoming_t *irq;
   nta_outgoing_t *orq;
 } Relay;
+
+static gboolean quiet;            /* --quiet: no line per request */
+
+/* One line about a request, unless --quiet. */
+static void say (const char *format, ...) G_GNUC_PRINTF (1, 2);
+
+static void
+say (const char *format,
+     ...)
+{
+  va_list args;
+
+  if (quiet)
+    return;
+  va_start (args, format);
+  vprintf (format, args);
+  va_end (args);
+}
 
 static void
 binding_free (Binding *binding)
@@ -169,7 +189,7 @@ on_register (Registrar      *self,
         }
     }
 
-  g_print ("REGISTER %s from %s: %u binding(s)\n", user,
+  say ("REGISTER %s from %s: %u binding(s)\n", user,
            tport_label (tport, label, sizeof label), bindings->len);
   reply (irq, SIP_200_OK, SIPTAG_CONTACT (answer), TAG_END ());
   su_home_deinit (home);
@@ -189,7 +209,7 @@ on_relay_response (nta_outgoing_magic_t *magic,
 
   if (status < 200)
     return 0;
-  g_print ("MESSAGE relayed: %d %s\n", status, phrase);
+  say ("MESSAGE relayed: %d %s\n", status, phrase);
   reply (relay->irq, status, phrase, TAG_END ());
   nta_outgoing_destroy (orq);
   g_free (relay);
@@ -226,13 +246,13 @@ on_message (Registrar      *self,
 
   if (binding == NULL)
     {
-      g_print ("MESSAGE for %s: not registered\n", user ? user : "(no user)");
+      say ("MESSAGE for %s: not registered\n", user ? user : "(no user)");
       reply (irq, SIP_404_NOT_FOUND, TAG_END ());
       return 0;
     }
   if (binding->tport != NULL && tport_is_closed (binding->tport))
     {
-      g_print ("MESSAGE for %s: its connection is gone\n", user);
+      say ("MESSAGE for %s: its connection is gone\n", user);
       reply (irq, SIP_480_TEMPORARILY_UNAVAILABLE, TAG_END ());
       return 0;
     }
@@ -259,13 +279,13 @@ on_message (Registrar      *self,
                                      TAG_END ());
   if (relay->orq == NULL)
     {
-      g_print ("MESSAGE for %s: cannot relay\n", user);
+      say ("MESSAGE for %s: cannot relay\n", user);
       msg_destroy (forward);
       g_free (relay);
       reply (irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END ());
       return 0;
     }
-  g_print ("MESSAGE from %s to %s: relaying to %s\n",
+  say ("MESSAGE from %s to %s: relaying to %s\n",
            sip->sip_from ? sip->sip_from->a_url->url_user : "?", user, binding->contact);
   return 0;
 }
@@ -289,7 +309,7 @@ on_request (nta_leg_magic_t *magic,
       result = on_register (self, irq, sip, tport);
       break;
     case sip_method_options:
-      g_print ("OPTIONS from %s: 200\n", tport_label (tport, label, sizeof label));
+      say ("OPTIONS from %s: 200\n", tport_label (tport, label, sizeof label));
       reply (irq, SIP_200_OK,
              SIPTAG_ALLOW_STR ("REGISTER, OPTIONS, MESSAGE"),
              SIPTAG_ACCEPT_STR ("text/plain, application/sdp"),
@@ -303,7 +323,7 @@ on_request (nta_leg_magic_t *magic,
       nta_incoming_destroy (irq);
       break;
     default:
-      g_print ("%s from %s: 405\n", sip->sip_request->rq_method_name,
+      say ("%s from %s: 405\n", sip->sip_request->rq_method_name,
                tport_label (tport, label, sizeof label));
       reply (irq, SIP_405_METHOD_NOT_ALLOWED,
              SIPTAG_ALLOW_STR ("REGISTER, OPTIONS, MESSAGE"), TAG_END ());
@@ -427,6 +447,8 @@ main (int argc, char **argv)
       "Close connections idle for MS milliseconds (default: Sofia's 30 minutes)", "MS" },
     { "verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose, "Print every WebSocket transport event",
       NULL },
+    { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet,
+      "Print no line per request (for benchmarks)", NULL },
     { "plain-root", 0, 0, G_OPTION_ARG_NONE, &plain_root,
       "Run on Sofia's own event loop (su_root_create) instead of GLib's", NULL },
     { NULL }
