@@ -24,6 +24,9 @@ typedef struct {
   GSource source;
   SofiaWsLoop *loop;              /* not a reference: the loop owns the source */
   gpointer fd_tag;
+  gboolean dispatching;           /* inside uv_run() */
+  gboolean kicked;                /* another uv_run() wanted once this one ends */
+  gboolean masked;                /* fd taken out of a nested iteration's poll */
 } UvSource;
 
 /* One loop per GMainContext. */
@@ -42,12 +45,29 @@ const struct lws_protocols sofia_ws_loop_protocols[] = {
 
 /* ---- the uv loop as one GSource ------------------------------------------------------- */
 
+/* The source can recurse, so that GLib does not take its fd out of the poll set and put it
+ * back around every dispatch, which costs two wakeup writes and a read per iteration. uv_run()
+ * must not recurse, though: an iteration nested in one of our dispatches (a handler running a
+ * main loop) does not dispatch us, and stops polling our fd, which stays readable, until the
+ * outer dispatch ends. */
 static gboolean
 uv_source_prepare (GSource *source,
                    gint    *timeout)
 {
-  uv_loop_t *uv = &((UvSource *) source)->loop->uv;
+  UvSource *self = (UvSource *) source;
+  uv_loop_t *uv = &self->loop->uv;
   int next;
+
+  if (self->dispatching)
+    {
+      if (!self->masked)
+        {
+          g_source_modify_unix_fd (source, self->fd_tag, 0);
+          self->masked = TRUE;
+        }
+      *timeout = -1;
+      return FALSE;
+    }
 
   /* uv_backend_timeout() says 0 for a loop with nothing to do: that means "sleep" here. */
   if (!uv_loop_alive (uv))
@@ -68,6 +88,8 @@ uv_source_check (GSource *source)
   UvSource *self = (UvSource *) source;
   uv_loop_t *uv = &self->loop->uv;
 
+  if (self->dispatching)
+    return FALSE;
   if (g_source_query_unix_fd (source, self->fd_tag) & (G_IO_IN | G_IO_ERR | G_IO_HUP))
     return TRUE;
   if (!uv_loop_alive (uv))
@@ -81,8 +103,26 @@ uv_source_dispatch (GSource     *source,
                     GSourceFunc  callback,
                     gpointer     user_data)
 {
-  g_source_set_ready_time (source, -1);
-  uv_run (&((UvSource *) source)->loop->uv, UV_RUN_NOWAIT);
+  UvSource *self = (UvSource *) source;
+
+  if (self->dispatching)
+    return G_SOURCE_CONTINUE;
+
+  self->dispatching = TRUE;
+  self->kicked = FALSE;
+  uv_run (&self->loop->uv, UV_RUN_NOWAIT);
+  self->dispatching = FALSE;
+  if (g_source_is_destroyed (source))     /* the loop went away from a callback */
+    return G_SOURCE_REMOVE;
+
+  if (self->masked)
+    {
+      g_source_modify_unix_fd (source, self->fd_tag, G_IO_IN);
+      self->masked = FALSE;
+    }
+  /* Kicks from inside uv_run() (a write asked for, a wsi to close) were only noted: one
+   * ready time for all, set only when it changes, since each change writes GLib's wakeup. */
+  g_source_set_ready_time (source, self->kicked ? 0 : -1);
   return G_SOURCE_CONTINUE;
 }
 
@@ -95,7 +135,12 @@ static GSourceFuncs uv_source_funcs = {
 void
 sofia_ws_loop_kick (SofiaWsLoop *loop)
 {
-  g_source_set_ready_time (loop->source, 0);
+  UvSource *source = (UvSource *) loop->source;
+
+  if (source->dispatching)
+    source->kicked = TRUE;
+  else
+    g_source_set_ready_time (loop->source, 0);
 }
 
 void
@@ -228,6 +273,7 @@ loop_new (GMainContext  *context,
   uv_source->loop = loop;
   uv_source->fd_tag = g_source_add_unix_fd (loop->source, uv_backend_fd (&loop->uv), G_IO_IN);
   g_source_set_static_name (loop->source, "[sofia-ws] libwebsockets");
+  g_source_set_can_recurse (loop->source, TRUE);
   g_source_attach (loop->source, context);
   return loop;
 }

@@ -828,12 +828,11 @@ on_writeable (SofiaWsWebSocket *self,
   if (m != NULL)
     {
       int written;
-
       g_autofree char *sent = NULL;
 
       /* Before the write: a client's lws_write() masks the payload in place. */
       trace (self, "sent to", (const char *) m->buffer + LWS_PRE, m->len);
-      if (m->announce && wants_message_sent (self))
+      if ((m->announce || m->task != NULL) && wants_message_sent (self))
         sent = g_strndup ((const char *) m->buffer + LWS_PRE, m->len);
       written = lws_write (wsi, m->buffer + LWS_PRE, m->len,
                            m->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
@@ -849,14 +848,23 @@ on_writeable (SofiaWsWebSocket *self,
           return 0;
         }
 
+      if ((!g_queue_is_empty (&self->tx) || self->close_requested) && self->wsi == wsi)
+        lws_callback_on_writable (wsi);
+
+      /* message-sent now, as the message goes on the wire (send_finish overrides the
+       * transport's own, which would come from the task's callback, in a later iteration,
+       * possibly after the response to this very message). Last: a handler may drop the
+       * last reference to us. */
+      if (sent != NULL)
+        {
+          g_object_ref (self);
+          sofia_ws_transport_emit_message_sent (SOFIA_WS_TRANSPORT (self), sent);
+        }
       if (m->task != NULL)
         g_task_return_boolean (m->task, TRUE);
       out_message_free (m);
       if (sent != NULL)
-        sofia_ws_transport_emit_message_sent (SOFIA_WS_TRANSPORT (self), sent);
-
-      if ((!g_queue_is_empty (&self->tx) || self->close_requested) && self->wsi == wsi)
-        lws_callback_on_writable (wsi);
+        g_object_unref (self);
       return 0;
     }
 
@@ -1337,7 +1345,8 @@ sofia_ws_websocket_send_finish (SofiaWsTransport  *transport,
                                 gboolean          *override_event,
                                 GError           **error)
 {
-  *override_event = FALSE;
+  /* on_writeable() emitted message-sent as the message was written. */
+  *override_event = TRUE;
   return g_task_propagate_boolean (G_TASK (result), error);
 }
 
