@@ -951,6 +951,144 @@ test_oversized_send_refused (Fixture *f, gconstpointer data)
 }
 
 static void
+on_message_sent (SofiaWsTransport *t, const char *message, GPtrArray *sent)
+{
+  g_ptr_array_add (sent, g_strdup (message));
+}
+
+/* The synchronous send for C servers: parts joined in one message, message-sent announced,
+ * errors returned at once. */
+static void
+test_send_vectors (Fixture *f, gconstpointer data)
+{
+  g_autoptr(GPtrArray) sent = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GError) error = NULL;
+  g_autofree char *big = g_strnfill (2000, 'x');
+  SofiaWsWebSocket *server;
+  const char *head = "SIP/2.0 200 OK\r\n";
+  const char *tail = "Content-Length: 0\r\n\r\n";
+  GOutputVector parts[] = { { head, strlen (head) }, { NULL, 0 }, { tail, strlen (tail) } };
+  GOutputVector binary[] = { { "a\0b", 3 } };
+  GOutputVector oversized[] = { { big, 2000 } };
+
+  /* Not connected yet: refused, nothing queued. */
+  g_assert_false (sofia_ws_websocket_send_vectors (f->client, parts, G_N_ELEMENTS (parts),
+                                                   &error));
+  g_assert_error (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_NOT_CONNECTED);
+  g_clear_error (&error);
+
+  connect_client (f);
+  server = server_side (f);
+  g_signal_connect (server, "message-sent", G_CALLBACK (on_message_sent), sent);
+
+  g_assert_true (sofia_ws_websocket_send_vectors (server, parts, G_N_ELEMENTS (parts), &error));
+  g_assert_no_error (error);
+  /* Written at once: announced before this returns. */
+  g_assert_cmpuint (sent->len, ==, 1);
+  g_assert_cmpstr (sent->pdata[0], ==, "SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n");
+  wait_for_len (f->client_received, 1, "response at the client");
+  g_assert_cmpstr (f->client_received->pdata[0], ==,
+                   "SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n");
+
+  /* A NUL byte makes it a binary frame, which the receiver refuses as a string. */
+  g_assert_true (sofia_ws_websocket_send_vectors (server, binary, 1, &error));
+  g_assert_no_error (error);
+  g_assert_cmpuint (f->client_errors->len, ==, 0);
+  wait_for_len (f->client_errors, 1, "the client refusing a NUL byte");
+  g_assert_error ((GError *) f->client_errors->pdata[0], SOFIA_WS_ERROR,
+                  SOFIA_WS_ERROR_INVALID_MESSAGE);
+
+  g_object_set (server, "max-message-size", 1000, NULL);
+  g_assert_false (sofia_ws_websocket_send_vectors (server, oversized, 1, &error));
+  g_assert_error (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_MESSAGE_TOO_LARGE);
+  g_clear_error (&error);
+  g_assert_false (sofia_ws_websocket_send_vectors (server, parts, 0, &error));
+  g_assert_error (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_INVALID_MESSAGE);
+  g_clear_error (&error);
+  g_assert_cmpuint (sent->len, ==, 2);
+  g_assert_true (sofia_ws_transport_is_connected (SOFIA_WS_TRANSPORT (server)));
+  g_assert_true (sofia_ws_transport_is_connected (SOFIA_WS_TRANSPORT (f->client)));
+  g_signal_handlers_disconnect_by_data (server, sent);
+}
+
+typedef struct {
+  SofiaWsWebSocket *server;
+  guint nested;                   /* messages handled from a nested iteration */
+  guint depth;
+  guint handled;
+} Nesting;
+
+static const char third_message[] = "SIP/2.0 200 OK\r\nCSeq: 3 OPTIONS\r\n\r\n";
+
+static gboolean
+set_flag (gpointer flag)
+{
+  *(gboolean *) flag = TRUE;
+  return G_SOURCE_REMOVE;
+}
+
+/* A handler running the main context itself, as a modal dialog or a synchronous wrapper
+ * would: the nested iterations must neither re-enter libwebsockets (uv_run() does not
+ * recurse) nor spin on its fd; they block in poll like any other. */
+static void
+on_message_iterate (SofiaWsTransport *t, const char *message, Nesting *n)
+{
+  gboolean fired = FALSE;
+  guint iterations = 0;
+
+  if (n->depth > 0)
+    n->nested++;
+  n->depth++;
+  if (n->handled++ == 0)
+    {
+      /* More data on the socket while we iterate: its fd is readable all along. */
+      GOutputVector third = { third_message, strlen (third_message) };
+
+      g_assert_true (sofia_ws_websocket_send_vectors (n->server, &third, 1, NULL));
+    }
+  g_timeout_add (30, set_flag, &fired);
+  while (!fired)
+    {
+      g_main_context_iteration (NULL, TRUE);
+      iterations++;
+    }
+  n->depth--;
+  g_assert_cmpuint (iterations, <, 20);
+}
+
+static void
+test_nested_iteration_in_handler (Fixture *f, gconstpointer data)
+{
+  g_autoptr(GError) error = NULL;
+  Nesting n = { 0 };
+  SofiaWsWebSocket *server;
+  const char *first = "SIP/2.0 200 OK\r\nCSeq: 1 OPTIONS\r\n\r\n";
+  const char *second = "SIP/2.0 200 OK\r\nCSeq: 2 OPTIONS\r\n\r\n";
+  GOutputVector one = { first, strlen (first) }, two = { second, strlen (second) };
+
+  connect_client (f);
+  server = n.server = server_side (f);
+  g_signal_connect (f->client, "message", G_CALLBACK (on_message_iterate), &n);
+
+  /* Both written now, back to back: the second is there while the first one's handler
+   * iterates. */
+  g_assert_true (sofia_ws_websocket_send_vectors (server, &one, 1, &error));
+  g_assert_true (sofia_ws_websocket_send_vectors (server, &two, 1, &error));
+  g_assert_no_error (error);
+  wait_for_len (f->client_received, 3, "the three messages");
+  g_assert_cmpuint (n.nested, ==, 0);           /* never delivered from inside the first */
+  g_assert_cmpstr (f->client_received->pdata[0], ==, first);
+  g_assert_cmpstr (f->client_received->pdata[1], ==, second);
+  g_assert_cmpstr (f->client_received->pdata[2], ==, third_message);
+
+  /* And the connection still works both ways afterwards. */
+  g_signal_handlers_disconnect_by_data (f->client, &n);
+  send_and_wait (SOFIA_WS_TRANSPORT (f->client), options_request);
+  wait_for_len (f->server_received, 1, "request at the server");
+  g_assert_cmpstr (f->server_received->pdata[0], ==, options_request);
+}
+
+static void
 test_close_reason_cut_at_a_character (Fixture *f, gconstpointer data)
 {
   g_autoptr(GString) reason = g_string_new ("x");
@@ -1233,6 +1371,8 @@ main (int argc, char **argv)
   ADD ("send-queue-limit", test_send_queue_limit);
   ADD ("sends-flushed-before-close", test_sends_flushed_before_close);
   ADD ("oversized-send-refused", test_oversized_send_refused);
+  ADD ("send-vectors", test_send_vectors);
+  ADD ("nested-iteration-in-handler", test_nested_iteration_in_handler);
   ADD ("server-disconnects-client", test_server_disconnects_client);
   ADD ("close-reason-cut-at-a-character", test_close_reason_cut_at_a_character);
   ADD ("reconnection", test_reconnection);
