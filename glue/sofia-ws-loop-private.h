@@ -47,8 +47,8 @@ struct lws_vhost   *sofia_ws_loop_get_client_vhost    (SofiaWsLoop   *loop,
                                                        GError       **error);
 
 /* lws's liveness policy: a WebSocket PING after @ping_secs without a PONG, a hang-up after
- * @hangup_secs. Owned by the loop (lws keeps the pointer for the connection's life); NULL
- * when @ping_secs is 0. */
+ * @hangup_secs. Owned by the loop (lws keeps the pointer for the connection's life); with
+ * @ping_secs 0, a static policy of zeros: no PINGs at all (NULL would mean lws's default). */
 const lws_retry_bo_t *sofia_ws_loop_get_liveness_policy (SofiaWsLoop *loop,
                                                          guint        ping_secs,
                                                          guint        hangup_secs);

@@ -512,8 +512,16 @@ sofia_ws_loop_get_liveness_policy (SofiaWsLoop *loop,
   gpointer key;
   lws_retry_bo_t *policy;
 
+  /* Not NULL: lws 4.1 gives a vhost without a policy its context's default, which PINGs
+   * every connection idle for 300 s and hangs up 10 s later (and keeps a timer per
+   * connection for it, inserted by walking a list as long as the connections). A policy
+   * of zeros has no validity timer at all: no PING unless asked for. */
   if (ping_secs == 0)
-    return NULL;
+    {
+      static const lws_retry_bo_t no_pings = { 0 };
+
+      return &no_pings;
+    }
 
   ping_secs = MIN (ping_secs, G_MAXUINT16);
   hangup_secs = CLAMP (hangup_secs, ping_secs + 1, G_MAXUINT16);
