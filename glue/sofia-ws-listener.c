@@ -508,8 +508,14 @@ sofia_ws_listener_dispose (GObject *object)
 {
   SofiaWsListener *self = SOFIA_WS_LISTENER (object);
 
+  GHashTableIter iter;
+  gpointer connection;
+
   sofia_ws_listener_stop (self);
   destroy_lws (self);
+  g_hash_table_iter_init (&iter, self->connections);
+  while (g_hash_table_iter_next (&iter, &connection, NULL))
+    sofia_ws_websocket_forget_listener (connection);
   g_hash_table_remove_all (self->connections);
   if (self->loop != NULL)
     g_clear_pointer (&self->loop, sofia_ws_loop_unref);

@@ -16,6 +16,11 @@ SofiaWsWebSocket *sofia_ws_websocket_new_accepted (SofiaWsLoop     *loop,
                                                    guint            ping_timeout,
                                                    gboolean         trace_sip);
 
+/* The listener no longer holds the connection, or is going: no more closed notices to it.
+ * A plain pointer rather than a GWeakRef, whose removal walks a list as long as the
+ * listener's connections: O(N) per close. */
+void sofia_ws_websocket_forget_listener (SofiaWsWebSocket *self);
+
 /* lws callbacks for a wsi bound to a connection (its opaque user data). */
 int sofia_ws_websocket_handle_callback (SofiaWsWebSocket          *self,
                                         struct lws                *wsi,

@@ -74,7 +74,8 @@ struct _SofiaWsWebSocket
   SofiaWsLoop *loop;              /* while a connection exists or is being made */
   struct lws *wsi;
   gboolean accepted;
-  GWeakRef listener;
+  SofiaWsListener *listener;      /* accepted: not a reference; the listener, which holds us,
+                                   * clears it (sofia_ws_websocket_forget_listener()) */
   char *remote_address;
   gboolean secure;
 
@@ -646,12 +647,15 @@ static void
 on_closed (SofiaWsWebSocket *self)
 {
   SofiaWsTransport *transport = SOFIA_WS_TRANSPORT (self);
-  g_autoptr(SofiaWsListener) listener = g_weak_ref_get (&self->listener);
+  SofiaWsListener *listener;
   g_autoptr(GError) error = NULL;
   g_autoptr(GTask) disconnect_task = g_steal_pointer (&self->disconnect_task);
 
   self->wsi = NULL;
   stop_keepalive (self);
+  /* A message cut off by the close is no message; a reconnection starts afresh. */
+  self->rx_in_message = FALSE;
+  g_clear_pointer (&self->rx, g_byte_array_unref);
 
   if (self->pending_error != NULL)
     error = g_steal_pointer (&self->pending_error);
@@ -683,8 +687,20 @@ on_closed (SofiaWsWebSocket *self)
       schedule_reconnection (self);
     }
 
+  /* Read last: a handler above may have let the listener go, which forgot us. */
+  listener = g_steal_pointer (&self->listener);
   if (listener != NULL)
-    sofia_ws_listener_connection_closed (listener, self);
+    {
+      g_object_ref (listener);
+      sofia_ws_listener_connection_closed (listener, self);   /* may drop our last reference */
+      g_object_unref (listener);
+    }
+}
+
+void
+sofia_ws_websocket_forget_listener (SofiaWsWebSocket *self)
+{
+  self->listener = NULL;
 }
 
 /* Closes the connection for a fault of the peer's; what it sends next is ignored. */
@@ -712,12 +728,14 @@ queue_internal (SofiaWsWebSocket *self,
   request_writable (self);
 }
 
+/* @data: the whole message: lws's own buffer for a message in one frame, else the fragments
+ * reassembled. */
 static int
 on_message_complete (SofiaWsWebSocket *self,
-                     struct lws       *wsi)
+                     struct lws       *wsi,
+                     const guint8     *data,
+                     gsize             len)
 {
-  guint8 *data = self->rx->data;
-  gsize len = self->rx->len;
   g_autofree char *message = NULL;
   gboolean valid;
 
@@ -769,7 +787,6 @@ on_message_complete (SofiaWsWebSocket *self,
   else
     message = g_utf8_make_valid ((const char *) data, len);
 
-  g_byte_array_set_size (self->rx, 0);
   sofia_ws_transport_emit_message (SOFIA_WS_TRANSPORT (self), message);
   return 0;
 }
@@ -785,15 +802,20 @@ on_receive (SofiaWsWebSocket *self,
 
   if (!self->rx_in_message)
     {
-      self->rx_in_message = TRUE;
+      /* The usual case, a message in one frame, is taken from lws's buffer as it is. */
       self->rx_binary = lws_frame_is_binary (wsi);
-      g_byte_array_set_size (self->rx, 0);
+      if (lws_is_final_fragment (wsi) && lws_remaining_packet_payload (wsi) == 0 &&
+          len <= self->max_message_size)
+        return on_message_complete (self, wsi, in, len);
+      self->rx_in_message = TRUE;
+      if (self->rx == NULL)
+        self->rx = g_byte_array_new ();
     }
 
   if (self->rx->len + len > self->max_message_size)
     {
       self->rx_in_message = FALSE;
-      g_byte_array_set_size (self->rx, 0);
+      g_clear_pointer (&self->rx, g_byte_array_unref);
       return close_for_fault (self, wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
                               g_error_new (SOFIA_WS_ERROR, SOFIA_WS_ERROR_MESSAGE_TOO_LARGE,
                                            "%s sent a message larger than %u bytes",
@@ -803,11 +825,18 @@ on_receive (SofiaWsWebSocket *self,
   g_byte_array_append (self->rx, in, len);
   if (!lws_is_final_fragment (wsi) || lws_remaining_packet_payload (wsi) > 0)
     return 0;
-  return on_message_complete (self, wsi);
+  {
+    /* Reassembled: the buffer goes with the message rather than staying at its size (up to
+     * max-message-size) on a connection that may be idle from now on. */
+    g_autoptr(GByteArray) rx = g_steal_pointer (&self->rx);
+
+    self->rx_in_message = FALSE;
+    return on_message_complete (self, wsi, rx->data, rx->len);
+  }
 }
 
 /* Whether anybody hears message-sent: a handler, or a subclass's class handler. Messages
- * sent with sofia_ws_websocket_send_vectors() are copied for it only then. */
+ * are copied for it only then. */
 static gboolean
 wants_message_sent (SofiaWsWebSocket *self)
 {
@@ -1376,7 +1405,7 @@ sofia_ws_websocket_new_accepted (SofiaWsLoop     *loop,
   self->loop = sofia_ws_loop_ref (loop);
   self->wsi = wsi;
   self->secure = sofia_ws_listener_get_is_secure (listener);
-  g_weak_ref_set (&self->listener, listener);
+  self->listener = listener;
 
   lws_get_peer_simple (wsi, address, sizeof address);
   if (getpeername (lws_get_socket_fd (wsi), (struct sockaddr *) &peer, &peer_len) == 0)
@@ -1488,9 +1517,8 @@ sofia_ws_websocket_finalize (GObject *object)
 {
   SofiaWsWebSocket *self = SOFIA_WS_WEBSOCKET (object);
 
-  g_weak_ref_clear (&self->listener);
   g_clear_error (&self->pending_error);
-  g_byte_array_unref (self->rx);
+  g_clear_pointer (&self->rx, g_byte_array_unref);
   g_free (self->server);
   g_free (self->tls_ca_file);
   g_free (self->origin);
@@ -1755,6 +1783,4 @@ static void
 sofia_ws_websocket_init (SofiaWsWebSocket *self)
 {
   self->context = g_main_context_ref_thread_default ();
-  self->rx = g_byte_array_new ();
-  g_weak_ref_init (&self->listener, NULL);
 }
