@@ -3,7 +3,8 @@
  *
  *   sip-load (--url ws://HOST:PORT/PATH | --tcp HOST:PORT)
  *            [--connections N] [--window W] [--duration S] [--warmup S]
- *            [--method OPTIONS|MESSAGE] [--request-uri URI] [--force] [--verbose]
+ *            [--method OPTIONS|MESSAGE] [--request-uri URI] [--size BYTES]
+ *            [--echo | --callees K] [--force] [--verbose]
  *
  * Opens N connections, either WebSocket (RFC 7118: subprotocol "sip", and the 101 must carry
  * it) or plain TCP (SIP framed by Content-Length), then keeps W requests outstanding on each
@@ -19,10 +20,26 @@
  * latencies only the part after the warm-up (the first --warmup seconds of --duration).
  * Latency runs from the lws_write() of a request to the reception of its final response.
  *
+ * --size BYTES pads every request to BYTES (when it is shorter) with an "X-Pad: xxx..." header,
+ * its body and Content-Length unchanged, to compare servers on messages of one size.
+ *
+ * --echo is for an echo server (tests/bench/lws-echo): a received message whose Call-ID is that
+ * of an outstanding request is that request's final answer (a 2xx), whatever its start line.
+ *
+ * --callees K (with --method MESSAGE) measures a stateful relay such as the sofia-ws registrar:
+ * before the load starts, K more connections (the callees, not counted in --connections) each
+ * REGISTER sip:callee-<k>@HOST (k = 0..K-1; Contact with their own transport, Expires 600)
+ * and wait for its 2xx; load connection i (1-based) then sends its MESSAGEs to
+ * sip:callee-<(i-1) mod K>@HOST (Request-URI and To), and the callees answer every request
+ * relayed to them with 200 OK (Via, From, To with a tag, Call-ID and CSeq copied). Any
+ * non-2xx final response to a MESSAGE (404: the callee is not registered, 480: its connection
+ * is gone) fails the run.
+ *
  * Exit status: 0 when every connection connected and stayed up and every request got a final
- * response (lost == 0); 1 otherwise, with the reason on stderr; 2 for bad usage. The whole run
- * is bounded: at most --duration + 5 s (connect <= 2.5 s, drain <= 2 s, close <= 0.3 s, and a
- * timer that ends the process if all else fails).
+ * response (lost == 0) (with --callees: and was relayed, non2xx == 0); 1 otherwise, with the
+ * reason on stderr; 2 for bad usage. The whole run is bounded: at most --duration + 5 s (connect,
+ * and the callees' REGISTER, <= 2.5 s; drain <= 2 s; close <= 0.3 s; and a timer that ends the
+ * process if all else fails).
  *
  * One libwebsockets context on its own poll() loop, no GLib main loop: the hot path is
  * lws callbacks only. Writes happen in WRITEABLE, one lws_write() per callback (for TCP, the
@@ -55,6 +72,11 @@
 #define TCP_WRITE_CHUNK (64 * 1024)
 #define FD_MARGIN 64
 #define CALL_ID_MAX 128
+#define MAX_SIZE (60 * 1024)
+#define PAD_NAME "X-Pad: "
+#define PAD_OVERHEAD (sizeof PAD_NAME - 1 + 2)    /* the name and the CRLF */
+#define CALLEE_EXPIRES 600
+#define NO_BODY "Content-Length: 0\r\n\r\n"
 
 #define SIP_LOAD_ERROR (g_quark_from_static_string ("sip-load-error"))
 
@@ -65,6 +87,7 @@ typedef enum {
 
 typedef enum {
   PHASE_CONNECTING,
+  PHASE_REGISTERING,  /* --callees: connected, waiting for the callees' REGISTER to succeed */
   PHASE_RUNNING,
   PHASE_DRAINING,
   PHASE_CLOSING,
@@ -85,11 +108,17 @@ typedef struct _Pending Pending;
 typedef struct {
   Load *load;
   guint number;               /* 1-based, for messages */
+  gboolean is_callee;
+  guint callee;               /* callees: k in sip:callee-<k>@HOST */
   struct lws *wsi;
   ConnState state;
   gboolean close_requested;
   gboolean close_started;
+  char *local;                /* "x.invalid" or "ip:port": our side, for Via and Contact */
   char *via;                  /* "SIP/2.0/WS x.invalid" or "SIP/2.0/TCP ip:port;rport" */
+  char *request_uri;          /* --callees: this connection's callee; NULL: load->request_uri */
+  char *register_call_id;     /* callees: of their REGISTER */
+  gboolean registered;        /* callees: their REGISTER got a 2xx */
   char *from_tag;
   guint32 cseq;
   GQueue tx;                  /* OutMessage *, oldest first */
@@ -98,7 +127,8 @@ typedef struct {
 } Conn;
 
 typedef struct {
-  Pending *pending;           /* owned by Load.pending; alive until its final response */
+  Pending *pending;           /* owned by Load.pending; alive until its final response; NULL
+                                 for what is not a measured request (callees' messages) */
   gsize len;
   guint8 data[];              /* LWS_PRE bytes of headroom, then len bytes */
 } OutMessage;
@@ -123,8 +153,12 @@ struct _Load {
   double duration_s;
   double warmup_s;
   char *method;
+  char *domain;               /* HOST, or [HOST] for IPv6: the host part of SIP URIs */
   char *request_uri;
   gboolean is_message;
+  gsize size;                 /* pad requests to this (0: no padding) */
+  gboolean echo;
+  guint callees;
 
   struct lws_context *context;
   lws_sorted_usec_list_t tick;
@@ -134,11 +168,13 @@ struct _Load {
   guint n_connecting;
   guint n_open;
   guint n_failed;
+  guint n_registered;         /* callees */
   char *failure;              /* the first reason for a failed run */
 
   gint64 started_at;
   gint64 connect_deadline;
   gint64 connected_at;
+  gint64 registered_at;       /* --callees */
   gint64 load_start;
   gint64 warm_end;
   gint64 stop_at;
@@ -157,6 +193,8 @@ struct _Load {
   guint64 provisional;
   guint64 unmatched;
   guint64 ignored;            /* requests from the server, keep-alives, junk */
+  guint64 relayed;            /* requests the callees answered */
+  guint first_non2xx;         /* the status of the first non-2xx final response, or 0 */
   guint dropped;
   /* measured part */
   guint64 answered_in_window;
@@ -188,6 +226,35 @@ static const char *
 mode_name (Load *load)
 {
   return load->mode == MODE_WS ? "ws" : "tcp";
+}
+
+/* The load connections first, then the callees. */
+static guint
+conn_count (Load *load)
+{
+  return load->connections + load->callees;
+}
+
+/* "connection 3 of 50" or "callee connection 1 of 10", for messages. */
+static char *
+conn_describe (Conn *c)
+{
+  if (c->is_callee)
+    return g_strdup_printf ("callee connection %u of %u", c->callee + 1, c->load->callees);
+  return g_strdup_printf ("connection %u of %u", c->number, c->load->connections);
+}
+
+/* Whether data[0..len) starts with a status line; its code in @status. */
+static gboolean
+parse_status (const char *text,
+              gsize       len,
+              guint      *status)
+{
+  if (len < 12 || memcmp (text, "SIP/2.0 ", 8) != 0 ||
+      !g_ascii_isdigit (text[8]) || !g_ascii_isdigit (text[9]) || !g_ascii_isdigit (text[10]))
+    return FALSE;
+  *status = (guint) ((text[8] - '0') * 100 + (text[9] - '0') * 10 + (text[10] - '0'));
+  return TRUE;
 }
 
 /* Finds "\r\n\r\n" in data[0..len); returns the length of the head including it, or 0. */
@@ -270,17 +337,61 @@ conn_clear_queues (Conn *c)
 
 /* ---- requests --------------------------------------------------------------------------- */
 
+/* Queues @head, then (--size) an X-Pad line that brings the whole to load->size bytes when
+ * it is shorter, then @tail; @tail holds Content-Length and the body, so padding does not
+ * change them. */
+static void
+queue_message (Conn       *c,
+               Pending    *p,
+               const char *head,
+               gsize       head_len,
+               const char *tail,
+               gsize       tail_len,
+               gboolean    pad)
+{
+  Load *load = c->load;
+  gsize pad_len = 0;
+  gsize len;
+  OutMessage *m;
+  guint8 *at;
+
+  if (pad && load->size > head_len + tail_len + PAD_OVERHEAD)
+    pad_len = load->size - head_len - tail_len - PAD_OVERHEAD;
+  len = head_len + (pad_len > 0 ? PAD_OVERHEAD + pad_len : 0) + tail_len;
+
+  m = g_malloc (sizeof *m + LWS_PRE + len);
+  m->pending = p;
+  m->len = len;
+  at = m->data + LWS_PRE;
+  memcpy (at, head, head_len);
+  at += head_len;
+  if (pad_len > 0)
+    {
+      memcpy (at, PAD_NAME, sizeof PAD_NAME - 1);
+      at += sizeof PAD_NAME - 1;
+      memset (at, 'x', pad_len);
+      at += pad_len;
+      memcpy (at, "\r\n", 2);
+      at += 2;
+    }
+  memcpy (at, tail, tail_len);
+
+  g_queue_push_tail (&c->tx, m);
+  lws_callback_on_writable (c->wsi);
+}
+
 static void
 send_request (Conn *c)
 {
   Load *load = c->load;
+  const char *request_uri = c->request_uri != NULL ? c->request_uri : load->request_uri;
   char buffer[2048];
+  char tail[160];
   char body[96] = "";
   char content_type[64] = "";
   Pending *p;
-  OutMessage *m;
   guint64 n = ++load->seq;
-  int len;
+  int len, tail_len;
 
   p = g_new0 (Pending, 1);
   p->conn = c;
@@ -304,30 +415,181 @@ send_request (Conn *c)
                     "Call-ID: %s\r\n"
                     "CSeq: %u %s\r\n"
                     "User-Agent: sip-load\r\n"
-                    "%s"
-                    "Content-Length: %zu\r\n"
-                    "\r\n"
                     "%s",
-                    load->method, load->request_uri,
+                    load->method, request_uri,
                     c->via, load->run_id, c->number, n,
-                    load->request_uri,
+                    request_uri,
                     c->number, c->from_tag,
                     p->call_id,
                     (guint) c->cseq, load->method,
-                    content_type,
-                    strlen (body),
-                    body);
+                    content_type);
   g_assert (len > 0 && (gsize) len < sizeof buffer);
-
-  m = g_malloc (sizeof *m + LWS_PRE + (gsize) len);
-  m->pending = p;
-  m->len = (gsize) len;
-  memcpy (m->data + LWS_PRE, buffer, (gsize) len);
+  tail_len = g_snprintf (tail, sizeof tail, "Content-Length: %zu\r\n\r\n%s", strlen (body), body);
+  g_assert (tail_len > 0 && (gsize) tail_len < sizeof tail);
 
   g_hash_table_insert (load->pending, p->call_id, p);
   load->requests++;
-  g_queue_push_tail (&c->tx, m);
-  lws_callback_on_writable (c->wsi);
+  queue_message (c, p, buffer, (gsize) len, tail, (gsize) tail_len, TRUE);
+}
+
+/* ---- callees ---------------------------------------------------------------------------- */
+
+static void
+callee_register (Conn *c)
+{
+  Load *load = c->load;
+  char buffer[1024];
+  int len;
+
+  c->register_call_id = g_strdup_printf ("%s-callee-%u@sip-load.invalid", load->run_id,
+                                         c->callee);
+  len = g_snprintf (buffer, sizeof buffer,
+                    "REGISTER sip:%s SIP/2.0\r\n"
+                    "Via: %s;branch=z9hG4bK%s.callee.%u\r\n"
+                    "Max-Forwards: 70\r\n"
+                    "To: <sip:callee-%u@%s>\r\n"
+                    "From: <sip:callee-%u@%s>;tag=%s\r\n"
+                    "Call-ID: %s\r\n"
+                    "CSeq: 1 REGISTER\r\n"
+                    "Contact: <sip:callee-%u@%s;transport=%s>\r\n"
+                    "Expires: %d\r\n"
+                    "User-Agent: sip-load\r\n",
+                    load->domain,
+                    c->via, load->run_id, c->callee,
+                    c->callee, load->domain,
+                    c->callee, load->domain, c->from_tag,
+                    c->register_call_id,
+                    c->callee, c->local, mode_name (load),
+                    CALLEE_EXPIRES);
+  g_assert (len > 0 && (gsize) len < sizeof buffer);
+  queue_message (c, NULL, buffer, (gsize) len, NO_BODY, sizeof NO_BODY - 1, FALSE);
+}
+
+static void load_advance (Load *load);
+
+static void
+callee_on_response (Conn       *c,
+                    const char *text,
+                    gsize       head,
+                    guint       status)
+{
+  Load *load = c->load;
+  const char *value;
+  gsize value_len;
+
+  value = find_header (text, head, "Call-ID", "i", &value_len);
+  if (value == NULL || c->register_call_id == NULL ||
+      value_len != strlen (c->register_call_id) ||
+      memcmp (value, c->register_call_id, value_len) != 0)
+    {
+      load->unmatched++;
+      return;
+    }
+  if (status < 200 || c->registered)
+    return;
+  if (status >= 300)
+    {
+      load_fail (load, "the REGISTER of sip:callee-%u@%s to %s got %u", c->callee, load->domain,
+                 load->target, status);
+      load_advance (load);
+      return;
+    }
+  c->registered = TRUE;
+  load->n_registered++;
+  load_advance (load);
+}
+
+/* Whether the header value value[0..len) has a tag parameter. */
+static gboolean
+has_tag (const char *value,
+         gsize       len)
+{
+  for (gsize i = 0; i + 5 <= len; i++)
+    if (g_ascii_strncasecmp (value + i, ";tag=", 5) == 0)
+      return TRUE;
+  return FALSE;
+}
+
+/* Whether the header name name[0..len) is @full or its compact form @compact. */
+static gboolean
+header_is (const char *name,
+           gsize       len,
+           const char *full,
+           const char *compact)
+{
+  return (len == strlen (full) && g_ascii_strncasecmp (name, full, len) == 0) ||
+         (compact != NULL && len == strlen (compact) &&
+          g_ascii_strncasecmp (name, compact, len) == 0);
+}
+
+/* A relayed request (the head text[0..head)): 200 OK, with its Vias, From, To (tagged),
+ * Call-ID and CSeq, as RFC 3261 8.2.6.2 wants them. */
+static void
+callee_answer (Conn       *c,
+               const char *text,
+               gsize       head)
+{
+  g_autoptr(GString) response = g_string_sized_new (head + 64);
+  const char *end = text + head;
+  const char *line = memchr (text, '\n', head);
+
+  g_string_append (response, "SIP/2.0 200 OK\r\n");
+  for (line = line != NULL ? line + 1 : end; line < end; )
+    {
+      const char *eol = memchr (line, '\n', (gsize) (end - line));
+      const char *line_end;
+      const char *colon;
+      const char *name_end;
+      gsize name_len;
+
+      if (eol == NULL)
+        eol = end;
+      line_end = eol > line && eol[-1] == '\r' ? eol - 1 : eol;
+      colon = memchr (line, ':', (gsize) (line_end - line));
+      if (colon != NULL)
+        {
+          name_end = colon;
+          while (name_end > line && (name_end[-1] == ' ' || name_end[-1] == '\t'))
+            name_end--;
+          name_len = (gsize) (name_end - line);
+          if (header_is (line, name_len, "To", "t"))
+            {
+              g_string_append_len (response, line, line_end - line);
+              if (!has_tag (colon, (gsize) (line_end - colon)))
+                g_string_append_printf (response, ";tag=%s", c->from_tag);
+              g_string_append (response, "\r\n");
+            }
+          else if (header_is (line, name_len, "Via", "v") ||
+                   header_is (line, name_len, "From", "f") ||
+                   header_is (line, name_len, "Call-ID", "i") ||
+                   header_is (line, name_len, "CSeq", NULL))
+            {
+              g_string_append_len (response, line, line_end - line);
+              g_string_append (response, "\r\n");
+            }
+        }
+      line = eol + 1;
+    }
+  g_string_append (response, NO_BODY);
+
+  c->load->relayed++;
+  queue_message (c, NULL, response->str, response->len, "", 0, FALSE);
+}
+
+static void
+callee_handle_message (Conn       *c,
+                       const char *text,
+                       gsize       head,
+                       gsize       len)
+{
+  guint status;
+
+  if (parse_status (text, len, &status))
+    callee_on_response (c, text, head, status);
+  else if (len < 4 || !g_ascii_isalpha (text[0]) || memcmp (text, "ACK ", 4) == 0)
+    c->load->ignored++;         /* a CRLF keep-alive; an ACK needs no answer */
+  else
+    callee_answer (c, text, head);
 }
 
 static void
@@ -359,13 +621,18 @@ handle_message (Conn         *c,
 
   if (head == 0)
     head = len;
-  if (len < 12 || memcmp (text, "SIP/2.0 ", 8) != 0 ||
-      !g_ascii_isdigit (text[8]) || !g_ascii_isdigit (text[9]) || !g_ascii_isdigit (text[10]))
+  if (c->is_callee)
+    {
+      callee_handle_message (c, text, head, len);
+      return;
+    }
+  if (load->echo)
+    status = 200;               /* our own request back: its answer, whatever it says */
+  else if (!parse_status (text, len, &status))
     {
       load->ignored++;          /* a request from the server, or a CRLF keep-alive */
       return;
     }
-  status = (guint) ((text[8] - '0') * 100 + (text[9] - '0') * 10 + (text[10] - '0'));
   if (status < 200)
     {
       load->provisional++;
@@ -390,7 +657,11 @@ handle_message (Conn         *c,
   now = g_get_monotonic_time ();
   load->answered++;
   if (status >= 300)
-    load->non2xx++;
+    {
+      load->non2xx++;
+      if (load->first_non2xx == 0)
+        load->first_non2xx = status;
+    }
   if (now >= load->warm_end && now < load->stop_at)
     load->answered_in_window++;
   if (p->measured)
@@ -474,8 +745,6 @@ tcp_consume (Conn *c)
 
 /* ---- connections ------------------------------------------------------------------------ */
 
-static void load_advance (Load *load);
-
 static void
 conn_opened (Conn       *c,
              struct lws *wsi)
@@ -510,10 +779,11 @@ conn_opened (Conn       *c,
               port = ntohs (sin6->sin6_port);
             }
         }
+      g_free (c->local);
       g_free (c->via);
-      c->via = strchr (ip, ':') != NULL
-               ? g_strdup_printf ("SIP/2.0/TCP [%s]:%u;rport", ip, port)
-               : g_strdup_printf ("SIP/2.0/TCP %s:%u;rport", ip, port);
+      c->local = strchr (ip, ':') != NULL ? g_strdup_printf ("[%s]:%u", ip, port)
+                                          : g_strdup_printf ("%s:%u", ip, port);
+      c->via = g_strdup_printf ("SIP/2.0/TCP %s;rport", c->local);
     }
 
   if (load->phase != PHASE_CONNECTING)
@@ -534,6 +804,7 @@ conn_gone (Conn       *c,
 {
   Load *load = c->load;
   ConnState was = c->state;
+  g_autofree char *what = NULL;
 
   lws_set_opaque_user_data (wsi, NULL);
   c->wsi = NULL;
@@ -555,14 +826,15 @@ conn_gone (Conn       *c,
 
   c->state = CONN_FAILED;
   load->n_failed++;
+  what = conn_describe (c);
   if (was == CONN_CONNECTING)
-    load_fail (load, "connection %u of %u to %s failed: %s", c->number, load->connections,
-               load->target, reason != NULL ? reason : "unknown error");
+    load_fail (load, "%s to %s failed: %s", what, load->target,
+               reason != NULL ? reason : "unknown error");
   else
     {
       load->dropped++;
-      load_fail (load, "connection %u of %u to %s was lost during the run: %s", c->number,
-                 load->connections, load->target, reason != NULL ? reason : "closed");
+      load_fail (load, "%s to %s was lost during the run: %s", what, load->target,
+                 reason != NULL ? reason : "closed");
     }
   load_advance (load);
 }
@@ -603,7 +875,8 @@ on_writeable (Conn       *c,
       OutMessage *m = g_queue_pop_head (&c->tx);
       int written;
 
-      mark_sent (load, m->pending, now);
+      if (m->pending != NULL)
+        mark_sent (load, m->pending, now);
       /* lws masks the payload in place: after this, m->data is no longer the text */
       written = lws_write (wsi, m->data + LWS_PRE, m->len, LWS_WRITE_TEXT);
       g_free (m);
@@ -628,7 +901,8 @@ on_writeable (Conn       *c,
           if (total > 0 && total + m->len > TCP_WRITE_CHUNK)
             break;
           g_queue_pop_head (&c->tx);
-          mark_sent (load, m->pending, now);
+          if (m->pending != NULL)
+            mark_sent (load, m->pending, now);
           g_byte_array_append (c->scratch, m->data + LWS_PRE, (guint) m->len);
           total += m->len;
           g_free (m);
@@ -757,6 +1031,7 @@ conn_start (Conn *c)
   Load *load = c->load;
   struct lws_client_connect_info info;
   struct lws *wsi;
+  g_autofree char *what = NULL;
 
   memset (&info, 0, sizeof info);
   info.context = load->context;
@@ -786,8 +1061,8 @@ conn_start (Conn *c)
       load->n_connecting--;
       load->n_failed++;
       c->wsi = NULL;
-      load_fail (load, "connection %u of %u to %s could not be started", c->number,
-                 load->connections, load->target);
+      what = conn_describe (c);
+      load_fail (load, "%s to %s could not be started", what, load->target);
     }
 }
 
@@ -799,7 +1074,7 @@ begin_closing (Load  *load,
 {
   load->phase = PHASE_CLOSING;
   load->close_deadline = now + CLOSE_PHASE_US;
-  for (guint i = 0; i < load->connections; i++)
+  for (guint i = 0; i < conn_count (load); i++)
     {
       Conn *c = &load->conns[i];
 
@@ -811,13 +1086,26 @@ begin_closing (Load  *load,
     }
 }
 
+/* --callees: every connection is up; the callees REGISTER before any MESSAGE goes out. */
+static void
+start_registering (Load  *load,
+                   gint64 now)
+{
+  load->phase = PHASE_REGISTERING;
+  load->connected_at = now;
+  for (guint i = load->connections; i < conn_count (load); i++)
+    callee_register (&load->conns[i]);
+}
+
 static void
 start_load (Load  *load,
             gint64 now)
 {
   load->phase = PHASE_RUNNING;
   load->load_ran = TRUE;
-  load->connected_at = now;
+  if (load->connected_at == 0)
+    load->connected_at = now;
+  load->registered_at = now;
   load->load_start = now;
   load->warm_end = now + (gint64) (load->warmup_s * G_USEC_PER_SEC);
   load->stop_at = now + (gint64) (load->duration_s * G_USEC_PER_SEC);
@@ -835,12 +1123,33 @@ load_advance (Load *load)
     {
       if (load->failure != NULL)
         begin_closing (load, now);
-      else if (load->n_open == load->connections)
-        start_load (load, now);
+      else if (load->n_open == conn_count (load))
+        {
+          if (load->callees > 0)
+            start_registering (load, now);
+          else
+            start_load (load, now);
+        }
       else if (now >= load->connect_deadline)
         {
           load_fail (load, "only %u of %u connections to %s were established within %.1f s",
-                     load->n_open, load->connections, load->target,
+                     load->n_open, conn_count (load), load->target,
+                     CONNECT_PHASE_US / (double) G_USEC_PER_SEC);
+          begin_closing (load, now);
+        }
+    }
+
+  /* Within the same deadline as the connections, so that the run keeps its bound. */
+  if (load->phase == PHASE_REGISTERING)
+    {
+      if (load->failure != NULL)
+        begin_closing (load, now);
+      else if (load->n_registered == load->callees)
+        start_load (load, now);
+      else if (now >= load->connect_deadline)
+        {
+          load_fail (load, "only %u of %u callees were registered at %s within %.1f s",
+                     load->n_registered, load->callees, load->target,
                      CONNECT_PHASE_US / (double) G_USEC_PER_SEC);
           begin_closing (load, now);
         }
@@ -1052,11 +1361,18 @@ report (Load *load)
   max = load->latencies->len > 0 ? g_array_index (load->latencies, gint64,
                                                   load->latencies->len - 1) : 0;
 
-  printf ("sip-load  %s (%s)  %s %s\n", load->target, mode_name (load), load->method,
-          load->request_uri);
+  printf ("sip-load  %s (%s)  %s %s%s\n", load->target, mode_name (load), load->method,
+          load->callees > 0 ? "sip:callee-<k>@" : load->request_uri,
+          load->callees > 0 ? load->domain : load->echo ? "  (echo)" : "");
   printf ("  %-26s %u x %u  (all connected in %.1f ms)\n", "connections x window",
           load->connections, load->window,
           (load->connected_at - load->started_at) / 1000.0);
+  if (load->callees > 0)
+    printf ("  %-26s %u  (registered in %.1f ms; %" G_GUINT64_FORMAT " relayed requests "
+            "answered)\n", "callees", load->callees,
+            (load->registered_at - load->connected_at) / 1000.0, load->relayed);
+  if (load->size > 0)
+    printf ("  %-26s %zu bytes (X-Pad)\n", "requests padded to", load->size);
   printf ("  %-26s %.1f s  (warm-up %.1f s, measured %.1f s)\n", "duration",
           load->duration_s, load->warmup_s, window_s);
   printf ("  %-26s %" G_GUINT64_FORMAT "\n", "requests", load->requests);
@@ -1071,9 +1387,12 @@ report (Load *load)
   printf ("RESULT requests=%" G_GUINT64_FORMAT " answered=%" G_GUINT64_FORMAT
           " lost=%" G_GUINT64_FORMAT " rps=%.1f p50_us=%" G_GINT64_FORMAT
           " p99_us=%" G_GINT64_FORMAT " max_us=%" G_GINT64_FORMAT " non2xx=%" G_GUINT64_FORMAT
-          " unmatched=%" G_GUINT64_FORMAT " connections=%u window=%u mode=%s\n",
+          " unmatched=%" G_GUINT64_FORMAT " connections=%u window=%u mode=%s",
           load->requests, load->answered, lost, rps, p50, p99, max, load->non2xx,
           load->unmatched, load->connections, load->window, mode_name (load));
+  if (load->callees > 0)
+    printf (" callees=%u relayed=%" G_GUINT64_FORMAT, load->callees, load->relayed);
+  printf ("\n");
   fflush (stdout);
 }
 
@@ -1083,7 +1402,7 @@ static void
 load_clear (Load *load)
 {
   if (load->conns != NULL)
-    for (guint i = 0; i < load->connections; i++)
+    for (guint i = 0; i < conn_count (load); i++)
       {
         Conn *c = &load->conns[i];
 
@@ -1092,7 +1411,10 @@ load_clear (Load *load)
           g_byte_array_unref (c->rx);
         if (c->scratch != NULL)
           g_byte_array_unref (c->scratch);
+        g_free (c->local);
         g_free (c->via);
+        g_free (c->request_uri);
+        g_free (c->register_call_id);
         g_free (c->from_tag);
       }
   g_free (load->conns);
@@ -1104,6 +1426,7 @@ load_clear (Load *load)
   g_free (load->path);
   g_free (load->host_header);
   g_free (load->method);
+  g_free (load->domain);
   g_free (load->request_uri);
 }
 
@@ -1130,6 +1453,9 @@ main (int    argc,
   int window = 1;
   double duration = 10;
   double warmup = 0;
+  int size = 0;
+  int callees = 0;
+  gboolean echo = FALSE;
   gboolean force = FALSE;
   gboolean verbose = FALSE;
   const GOptionEntry entries[] = {
@@ -1144,6 +1470,13 @@ main (int    argc,
     { "method", 'm', 0, G_OPTION_ARG_STRING, &method, "OPTIONS (default) or MESSAGE", "M" },
     { "request-uri", 'r', 0, G_OPTION_ARG_STRING, &request_uri,
       "Request-URI and To (sip:HOST)", "URI" },
+    { "size", 's', 0, G_OPTION_ARG_INT, &size,
+      "Pad every request to BYTES with an X-Pad header (no padding)", "BYTES" },
+    { "echo", 0, 0, G_OPTION_ARG_NONE, &echo,
+      "For an echo server: a message with the Call-ID of a request answers it", NULL },
+    { "callees", 'k', 0, G_OPTION_ARG_INT, &callees,
+      "With MESSAGE: K more connections REGISTER sip:callee-<k>@HOST and answer the "
+      "MESSAGEs relayed to them; connection i sends to callee (i-1) mod K (0: none)", "K" },
     { "force", 0, 0, G_OPTION_ARG_NONE, &force,
       "Allow more than 2000 connections or a window above 256", NULL },
     { "verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose, "libwebsockets warnings too", NULL },
@@ -1173,6 +1506,15 @@ main (int    argc,
     method = g_strdup ("OPTIONS");
   if (strcmp (method, "OPTIONS") != 0 && strcmp (method, "MESSAGE") != 0)
     return usage_error (context, "--method must be OPTIONS or MESSAGE");
+  if (size < 0 || size > MAX_SIZE)
+    return usage_error (context, "--size must be between 0 and 61440 bytes");
+  if (callees < 0 || (!force && callees > MAX_CONNECTIONS))
+    return usage_error (context, "--callees must be at least 0 (more than 2000 needs --force)");
+  if (callees > 0 && strcmp (method, "MESSAGE") != 0)
+    return usage_error (context, "--callees needs --method MESSAGE");
+  if (callees > 0 && (echo || request_uri != NULL))
+    return usage_error (context, "--callees chooses the Request-URI: not with --echo or "
+                        "--request-uri");
 
   load.mode = url != NULL ? MODE_WS : MODE_TCP;
   load.target = g_strdup (url != NULL ? url : tcp);
@@ -1191,28 +1533,36 @@ main (int    argc,
   load.warmup_s = warmup;
   load.method = g_steal_pointer (&method);
   load.is_message = strcmp (load.method, "MESSAGE") == 0;
-  load.request_uri = request_uri != NULL
-                     ? g_steal_pointer (&request_uri)
-                     : strchr (load.host, ':') != NULL ? g_strdup_printf ("sip:[%s]", load.host)
-                                                       : g_strdup_printf ("sip:%s", load.host);
+  load.size = (gsize) size;
+  load.echo = echo;
+  load.callees = (guint) callees;
+  load.domain = strchr (load.host, ':') != NULL ? g_strdup_printf ("[%s]", load.host)
+                                                : g_strdup (load.host);
+  load.request_uri = request_uri != NULL ? g_steal_pointer (&request_uri)
+                                         : g_strdup_printf ("sip:%s", load.domain);
   g_snprintf (load.run_id, sizeof load.run_id, "%08x", g_random_int ());
   load.pending = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, g_free);
   load.latencies = g_array_sized_new (FALSE, FALSE, sizeof (gint64), 1 << 16);
-  load.conns = g_new0 (Conn, load.connections);
-  for (guint i = 0; i < load.connections; i++)
+  load.conns = g_new0 (Conn, conn_count (&load));
+  for (guint i = 0; i < conn_count (&load); i++)
     {
       Conn *c = &load.conns[i];
 
       c->load = &load;
       c->number = i + 1;
+      c->is_callee = i >= load.connections;
+      c->callee = c->is_callee ? i - load.connections : 0;
+      if (!c->is_callee && load.callees > 0)
+        c->request_uri = g_strdup_printf ("sip:callee-%u@%s", i % load.callees, load.domain);
       c->rx = g_byte_array_new ();
       c->scratch = g_byte_array_new ();
       c->from_tag = g_strdup_printf ("%08x", g_random_int ());
-      c->via = g_strdup_printf ("SIP/2.0/WS %08x.invalid", g_random_int ());
+      c->local = g_strdup_printf ("%08x.invalid", g_random_int ());
+      c->via = g_strdup_printf ("SIP/2.0/WS %s", c->local);
       g_queue_init (&c->tx);
     }
 
-  if (!raise_fd_limit (load.connections, &error) ||
+  if (!raise_fd_limit (conn_count (&load), &error) ||
       !arm_hard_limit (duration + HARD_LIMIT_SLACK_S, &error))
     {
       g_printerr ("sip-load: FAILED: %s\n", error->message);
@@ -1227,7 +1577,7 @@ main (int    argc,
   info.user = &load;
   info.timeout_secs = 3;
   info.connect_timeout_secs = 3;
-  info.fd_limit_per_thread = load.connections + FD_MARGIN;
+  info.fd_limit_per_thread = conn_count (&load) + FD_MARGIN;
   load.context = lws_create_context (&info);
   if (load.context == NULL)
     {
@@ -1242,7 +1592,7 @@ main (int    argc,
   load.warm_end = G_MAXINT64;
   load.stop_at = G_MAXINT64;
   load.phase = PHASE_CONNECTING;
-  for (guint i = 0; i < load.connections && load.failure == NULL; i++)
+  for (guint i = 0; i < conn_count (&load) && load.failure == NULL; i++)
     conn_start (&load.conns[i]);
   lws_sul_schedule (load.context, 0, &load.tick, on_tick, TICK_US);
   load_advance (&load);
@@ -1267,13 +1617,21 @@ main (int    argc,
       g_printerr ("sip-load: FAILED: %s\n", load.failure);
       if (load.n_failed > 1)
         g_printerr ("sip-load: %u of %u connections failed or were lost\n", load.n_failed,
-                    load.connections);
+                    conn_count (&load));
       ok = FALSE;
     }
   if (load.load_ran && g_hash_table_size (load.pending) > 0)
     {
       g_printerr ("sip-load: FAILED: %u requests got no final response within 2 s of the "
                   "end (lost)\n", g_hash_table_size (load.pending));
+      ok = FALSE;
+    }
+  if (load.load_ran && load.callees > 0 && load.non2xx > 0)
+    {
+      g_printerr ("sip-load: FAILED: %" G_GUINT64_FORMAT " MESSAGEs were not relayed to their "
+                  "callee (the first got %u%s)\n", load.non2xx, load.first_non2xx,
+                  load.first_non2xx == 404 ? ": the callee was not registered"
+                  : load.first_non2xx == 480 ? ": its connection was gone" : "");
       ok = FALSE;
     }
 

@@ -3,18 +3,28 @@
  *  - over WebSocket against a real Kamailio (tests/support/kamailio-peer), 4 x 8 for 2 s;
  *  - against a port where nothing listens: a non-zero exit with a clear message, quickly;
  *  - over TCP against a tiny answerer in this process (a GSocketService replying 200 to every
- *    request, sometimes after a 100, its responses coalesced and split across writes). */
+ *    request, sometimes after a 100, its responses coalesced and split across writes);
+ *  - over WebSocket against tests/bench/lws-echo (--echo --size 500), for 1 s;
+ *  - the stateful relay (--method MESSAGE --callees 2) through examples/sofia-ws-registrar, over
+ *    WebSocket and over TCP, for 1 s each, where the registrar is built.
+ * Under `meson test --setup valgrind`, lws-echo and the registrar run under memcheck too. */
 #include "support/kamailio-peer.h"
+#include "support/registrar-peer.h"
 #include "support/sip-text.h"
 
+#include <signal.h>
 #include <string.h>
 
 #ifndef SIP_LOAD_PATH
 #error "SIP_LOAD_PATH must name the sip-load binary"
 #endif
+#ifndef LWS_ECHO_PATH
+#error "LWS_ECHO_PATH must name the lws-echo binary"
+#endif
 
 #define RUN_TIMEOUT_S 30          /* sip-load bounds itself to duration + 5 s */
 #define SETTLE_TIMEOUT_S 5
+#define STOP_TIMEOUT_S 60         /* a server under memcheck checks for leaks as it exits */
 
 /* ---- running sip-load ------------------------------------------------------------------- */
 
@@ -478,6 +488,190 @@ test_tcp_answerer (gconstpointer data)
   run_clear (&run);
 }
 
+/* ---- servers in child processes: lws-echo and the registrar ---------------------------- */
+
+/* A server that prints "listening ..." lines once it is ready; the rest of its output (the
+ * registrar prints a line per request) is read into memory as it comes, so that it never
+ * blocks on a full pipe, and is returned by server_stop(). */
+typedef struct {
+  GSubprocess *process;
+  GOutputStream *rest;
+  gboolean spliced;
+} Server;
+
+static void
+on_spliced (GObject      *source,
+            GAsyncResult *result,
+            gpointer      user_data)
+{
+  Server *server = user_data;
+  g_autoptr(GError) error = NULL;
+
+  g_output_stream_splice_finish (G_OUTPUT_STREAM (source), result, &error);
+  g_assert_no_error (error);
+  server->spliced = TRUE;
+  g_main_context_wakeup (NULL);
+}
+
+/* Starts @args (NULL-terminated) and returns its first @n_listening "listening " lines, each
+ * without that prefix, in @listening. */
+static Server *
+server_start (const char *const *args,
+              guint              n_listening,
+              GPtrArray         *listening)
+{
+  g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GDataInputStream) out = NULL;
+  Server *server = g_new0 (Server, 1);
+
+  test_wrap_in_valgrind (argv);
+  for (const char *const *arg = args; *arg != NULL; arg++)
+    g_ptr_array_add (argv, g_strdup (*arg));
+  g_ptr_array_add (argv, NULL);
+
+  server->process = g_subprocess_newv ((const char *const *) argv->pdata,
+                                       G_SUBPROCESS_FLAGS_STDOUT_PIPE, &error);
+  g_assert_no_error (error);
+  out = g_data_input_stream_new (g_subprocess_get_stdout_pipe (server->process));
+  while (listening->len < n_listening)
+    {
+      g_autofree char *line = g_data_input_stream_read_line_utf8 (out, NULL, NULL, &error);
+
+      g_assert_no_error (error);
+      g_assert_nonnull (line);
+      g_test_message ("%s: %s", args[0], line);
+      if (g_str_has_prefix (line, "listening "))
+        g_ptr_array_add (listening, g_strdup (line + strlen ("listening ")));
+    }
+
+  server->rest = g_memory_output_stream_new_resizable ();
+  g_output_stream_splice_async (server->rest, G_INPUT_STREAM (out),
+                                G_OUTPUT_STREAM_SPLICE_CLOSE_SOURCE |
+                                G_OUTPUT_STREAM_SPLICE_CLOSE_TARGET,
+                                G_PRIORITY_DEFAULT, NULL, on_spliced, server);
+  return server;
+}
+
+/* SIGTERM; the server must exit 0 (under memcheck: without memory errors or definite leaks).
+ * Returns what it printed after its "listening" lines. */
+static char *
+server_stop (Server *server)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GSource) timeout = g_timeout_source_new_seconds (STOP_TIMEOUT_S);
+  gsize size;
+  char *rest;
+
+  g_subprocess_send_signal (server->process, SIGTERM);
+  g_source_set_callback (timeout, on_run_timeout, server->process, NULL);
+  g_source_attach (timeout, NULL);
+  while (!server->spliced)
+    g_main_context_iteration (NULL, TRUE);
+  g_source_destroy (timeout);
+  g_subprocess_wait (server->process, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_true (g_subprocess_get_if_exited (server->process));
+  g_assert_cmpint (g_subprocess_get_exit_status (server->process), ==, 0);
+
+  size = g_memory_output_stream_get_data_size (G_MEMORY_OUTPUT_STREAM (server->rest));
+  rest = size > 0 ? g_strndup (g_memory_output_stream_get_data (G_MEMORY_OUTPUT_STREAM
+                                                                (server->rest)), size)
+                  : g_strdup ("");
+  g_object_unref (server->rest);
+  g_object_unref (server->process);
+  g_free (server);
+  return rest;
+}
+
+static guint
+count_lines_with_prefix (const char *text,
+                         const char *prefix)
+{
+  g_auto(GStrv) lines = g_strsplit (text, "\n", -1);
+  guint count = 0;
+
+  for (guint i = 0; lines[i] != NULL; i++)
+    count += g_str_has_prefix (lines[i], prefix);
+  return count;
+}
+
+/* ---- over WebSocket, against the raw libwebsockets echo server ------------------------- */
+
+static void
+test_ws_echo (void)
+{
+  const char *const args[] = { LWS_ECHO_PATH, NULL };
+  g_autoptr(GPtrArray) listening = g_ptr_array_new_with_free_func (g_free);
+  g_autofree char *rest = NULL;
+  Server *server;
+  Run run = { 0 };
+
+  server = server_start (args, 1, listening);
+  g_assert_true (g_str_has_prefix (g_ptr_array_index (listening, 0), "ws://127.0.0.1:"));
+
+  run_sip_load (&run, "--url", g_ptr_array_index (listening, 0), "--connections", "4",
+                "--window", "8", "--duration", "1", "--echo", "--size", "500", NULL);
+  rest = server_stop (server);
+
+  assert_healthy (&run, 1);
+  g_assert_nonnull (strstr (run.out, "requests padded to         500 bytes"));
+  g_assert_cmpstr (rest, ==, "");
+  run_clear (&run);
+}
+
+#ifdef HAVE_SOFIA_WS_REGISTRAR
+/* ---- the stateful relay: MESSAGE through the registrar to registered callees ------------ */
+
+static void
+test_relay (gconstpointer data)
+{
+  const char *transport = data;
+  const char *const args[] = { g_getenv ("SOFIA_WS_REGISTRAR"),
+                               "--listen", "sip:127.0.0.1:0;transport=ws",
+                               "--listen", "sip:127.0.0.1:0;transport=tcp", NULL };
+  g_autoptr(GPtrArray) listening = g_ptr_array_new_with_free_func (g_free);
+  g_autofree char *suffix = g_strdup_printf (";transport=%s", transport);
+  g_autofree char *target = NULL;
+  g_autofree char *rest = NULL;
+  Server *server;
+  Run run = { 0 };
+
+  g_assert_nonnull (args[0]);
+  server = server_start (args, 2, listening);
+  /* "sip:127.0.0.1:PORT;transport=T" */
+  for (guint i = 0; i < listening->len; i++)
+    {
+      const char *line = g_ptr_array_index (listening, i);
+
+      if (g_str_has_suffix (line, suffix))
+        {
+          g_autofree char *host_port = g_strndup (line + strlen ("sip:"),
+                                                  strlen (line) - strlen ("sip:") -
+                                                  strlen (suffix));
+
+          target = g_str_equal (transport, "ws") ? g_strdup_printf ("ws://%s/", host_port)
+                                                 : g_steal_pointer (&host_port);
+        }
+    }
+  g_assert_nonnull (target);
+
+  run_sip_load (&run, g_str_equal (transport, "ws") ? "--url" : "--tcp", target,
+                "--connections", "4", "--window", "4", "--duration", "1",
+                "--method", "MESSAGE", "--callees", "2", NULL);
+  rest = server_stop (server);
+
+  assert_healthy (&run, 1);
+  g_assert_cmpuint (result_u64 (&run, "callees"), ==, 2);
+  g_assert_cmpuint (result_u64 (&run, "relayed"), ==, result_u64 (&run, "answered"));
+  /* The registrar's own account: two bindings, and every MESSAGE relayed and answered. */
+  g_assert_cmpuint (count_lines_with_prefix (rest, "REGISTER callee-"), ==, 2);
+  g_assert_cmpuint (count_lines_with_prefix (rest, "MESSAGE relayed: 200 "), ==,
+                    result_u64 (&run, "answered"));
+  run_clear (&run);
+}
+#endif
+
 int
 main (int    argc,
       char **argv)
@@ -489,6 +683,11 @@ main (int    argc,
   g_test_add_data_func ("/sip-load/tcp/refused", GINT_TO_POINTER (TRUE), test_refused);
   g_test_add_data_func ("/sip-load/tcp/options", "OPTIONS", test_tcp_answerer);
   g_test_add_data_func ("/sip-load/tcp/message", "MESSAGE", test_tcp_answerer);
+  g_test_add_func ("/sip-load/ws/echo", test_ws_echo);
+#ifdef HAVE_SOFIA_WS_REGISTRAR
+  g_test_add_data_func ("/sip-load/ws/relay", "ws", test_relay);
+  g_test_add_data_func ("/sip-load/tcp/relay", "tcp", test_relay);
+#endif
 
   return g_test_run ();
 }
