@@ -1,23 +1,39 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: LGPL-2.1-or-later
-"""Sofia over sofia-ws against Sofia over TCP: the same NTA program, two transports.
+"""Sofia over sofia-ws against Sofia over TCP (the same NTA program), and against raw lws.
 
     /usr/bin/python3 tests/bench/sofia-bench.py [--build DIR] [--duration S] [--warmup S]
                                                 [--runs N] [--points 1x1,1x32,50x1,50x32]
-                                                [--scenarios glib,plain]
+                                                [--ceiling-points 1x1,50x1,50x32]
+                                                [--scenarios glib,plain,relay,ceiling]
 
-For each scenario (the registrar on GLib's main loop, then with --plain-root on Sofia's own
-loop) it starts ONE examples/sofia-ws-registrar with a ws and a tcp listener (port 0), then for
-each point (connections x window) runs tests/sip-load (OPTIONS) against the ws port and against
-the tcp port of that same process, alternating which goes first (A B, B A, A B, ...), --runs
-times each, and prints the medians: requests/s, p50 and p99 latency, lost (must be 0: a FAIL
-line otherwise), the WS/TCP ratios of requests/s and p99, and the registrar's CPU time per
-request (utime + stime of /proc/PID/stat over the whole sip-load run, divided by the requests
-of that run). The registrar's peak RSS (VmHWM) is read when its scenario ends.
+Each scenario starts ONE examples/sofia-ws-registrar with a ws and a tcp listener (port 0), then
+for each point (connections x window) runs tests/sip-load against two targets, alternating
+which goes first (A B, B A, A B, ...), --runs times each, and prints the medians: requests/s,
+p50 and p99 latency, lost (must be 0: a FAIL line otherwise), the ratios of requests/s and p99,
+and each server's CPU time per request (utime + stime of /proc/PID/stat over the whole sip-load
+run, divided by the requests of that run). Peak RSS (VmHWM) is read when the scenario ends.
 
-The registrar prints one line per request on stdout; the driver reads its "listening" lines,
-then hands the pipe to cat(1) writing to /dev/null, so that the registrar never blocks on it.
-Exit status: 0, or 1 when any run lost requests or failed (the tables are printed anyway).
+  glib     OPTIONS, the registrar on GLib's main loop: its ws port against its tcp port.
+  plain    the same with --plain-root (Sofia's own su_root loop).
+  relay    the stateful relay, on GLib's loop: sip-load --method MESSAGE --callees K, ws against
+           tcp. K = min(connections, 10) callee connections (same transport) REGISTER first;
+           every MESSAGE then goes through NTA twice (the incoming transaction, and the outgoing
+           one over the callee's own connection) and its 200 comes back the same way. K is 1
+           at 1 x W and 10 at 50 x W: each callee then takes the MESSAGEs of 5 connections, so
+           that the callees' side does not serialize the relay on one connection. CPU per
+           request is the registrar's, per MESSAGE (2 messages in and 2 out).
+  ceiling  500-byte requests (sip-load --size 500) against the registrar's ws port (OPTIONS,
+           GLib loop) and against tests/lws-echo, a raw libwebsockets echo server on lws's own
+           poll loop (sip-load --echo --size 500), at --ceiling-points; the ratio sofia-ws/raw
+           of requests/s is the share of the ceiling left by sofia-ws and Sofia (target: at
+           least 0.6 at 50 x 1). The registrar answers with about 350 bytes, the echo with 500.
+
+The registrar runs with --quiet: its line per request (two per relayed MESSAGE) would cost
+both transports the same few microseconds of formatting and write(2) and hide what the
+transports themselves cost. The driver reads its "listening" lines, then hands the pipe to
+cat(1) writing to /dev/null, so that the registrar never blocks on whatever it still prints. Exit status: 0, or 1 when any run lost requests, got a non-2xx response or
+failed (the tables are printed anyway); a missed ceiling target is reported, not a failure.
 """
 import argparse
 import os
@@ -33,6 +49,10 @@ import time
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 LISTENING = re.compile(r"^listening sip:([^:;]+):(\d+);transport=(\w+)")
+ECHO_LISTENING = re.compile(r"^listening (ws://\S+)")
+RELAY_MAX_CALLEES = 10
+CEILING_SIZE = 500
+CEILING_TARGET = (50, 1, 0.6)     # connections, window, minimum sofia-ws/raw requests/s
 
 
 def fail(message):
@@ -57,12 +77,14 @@ def proc_status_kib(pid, key):
 class Registrar:
     """One sofia-ws-registrar process with a ws and a tcp listener on 127.0.0.1, port 0."""
 
+    name = "the registrar"
+
     def __init__(self, build, plain_root):
         self.stderr = tempfile.TemporaryFile()
         env = dict(os.environ, SOFIA_WS_PLUGIN_DIR=os.path.join(build, "plugin"))
         argv = [os.path.join(build, "examples", "sofia-ws-registrar"),
                 "--listen", "sip:127.0.0.1:0;transport=ws",
-                "--listen", "sip:127.0.0.1:0;transport=tcp"]
+                "--listen", "sip:127.0.0.1:0;transport=tcp", "--quiet"]
         if plain_root:
             argv.append("--plain-root")
         self.proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
@@ -86,10 +108,11 @@ class Registrar:
                 m = LISTENING.match(line.decode(errors="replace"))
                 if m:
                     self.ports[m.group(3)] = (m.group(1), int(m.group(2)))
-        # From now on one line per request: drain it without Python in the way.
+        # Drain whatever it prints from now on without Python in the way.
         self.drain = subprocess.Popen(["cat"], stdin=self.proc.stdout,
                                       stdout=subprocess.DEVNULL)
         self.proc.stdout.close()
+        self.rss_start = proc_status_kib(self.pid, "VmRSS")
 
     def alive(self):
         return self.proc.poll() is None
@@ -111,20 +134,61 @@ class Registrar:
         return self.proc.returncode
 
 
-def run_load(sip_load, registrar, transport, connections, window, duration, warmup):
+class EchoServer:
+    """tests/lws-echo on 127.0.0.1, port 0: the raw libwebsockets ceiling."""
+
+    name = "lws-echo"
+
+    def __init__(self, build):
+        self.stderr = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen([os.path.join(build, "tests", "lws-echo")],
+                                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=self.stderr)
+        self.pid = self.proc.pid
+        line = self.proc.stdout.readline().decode(errors="replace")
+        m = ECHO_LISTENING.match(line)
+        if not m:
+            self.stop()
+            raise RuntimeError(f"lws-echo did not print its listener:\n{line}{self.errors()}")
+        self.url = m.group(1)
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def errors(self):
+        self.stderr.seek(0)
+        return self.stderr.read().decode(errors="replace")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.kill(self.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc.stdout.close()
+        return self.proc.returncode
+
+
+def registrar_target(registrar, transport):
     host, port = registrar.ports[transport]
-    target = ["--url", f"ws://{host}:{port}/"] if transport == "ws" else ["--tcp", f"{host}:{port}"]
-    argv = [sip_load, *target, "-c", str(connections), "-w", str(window),
+    return ["--url", f"ws://{host}:{port}/"] if transport == "ws" else ["--tcp", f"{host}:{port}"]
+
+
+def run_load(sip_load, server_pid, target, extra, label, connections, window, duration, warmup):
+    """One sip-load run against @target (its argv), @server_pid's CPU time measured around it."""
+    argv = [sip_load, *target, *extra, "-c", str(connections), "-w", str(window),
             "-d", str(duration), "--warmup", str(warmup)]
-    before = proc_cpu_ticks(registrar.pid)
+    before = proc_cpu_ticks(server_pid)
     done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           timeout=duration + 30)
-    after = proc_cpu_ticks(registrar.pid)
+    after = proc_cpu_ticks(server_pid)
     result = None
     for line in done.stdout.splitlines():
         if line.startswith("RESULT "):
             result = dict(item.split("=", 1) for item in line.split()[1:])
-    label = f"{transport} {connections}x{window}"
+    label = f"{label} {connections}x{window}"
     if result is None:
         fail(f"{label}: sip-load exited {done.returncode} without a RESULT line: "
              f"{done.stderr.strip()}")
@@ -168,52 +232,143 @@ def median(runs, key):
     return statistics.median(values) if values else None
 
 
-def scenario(args, sip_load, name, plain_root, points):
-    registrar = Registrar(args.build, plain_root)
-    print(f"\n### {name}: sofia-ws-registrar{' --plain-root' if plain_root else ''} "
-          f"(pid {registrar.pid}), ws port {registrar.ports['ws'][1]}, "
-          f"tcp port {registrar.ports['tcp'][1]}", flush=True)
-    rss_start = proc_status_kib(registrar.pid, "VmRSS")
-    rows, failed = [], False
+def measure(args, sip_load, points, sides, check_alive):
+    """Runs both @sides ({name: (server pid, target argv, extra argv for a connection count)})
+    at each point, --runs times each, alternating which goes first. Returns, per point, the
+    medians and the lost requests of each side; and whether any run failed."""
+    results, failed = [], False
+    names = list(sides)
     for connections, window in points:
-        runs = {"ws": [], "tcp": []}
+        runs = {name: [] for name in names}
         for i in range(args.runs):
-            order = ("ws", "tcp") if i % 2 == 0 else ("tcp", "ws")
-            for transport in order:
-                if not registrar.alive():
-                    raise RuntimeError(f"the registrar died:\n{registrar.errors()}")
-                run = run_load(sip_load, registrar, transport, connections, window,
-                               args.duration, args.warmup)
+            for name in (names if i % 2 == 0 else names[::-1]):
+                check_alive()
+                pid, target, extra = sides[name]
+                run = run_load(sip_load, pid, target, extra(connections), name, connections,
+                               window, args.duration, args.warmup)
                 failed |= run is None or run.get("failed", False)
-                runs[transport].append(run)
+                runs[name].append(run)
                 if args.verbose and run is not None:
-                    print(f"  {transport:3} {connections}x{window} run {i + 1}: "
+                    print(f"  {name:8} {connections}x{window} run {i + 1}: "
                           f"{run['rps']:,.0f} req/s p50 {fmt_us(run['p50'])} "
                           f"p99 {fmt_us(run['p99'])} lost {run['lost']} "
                           f"cpu {run['cpu_us']:.1f} µs/req", flush=True)
-        m = {t: {k: median(runs[t], k) for k in ("rps", "p50", "p99", "cpu_us")} for t in runs}
-        lost = {t: sum(r["lost"] for r in runs[t] if r is not None) for t in runs}
-        rows.append([f"{connections} × {window}",
-                     f"{m['ws']['rps']:,.0f}" if m['ws']['rps'] is not None else "-",
-                     f"{m['tcp']['rps']:,.0f}" if m['tcp']['rps'] is not None else "-",
-                     fmt_ratio(m["ws"]["rps"], m["tcp"]["rps"]),
-                     fmt_us(m["ws"]["p50"]), fmt_us(m["tcp"]["p50"]),
-                     fmt_us(m["ws"]["p99"]), fmt_us(m["tcp"]["p99"]),
-                     fmt_ratio(m["ws"]["p99"], m["tcp"]["p99"]),
-                     f"{lost['ws']}", f"{lost['tcp']}",
-                     f"{m['ws']['cpu_us']:.1f}" if m['ws']['cpu_us'] is not None else "-",
-                     f"{m['tcp']['cpu_us']:.1f}" if m['tcp']['cpu_us'] is not None else "-"])
+        m = {n: {k: median(runs[n], k) for k in ("rps", "p50", "p99", "cpu_us")} for n in names}
+        lost = {n: sum(r["lost"] for r in runs[n] if r is not None) for n in names}
+        results.append(((connections, window), m, lost))
+    return results, failed
+
+
+def fmt_rps(rps):
+    return f"{rps:,.0f}" if rps is not None else "-"
+
+
+def fmt_cpu(cpu_us):
+    return f"{cpu_us:.1f}" if cpu_us is not None else "-"
+
+
+def print_comparison(results, a, b, label):
+    """The table of measure()'s @results, side @a against side @b."""
+    headers = ["c × w", f"{a} req/s", f"{b} req/s", f"{a}/{b} req/s", f"{a} p50", f"{b} p50",
+               f"{a} p99", f"{b} p99", f"{a}/{b} p99", f"{a} lost", f"{b} lost",
+               f"{a} CPU µs/req", f"{b} CPU µs/req"]
+    rows = [[label(connections, window),
+             fmt_rps(m[a]["rps"]), fmt_rps(m[b]["rps"]), fmt_ratio(m[a]["rps"], m[b]["rps"]),
+             fmt_us(m[a]["p50"]), fmt_us(m[b]["p50"]),
+             fmt_us(m[a]["p99"]), fmt_us(m[b]["p99"]), fmt_ratio(m[a]["p99"], m[b]["p99"]),
+             f"{lost[a]}", f"{lost[b]}", fmt_cpu(m[a]["cpu_us"]), fmt_cpu(m[b]["cpu_us"])]
+            for (connections, window), m, lost in results]
+    print(table(headers, rows, [False] + [True] * (len(headers) - 1)))
+
+
+def relay_callees(connections):
+    return min(connections, RELAY_MAX_CALLEES)
+
+
+def stop_registrar(registrar, name):
+    """Stops the registrar of scenario @name and prints its memory; True when it failed."""
     hwm = proc_status_kib(registrar.pid, "VmHWM")
     status = registrar.stop()
-    headers = ["c × w", "WS req/s", "TCP req/s", "WS/TCP req/s", "WS p50", "TCP p50",
-               "WS p99", "TCP p99", "WS/TCP p99", "WS lost", "TCP lost",
-               "WS CPU µs/req", "TCP CPU µs/req"]
-    print(table(headers, rows, [False] + [True] * (len(headers) - 1)))
     print(f"registrar peak RSS (VmHWM): {hwm / 1024:.1f} MiB "
-          f"(RSS after start {rss_start / 1024:.1f} MiB); exit status {status}")
+          f"(RSS after start {registrar.rss_start / 1024:.1f} MiB); exit status {status}")
     if status not in (0, -signal.SIGTERM):
         fail(f"{name}: the registrar exited with status {status}:\n{registrar.errors()}")
+        return True
+    return False
+
+
+def check_alive(*servers):
+    def check():
+        for server in servers:
+            if not server.alive():
+                raise RuntimeError(f"{server.name} died:\n{server.errors()}")
+    return check
+
+
+def scenario(args, sip_load, name, plain_root, points, relay=False):
+    """The registrar's ws port against its tcp port: OPTIONS, or (@relay) MESSAGE to callees."""
+    registrar = Registrar(args.build, plain_root)
+    what = (f"MESSAGE relayed to K = min(c, {RELAY_MAX_CALLEES}) registered callees "
+            f"(sip-load --method MESSAGE --callees K)" if relay else "OPTIONS")
+    print(f"\n### {name}: sofia-ws-registrar{' --plain-root' if plain_root else ''} "
+          f"(pid {registrar.pid}), ws port {registrar.ports['ws'][1]}, "
+          f"tcp port {registrar.ports['tcp'][1]}; {what}", flush=True)
+
+    def extra(connections):
+        if not relay:
+            return []
+        return ["--method", "MESSAGE", "--callees", str(relay_callees(connections))]
+
+    sides = {"WS": (registrar.pid, registrar_target(registrar, "ws"), extra),
+             "TCP": (registrar.pid, registrar_target(registrar, "tcp"), extra)}
+    try:
+        results, failed = measure(args, sip_load, points, sides, check_alive(registrar))
+    except BaseException:
+        registrar.stop()
+        raise
+    failed |= stop_registrar(registrar, name)
+    if relay:
+        print_comparison(results, "WS", "TCP", lambda c, w: f"{c} × {w}, K {relay_callees(c)}")
+    else:
+        print_comparison(results, "WS", "TCP", lambda c, w: f"{c} × {w}")
+    return failed
+
+
+def ceiling(args, sip_load, points):
+    """500-byte requests: the registrar's ws port (OPTIONS) against lws-echo."""
+    registrar = Registrar(args.build, False)
+    try:
+        echo = EchoServer(args.build)
+    except BaseException:
+        registrar.stop()
+        raise
+    print(f"\n### ceiling: sofia-ws-registrar (pid {registrar.pid}, GLib root), ws port "
+          f"{registrar.ports['ws'][1]}, OPTIONS --size {CEILING_SIZE}; against lws-echo "
+          f"(pid {echo.pid}) {echo.url}, --echo --size {CEILING_SIZE}", flush=True)
+    size = ["--size", str(CEILING_SIZE)]
+    sides = {"sofia-ws": (registrar.pid, registrar_target(registrar, "ws"), lambda c: size),
+             "raw": (echo.pid, ["--url", echo.url], lambda c: ["--echo", *size])}
+    try:
+        results, failed = measure(args, sip_load, points, sides, check_alive(registrar, echo))
+    except BaseException:
+        registrar.stop()
+        echo.stop()
+        raise
+    failed |= stop_registrar(registrar, "ceiling")
+    hwm = proc_status_kib(echo.pid, "VmHWM")
+    status = echo.stop()
+    print(f"lws-echo peak RSS (VmHWM): {hwm / 1024:.1f} MiB; exit status {status}")
+    if status != 0:
+        fail(f"ceiling: lws-echo exited with status {status}:\n{echo.errors()}")
         failed = True
+    print_comparison(results, "sofia-ws", "raw", lambda c, w: f"{c} × {w}")
+
+    connections, window, target = CEILING_TARGET
+    for point, m, _ in results:
+        if point == (connections, window) and m["sofia-ws"]["rps"] and m["raw"]["rps"]:
+            ratio = m["sofia-ws"]["rps"] / m["raw"]["rps"]
+            print(f"target: sofia-ws OPTIONS req/s >= {target:g} × raw lws echo at "
+                  f"{connections} × {window}: {ratio:.2f}, {'met' if ratio >= target else 'NOT met'}")
     return failed
 
 
@@ -223,14 +378,24 @@ def main():
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per run (3)")
     parser.add_argument("--warmup", type=float, default=0.5,
                         help="seconds at the start of each run left out of req/s and latency")
-    parser.add_argument("--runs", type=int, default=3, help="runs per transport and point (3)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per side and point (3)")
     parser.add_argument("--points", default="1x1,1x32,50x1,50x32",
-                        help="connections x window, comma-separated")
-    parser.add_argument("--scenarios", default="glib,plain", help="glib and/or plain")
+                        help="connections x window, comma-separated (glib, plain, relay)")
+    parser.add_argument("--ceiling-points", default="1x1,50x1,50x32",
+                        help="connections x window of the ceiling scenario")
+    parser.add_argument("--scenarios", default="glib,plain,relay,ceiling",
+                        help="any of glib, plain, relay, ceiling, comma-separated (all)")
     parser.add_argument("--verbose", action="store_true", help="print every run")
     args = parser.parse_args()
     args.build = os.path.abspath(args.build)
     points = [tuple(int(n) for n in p.split("x")) for p in args.points.split(",")]
+    ceiling_points = [tuple(int(n) for n in p.split("x")) for p in args.ceiling_points.split(",")]
+    names = {"glib": "GLib root", "plain": "plain su_root (--plain-root)",
+             "relay": "MESSAGE relay (GLib root)", "ceiling": "ceiling"}
+    scenarios = args.scenarios.split(",")
+    unknown = [key for key in scenarios if key not in names]
+    if unknown:
+        parser.error(f"unknown scenario(s): {', '.join(unknown)}")
     sip_load = os.path.join(args.build, "tests", "sip-load")
 
     model = "?"
@@ -239,25 +404,27 @@ def main():
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    print("## Sofia over sofia-ws against Sofia over TCP (sip-load, OPTIONS, one registrar "
-          "process per scenario)")
+    print("## Sofia over sofia-ws against Sofia over TCP, and against raw libwebsockets "
+          "(sip-load, one server process per scenario)")
     with open("/proc/loadavg") as f:
         load = " ".join(f.read().split()[:3])
     print(f"machine: nproc {len(os.sched_getaffinity(0))}, {model}, "
           f"Linux {os.uname().release}; load average at start {load}")
     print(f"command: {shlex.join([sys.executable, *sys.argv])}")
-    print(f"runs: {args.runs} per transport and point, alternating ws/tcp, {args.duration:g} s "
+    print(f"runs: {args.runs} per side and point, alternating, {args.duration:g} s "
           f"each ({args.warmup:g} s warm-up left out of req/s and latency); medians; "
-          f"CPU = registrar utime+stime over the run / requests", flush=True)
+          f"CPU = the server's utime+stime over the run / requests of the run", flush=True)
 
     failed = False
-    names = {"glib": ("GLib root", False), "plain": ("plain su_root (--plain-root)", True)}
-    for key in args.scenarios.split(","):
-        name, plain_root = names[key]
+    for key in scenarios:
         try:
-            failed |= scenario(args, sip_load, name, plain_root, points)
+            if key == "ceiling":
+                failed |= ceiling(args, sip_load, ceiling_points)
+            else:
+                failed |= scenario(args, sip_load, names[key], key == "plain", points,
+                                   relay=key == "relay")
         except (RuntimeError, subprocess.TimeoutExpired) as e:
-            fail(f"{name}: {e}")
+            fail(f"{names[key]}: {e}")
             failed = True
     if failed:
         fail("some runs failed or lost requests (see above)")
