@@ -38,7 +38,12 @@ const struct lws_protocols sofia_ws_loop_protocols[] = {
     .name = "sip",
     .callback = sofia_ws_loop_protocol_callback,
     .per_session_data_size = sizeof (SofiaWsSessionData),
-    .rx_buffer_size = 0,
+    /* lws gives every connection a receive buffer of this size (its default, 0, means 4 KiB),
+     * the largest part of an idle connection's memory. A SIP message over 1 KiB arrives in
+     * parts, which on_receive() reassembles. */
+    .rx_buffer_size = 1024,
+    /* Without it, sends would be cut at rx_buffer_size: one send() per message up to this. */
+    .tx_packet_size = 64 * 1024,
   },
   { NULL, NULL, 0, 0, 0, NULL, 0 },
 };
