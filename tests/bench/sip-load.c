@@ -44,8 +44,7 @@
  * One libwebsockets context on its own poll() loop, no GLib main loop: the hot path is
  * lws callbacks only. Writes happen in WRITEABLE, one lws_write() per callback (for TCP, the
  * queued requests are written together in that one call). */
-#include <libwebsockets.h>
-#include <glib.h>
+#include "bench-util.h"
 
 #include <errno.h>
 #include <math.h>
@@ -257,70 +256,6 @@ parse_status (const char *text,
   return TRUE;
 }
 
-/* Finds "\r\n\r\n" in data[0..len); returns the length of the head including it, or 0. */
-static gsize
-head_length (const guint8 *data,
-             gsize         len)
-{
-  for (gsize i = 0; i + 3 < len; i++)
-    if (data[i] == '\r' && data[i + 1] == '\n' && data[i + 2] == '\r' && data[i + 3] == '\n')
-      return i + 4;
-  return 0;
-}
-
-/* The value of header @name (or its compact form @compact, may be NULL) within the head
- * data[0..len), whitespace-trimmed; NULL when absent. Folded header lines are not handled. */
-static const char *
-find_header (const char *data,
-             gsize       len,
-             const char *name,
-             const char *compact,
-             gsize      *value_len)
-{
-  const char *end = data + len;
-  const char *line = memchr (data, '\n', len);
-
-  if (line == NULL)
-    return NULL;
-  line++;                       /* skip the start line */
-
-  while (line < end)
-    {
-      const char *eol = memchr (line, '\n', (gsize) (end - line));
-      const char *colon;
-      const char *name_end;
-      const char *value;
-      const char *value_end;
-      gsize name_len;
-
-      if (eol == NULL)
-        eol = end;
-      colon = memchr (line, ':', (gsize) (eol - line));
-      if (colon != NULL)
-        {
-          name_end = colon;
-          while (name_end > line && (name_end[-1] == ' ' || name_end[-1] == '\t'))
-            name_end--;
-          name_len = (gsize) (name_end - line);
-          if ((name_len == strlen (name) && g_ascii_strncasecmp (line, name, name_len) == 0) ||
-              (compact != NULL && name_len == strlen (compact) &&
-               g_ascii_strncasecmp (line, compact, name_len) == 0))
-            {
-              value = colon + 1;
-              value_end = eol;
-              while (value < value_end && (*value == ' ' || *value == '\t'))
-                value++;
-              while (value_end > value && g_ascii_isspace (value_end[-1]))
-                value_end--;
-              *value_len = (gsize) (value_end - value);
-              return value;
-            }
-        }
-      line = eol + 1;
-    }
-  return NULL;
-}
-
 static void
 out_message_free (gpointer data)
 {
@@ -477,7 +412,7 @@ callee_on_response (Conn       *c,
   const char *value;
   gsize value_len;
 
-  value = find_header (text, head, "Call-ID", "i", &value_len);
+  value = bench_sip_find_header (text, head, "Call-ID", "i", &value_len);
   if (value == NULL || c->register_call_id == NULL ||
       value_len != strlen (c->register_call_id) ||
       memcmp (value, c->register_call_id, value_len) != 0)
@@ -610,7 +545,7 @@ handle_message (Conn         *c,
 {
   Load *load = c->load;
   const char *text = (const char *) data;
-  gsize head = head_length (data, len);
+  gsize head = bench_sip_head_length (data, len);
   const char *value;
   gsize value_len;
   char call_id[CALL_ID_MAX];
@@ -639,7 +574,7 @@ handle_message (Conn         *c,
       return;
     }
 
-  value = find_header (text, head, "Call-ID", "i", &value_len);
+  value = bench_sip_find_header (text, head, "Call-ID", "i", &value_len);
   if (value == NULL || value_len == 0 || value_len >= sizeof call_id)
     {
       load->unmatched++;
@@ -702,7 +637,7 @@ tcp_consume (Conn *c)
 
       start = rx->data + offset;
       avail = rx->len - offset;
-      head = head_length (start, avail);
+      head = bench_sip_head_length (start, avail);
       if (head == 0)
         {
           if (avail > MAX_MESSAGE_SIZE)
@@ -714,7 +649,7 @@ tcp_consume (Conn *c)
           break;
         }
 
-      value = find_header ((const char *) start, head, "Content-Length", "l", &value_len);
+      value = bench_sip_find_header ((const char *) start, head, "Content-Length", "l", &value_len);
       if (value == NULL || value_len == 0 || value_len >= sizeof digits)
         {
           load_fail (c->load, "connection %u: a message without a valid Content-Length "
@@ -837,17 +772,6 @@ conn_gone (Conn       *c,
                  reason != NULL ? reason : "closed");
     }
   load_advance (load);
-}
-
-static gboolean
-has_sip_subprotocol (struct lws *wsi,
-                     char       *seen,
-                     gsize       seen_size)
-{
-  seen[0] = '\0';
-  if (lws_hdr_copy (wsi, seen, (int) seen_size, WSI_TOKEN_PROTOCOL) <= 0)
-    return FALSE;
-  return g_ascii_strcasecmp (g_strstrip (seen), "sip") == 0;
 }
 
 static int
@@ -975,7 +899,7 @@ callback_sip_load (struct lws                *wsi,
     {
     case LWS_CALLBACK_CLIENT_FILTER_PRE_ESTABLISH:
       /* RFC 7118 4.1: the 101 must select the sip subprotocol. */
-      if (!has_sip_subprotocol (wsi, seen, sizeof seen))
+      if (!bench_ws_selected_sip (wsi, seen, sizeof seen))
         {
           g_autofree char *why =
             seen[0] != '\0'
@@ -1186,43 +1110,6 @@ on_tick (lws_sorted_usec_list_t *sul)
 
 /* ---- the hard limit --------------------------------------------------------------------- */
 
-static void
-on_hard_limit (int signum)
-{
-  static const char message[] =
-    "sip-load: FAILED: hard time limit (duration + 5 s) reached, giving up\n";
-  ssize_t ignored G_GNUC_UNUSED;
-
-  ignored = write (STDERR_FILENO, message, sizeof message - 1);
-  _exit (1);
-}
-
-static gboolean
-arm_hard_limit (double   seconds,
-                GError **error)
-{
-  struct sigaction sa;
-  struct itimerval it;
-
-  memset (&sa, 0, sizeof sa);
-  sa.sa_handler = on_hard_limit;
-  sigemptyset (&sa.sa_mask);
-  if (sigaction (SIGALRM, &sa, NULL) != 0)
-    {
-      g_set_error (error, SIP_LOAD_ERROR, 0, "sigaction: %s", g_strerror (errno));
-      return FALSE;
-    }
-  memset (&it, 0, sizeof it);
-  it.it_value.tv_sec = (time_t) seconds;
-  it.it_value.tv_usec = (suseconds_t) ((seconds - (double) it.it_value.tv_sec) * 1e6);
-  if (setitimer (ITIMER_REAL, &it, NULL) != 0)
-    {
-      g_set_error (error, SIP_LOAD_ERROR, 0, "setitimer: %s", g_strerror (errno));
-      return FALSE;
-    }
-  return TRUE;
-}
-
 /* ---- options ---------------------------------------------------------------------------- */
 
 static gboolean
@@ -1230,31 +1117,14 @@ parse_ws_url (Load       *load,
               const char *url,
               GError    **error)
 {
-  g_autoptr(GUri) uri = g_uri_parse (url, G_URI_FLAGS_ENCODED, error);
-  const char *path;
-  const char *query;
+  BenchWsUrl parsed = { 0 };
 
-  if (uri == NULL)
+  if (!bench_ws_url_parse (url, &parsed, error))
     return FALSE;
-  if (g_strcmp0 (g_uri_get_scheme (uri), "ws") != 0)
-    {
-      g_set_error (error, G_URI_ERROR, G_URI_ERROR_BAD_SCHEME,
-                   "only ws:// URLs are supported, not \"%s\"", url);
-      return FALSE;
-    }
-  if (g_uri_get_host (uri) == NULL || *g_uri_get_host (uri) == '\0')
-    {
-      g_set_error (error, G_URI_ERROR, G_URI_ERROR_BAD_HOST, "no host in \"%s\"", url);
-      return FALSE;
-    }
-  load->host = g_strdup (g_uri_get_host (uri));
-  load->port = g_uri_get_port (uri) > 0 ? g_uri_get_port (uri) : 80;
-  path = *g_uri_get_path (uri) != '\0' ? g_uri_get_path (uri) : "/";
-  query = g_uri_get_query (uri);
-  load->path = query != NULL ? g_strdup_printf ("%s?%s", path, query) : g_strdup (path);
-  load->host_header = strchr (load->host, ':') != NULL
-                      ? g_strdup_printf ("[%s]:%d", load->host, load->port)
-                      : g_strdup_printf ("%s:%d", load->host, load->port);
+  load->host = parsed.host;
+  load->port = parsed.port;
+  load->path = parsed.path;
+  load->host_header = parsed.host_header;
   return TRUE;
 }
 
@@ -1318,33 +1188,6 @@ raise_fd_limit (guint    connections,
 
 /* ---- report ----------------------------------------------------------------------------- */
 
-static int
-compare_gint64 (gconstpointer a,
-                gconstpointer b)
-{
-  gint64 x = *(const gint64 *) a;
-  gint64 y = *(const gint64 *) b;
-
-  return x < y ? -1 : x > y;
-}
-
-/* Nearest-rank percentile of a sorted array. */
-static gint64
-percentile (GArray *sorted,
-            double  p)
-{
-  gsize rank;
-
-  if (sorted->len == 0)
-    return 0;
-  rank = (gsize) ceil (p / 100.0 * sorted->len);
-  if (rank < 1)
-    rank = 1;
-  if (rank > sorted->len)
-    rank = sorted->len;
-  return g_array_index (sorted, gint64, rank - 1);
-}
-
 static void
 report (Load *load)
 {
@@ -1355,9 +1198,9 @@ report (Load *load)
   double rps = window_s > 0 ? load->answered_in_window / window_s : 0;
   gint64 p50, p99, max;
 
-  g_array_sort (load->latencies, compare_gint64);
-  p50 = percentile (load->latencies, 50);
-  p99 = percentile (load->latencies, 99);
+  bench_latencies_sort (load->latencies);
+  p50 = bench_percentile (load->latencies, 50);
+  p99 = bench_percentile (load->latencies, 99);
   max = load->latencies->len > 0 ? g_array_index (load->latencies, gint64,
                                                   load->latencies->len - 1) : 0;
 
@@ -1563,7 +1406,9 @@ main (int    argc,
     }
 
   if (!raise_fd_limit (conn_count (&load), &error) ||
-      !arm_hard_limit (duration + HARD_LIMIT_SLACK_S, &error))
+      !bench_arm_hard_limit (duration + HARD_LIMIT_SLACK_S,
+                             "sip-load: FAILED: hard time limit (duration + 5 s) reached, "
+                             "giving up\n", &error))
     {
       g_printerr ("sip-load: FAILED: %s\n", error->message);
       load_clear (&load);

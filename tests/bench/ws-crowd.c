@@ -40,8 +40,7 @@
  * raise_fd_limit). One libwebsockets context on its own poll() loop, as in sip-load; the
  * connections have no lws liveness policy (see no_liveness), so that the crowd's own cost per
  * connection does not grow with the size of the crowd. */
-#include <libwebsockets.h>
-#include <glib.h>
+#include "bench-util.h"
 
 #include <errno.h>
 #include <math.h>
@@ -178,69 +177,6 @@ crowd_fail (Crowd      *crowd,
   va_end (args);
 }
 
-/* Finds "\r\n\r\n" in data[0..len); returns the length of the head including it, or 0. */
-static gsize
-head_length (const guint8 *data,
-             gsize         len)
-{
-  for (gsize i = 0; i + 3 < len; i++)
-    if (data[i] == '\r' && data[i + 1] == '\n' && data[i + 2] == '\r' && data[i + 3] == '\n')
-      return i + 4;
-  return 0;
-}
-
-/* The value of header @name (or its compact form @compact) within the head data[0..len),
- * whitespace-trimmed; NULL when absent. Folded header lines are not handled. */
-static const char *
-find_header (const char *data,
-             gsize       len,
-             const char *name,
-             const char *compact,
-             gsize      *value_len)
-{
-  const char *end = data + len;
-  const char *line = memchr (data, '\n', len);
-
-  if (line == NULL)
-    return NULL;
-  line++;                       /* skip the start line */
-
-  while (line < end)
-    {
-      const char *eol = memchr (line, '\n', (gsize) (end - line));
-      const char *colon;
-      const char *name_end;
-      const char *value;
-      const char *value_end;
-      gsize name_len;
-
-      if (eol == NULL)
-        eol = end;
-      colon = memchr (line, ':', (gsize) (eol - line));
-      if (colon != NULL)
-        {
-          name_end = colon;
-          while (name_end > line && (name_end[-1] == ' ' || name_end[-1] == '\t'))
-            name_end--;
-          name_len = (gsize) (name_end - line);
-          if ((name_len == strlen (name) && g_ascii_strncasecmp (line, name, name_len) == 0) ||
-              (name_len == strlen (compact) && g_ascii_strncasecmp (line, compact, name_len) == 0))
-            {
-              value = colon + 1;
-              value_end = eol;
-              while (value < value_end && (*value == ' ' || *value == '\t'))
-                value++;
-              while (value_end > value && g_ascii_isspace (value_end[-1]))
-                value_end--;
-              *value_len = (gsize) (value_end - value);
-              return value;
-            }
-        }
-      line = eol + 1;
-    }
-  return NULL;
-}
-
 /* The Call-ID of the current burst's request on @c: derived, not stored, to keep Conn small. */
 static void
 format_call_id (Conn *c,
@@ -249,33 +185,6 @@ format_call_id (Conn *c,
 {
   g_snprintf (buffer, size, "%s-%u-%u@ws-crowd.invalid", c->crowd->run_id,
               c->crowd->burst_number, c->number);
-}
-
-static int
-compare_gint64 (gconstpointer a,
-                gconstpointer b)
-{
-  gint64 x = *(const gint64 *) a;
-  gint64 y = *(const gint64 *) b;
-
-  return x < y ? -1 : x > y;
-}
-
-/* Nearest-rank percentile of a sorted array. */
-static gint64
-percentile (GArray *sorted,
-            double  p)
-{
-  gsize rank;
-
-  if (sorted->len == 0)
-    return 0;
-  rank = (gsize) ceil (p / 100.0 * sorted->len);
-  if (rank < 1)
-    rank = 1;
-  if (rank > sorted->len)
-    rank = sorted->len;
-  return g_array_index (sorted, gint64, rank - 1);
 }
 
 static void schedule_tick (Crowd *crowd);
@@ -326,9 +235,9 @@ burst_finish (Crowd *crowd)
   guint lost = crowd->burst_sent - crowd->burst_answered;
   gint64 p50, p99, max;
 
-  g_array_sort (crowd->latencies, compare_gint64);
-  p50 = percentile (crowd->latencies, 50);
-  p99 = percentile (crowd->latencies, 99);
+  bench_latencies_sort (crowd->latencies);
+  p50 = bench_percentile (crowd->latencies, 50);
+  p99 = bench_percentile (crowd->latencies, 99);
   max = crowd->latencies->len > 0
         ? g_array_index (crowd->latencies, gint64, crowd->latencies->len - 1) : 0;
 
@@ -398,7 +307,7 @@ handle_message (Conn         *c,
 {
   Crowd *crowd = c->crowd;
   const char *text = (const char *) data;
-  gsize head = head_length (data, len);
+  gsize head = bench_sip_head_length (data, len);
   const char *value;
   gsize value_len;
   char call_id[CALL_ID_MAX];
@@ -409,7 +318,7 @@ handle_message (Conn         *c,
   /* Requests from the server, CRLF keep-alives and provisional responses are not answers. */
   if (len < 12 || memcmp (text, "SIP/2.0 ", 8) != 0 || text[8] < '2' || text[8] > '6')
     return;
-  value = find_header (text, head, "Call-ID", "i", &value_len);
+  value = bench_sip_find_header (text, head, "Call-ID", "i", &value_len);
   format_call_id (c, call_id, sizeof call_id);
   if (!c->awaiting || value == NULL || value_len != strlen (call_id) ||
       memcmp (value, call_id, value_len) != 0)
@@ -502,17 +411,6 @@ conn_gone (Conn       *c,
   crowd_advance (crowd);
 }
 
-static gboolean
-has_sip_subprotocol (struct lws *wsi,
-                     char       *seen,
-                     gsize       seen_size)
-{
-  seen[0] = '\0';
-  if (lws_hdr_copy (wsi, seen, (int) seen_size, WSI_TOKEN_PROTOCOL) <= 0)
-    return FALSE;
-  return g_ascii_strcasecmp (g_strstrip (seen), "sip") == 0;
-}
-
 static int
 on_writeable (Conn       *c,
               struct lws *wsi)
@@ -585,7 +483,7 @@ callback_ws_crowd (struct lws                *wsi,
     {
     case LWS_CALLBACK_CLIENT_FILTER_PRE_ESTABLISH:
       /* RFC 7118 4.1: the 101 must select the sip subprotocol. */
-      if (!has_sip_subprotocol (wsi, seen, sizeof seen))
+      if (!bench_ws_selected_sip (wsi, seen, sizeof seen))
         {
           g_autofree char *why =
             g_strdup_printf ("the server did not accept the \"sip\" subprotocol (its 101 "
@@ -852,42 +750,6 @@ schedule_tick (Crowd *crowd)
 
 /* ---- the hard limit --------------------------------------------------------------------- */
 
-static void
-on_hard_limit (int signum)
-{
-  static const char message[] = "ws-crowd: FAILED: --max-time reached, giving up\n";
-  ssize_t ignored G_GNUC_UNUSED;
-
-  ignored = write (STDERR_FILENO, message, sizeof message - 1);
-  _exit (1);
-}
-
-static gboolean
-arm_hard_limit (double   seconds,
-                GError **error)
-{
-  struct sigaction sa;
-  struct itimerval it;
-
-  memset (&sa, 0, sizeof sa);
-  sa.sa_handler = on_hard_limit;
-  sigemptyset (&sa.sa_mask);
-  if (sigaction (SIGALRM, &sa, NULL) != 0)
-    {
-      g_set_error (error, WS_CROWD_ERROR, 0, "sigaction: %s", g_strerror (errno));
-      return FALSE;
-    }
-  memset (&it, 0, sizeof it);
-  it.it_value.tv_sec = (time_t) seconds;
-  it.it_value.tv_usec = (suseconds_t) ((seconds - (double) it.it_value.tv_sec) * 1e6);
-  if (setitimer (ITIMER_REAL, &it, NULL) != 0)
-    {
-      g_set_error (error, WS_CROWD_ERROR, 0, "setitimer: %s", g_strerror (errno));
-      return FALSE;
-    }
-  return TRUE;
-}
-
 /* ---- options ---------------------------------------------------------------------------- */
 
 static gboolean
@@ -895,34 +757,17 @@ parse_ws_url (Crowd      *crowd,
               const char *url,
               GError    **error)
 {
-  g_autoptr(GUri) uri = g_uri_parse (url, G_URI_FLAGS_ENCODED, error);
-  const char *path;
-  const char *query;
+  BenchWsUrl parsed = { 0 };
 
-  if (uri == NULL)
+  if (!bench_ws_url_parse (url, &parsed, error))
     return FALSE;
-  if (g_strcmp0 (g_uri_get_scheme (uri), "ws") != 0)
-    {
-      g_set_error (error, G_URI_ERROR, G_URI_ERROR_BAD_SCHEME,
-                   "only ws:// URLs are supported, not \"%s\"", url);
-      return FALSE;
-    }
-  if (g_uri_get_host (uri) == NULL || *g_uri_get_host (uri) == '\0')
-    {
-      g_set_error (error, G_URI_ERROR, G_URI_ERROR_BAD_HOST, "no host in \"%s\"", url);
-      return FALSE;
-    }
-  crowd->host = g_strdup (g_uri_get_host (uri));
-  crowd->port = g_uri_get_port (uri) > 0 ? g_uri_get_port (uri) : 80;
-  path = *g_uri_get_path (uri) != '\0' ? g_uri_get_path (uri) : "/";
-  query = g_uri_get_query (uri);
-  crowd->path = query != NULL ? g_strdup_printf ("%s?%s", path, query) : g_strdup (path);
-  crowd->host_header = strchr (crowd->host, ':') != NULL
-                       ? g_strdup_printf ("[%s]:%d", crowd->host, crowd->port)
-                       : g_strdup_printf ("%s:%d", crowd->host, crowd->port);
-  crowd->request_uri = strchr (crowd->host, ':') != NULL
-                       ? g_strdup_printf ("sip:[%s]", crowd->host)
-                       : g_strdup_printf ("sip:%s", crowd->host);
+  crowd->request_uri = strchr (parsed.host, ':') != NULL
+                       ? g_strdup_printf ("sip:[%s]", parsed.host)
+                       : g_strdup_printf ("sip:%s", parsed.host);
+  crowd->host = parsed.host;
+  crowd->port = parsed.port;
+  crowd->path = parsed.path;
+  crowd->host_header = parsed.host_header;
   return TRUE;
 }
 
@@ -1058,7 +903,8 @@ main (int    argc,
 
   /* A driver that stops reading must not kill us in the middle of a line. */
   signal (SIGPIPE, SIG_IGN);
-  if (!raise_fd_limit (crowd.connections, &error) || !arm_hard_limit (max_time, &error))
+  if (!raise_fd_limit (crowd.connections, &error) || !bench_arm_hard_limit (max_time, "ws-crowd: FAILED: --max-time reached, giving up\n",
+                             &error))
     {
       g_printerr ("ws-crowd: FAILED: %s\n", error->message);
       crowd_clear (&crowd);
