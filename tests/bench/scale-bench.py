@@ -35,10 +35,8 @@ baseline or the registrar died (each with a FAIL line; the table is printed anyw
 """
 import argparse
 import os
-import re
 import resource
 import select
-import shlex
 import signal
 import statistics
 import subprocess
@@ -46,23 +44,12 @@ import sys
 import tempfile
 import time
 
+from benchlib import Registrar, fail, fmt_us, print_header, proc_status_kib, table
+
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-LISTENING = re.compile(r"^listening sip:([^:;]+):(\d+);transport=(\w+)")
 FD_RETURN_TIMEOUT_S = 10
 CROWD_MAX_TIME_S = 600
 LOAD_POINT = (50, 1)
-
-
-def fail(message):
-    print(f"FAIL: {message}", flush=True)
-
-
-def proc_status_kib(pid, key):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return 0
 
 
 def fd_count(pid):
@@ -83,90 +70,8 @@ def wait_fds_stable(pid, seconds=0.5, timeout=5.0):
     return last
 
 
-def nofile_setter(wanted):
-    """A preexec_fn: the child's soft RLIMIT_NOFILE set to @wanted, capped at the hard limit.
-
-    Set, not only raised: lws sizes its descriptor table from this limit and (in Debian's
-    build of 4.1) scans the whole table on every close, so an inherited limit far above the
-    need would weigh on the registrar, and differently for each count."""
-    def set_limit():
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        target = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    return set_limit
-
-
 def parse_fields(line):
     return dict(item.split("=", 1) for item in line.split()[1:] if "=" in item)
-
-
-class Registrar:
-    """One sofia-ws-registrar process with a ws and a tcp listener on 127.0.0.1, port 0."""
-
-    def __init__(self, build, nofile):
-        self.stderr = tempfile.TemporaryFile()
-        env = dict(os.environ, SOFIA_WS_PLUGIN_DIR=os.path.join(build, "plugin"))
-        argv = [os.path.join(build, "examples", "sofia-ws-registrar"),
-                "--listen", "sip:127.0.0.1:0;transport=ws",
-                "--listen", "sip:127.0.0.1:0;transport=tcp", "--quiet"]
-        self.proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=self.stderr,
-                                     preexec_fn=nofile_setter(nofile))
-        self.pid = self.proc.pid
-        self.ports = {}
-        self.drain = None
-        fd = self.proc.stdout.fileno()
-        pending = b""
-        deadline = time.monotonic() + 10
-        while len(self.ports) < 2:
-            left = deadline - time.monotonic()
-            if left <= 0 or self.proc.poll() is not None:
-                self.stop()
-                raise RuntimeError(f"the registrar did not print its two listeners:\n"
-                                   f"{self.errors()}")
-            if not select.select([fd], [], [], min(left, 0.5))[0]:
-                continue
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                continue
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                m = LISTENING.match(line.decode(errors="replace"))
-                if m:
-                    self.ports[m.group(3)] = (m.group(1), int(m.group(2)))
-        # Quiet, but whatever it still prints must never block it: drained without Python.
-        self.drain = subprocess.Popen(["cat"], stdin=self.proc.stdout,
-                                      stdout=subprocess.DEVNULL)
-        self.proc.stdout.close()
-
-    def nofile(self):
-        with open(f"/proc/{self.pid}/limits") as f:
-            for line in f:
-                if line.startswith("Max open files"):
-                    return int(line.split()[3])
-        return 0
-
-    def check_alive(self):
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"the registrar died (status {self.proc.returncode}):\n"
-                               f"{self.errors()}")
-
-    def errors(self):
-        self.stderr.seek(0)
-        return self.stderr.read().decode(errors="replace")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.drain is not None:
-            self.drain.wait()
-        return self.proc.returncode
 
 
 class Crowd:
@@ -263,25 +168,6 @@ def run_load(sip_load, registrar, duration, warmup):
     return float(result["rps"])
 
 
-def fmt_us(us):
-    if us is None:
-        return "-"
-    return f"{us:,.0f} µs" if us < 1000 else f"{us / 1000:,.2f} ms"
-
-
-def table(headers, rows, right):
-    widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows)]
-
-    def line(cells):
-        return "| " + " | ".join(str(c).rjust(w) if r else str(c).ljust(w)
-                                 for c, w, r in zip(cells, widths, right)) + " |"
-    out = [line(headers),
-           "|" + "|".join(("-" * (w + 1) + ":") if r else ("-" * (w + 2))
-                          for w, r in zip(widths, right)) + "|"]
-    out += [line(row) for row in rows]
-    return "\n".join(out)
-
-
 class Step:
     """What one count measured; None where it did not get that far."""
 
@@ -332,7 +218,7 @@ def close_crowd(registrar, crowd, step, label, baseline_fds):
 def measure_count(args, sip_load, ws_crowd, count, largest):
     step = Step(count)
     label = f"{count:,} connections"
-    registrar = Registrar(args.build, 4 * count + 1024)
+    registrar = Registrar(args.build, nofile=4 * count + 1024)
     crowd = None
     try:
         nofile = registrar.nofile()
@@ -458,21 +344,9 @@ def main():
     sip_load = os.path.join(args.build, "tests", "sip-load")
     ws_crowd = os.path.join(args.build, "tests", "ws-crowd")
 
-    model = "?"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    with open("/proc/loadavg") as f:
-        load = " ".join(f.read().split()[:3])
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    print("## Connection scale: idle WebSocket connections held by one sofia-ws-registrar "
-          "(ws-crowd, OPTIONS)")
-    print(f"machine: nproc {len(os.sched_getaffinity(0))}, {model}, "
-          f"Linux {os.uname().release}; load average at start {load}; "
-          f"RLIMIT_NOFILE {soft}/{hard}")
-    print(f"command: {shlex.join([sys.executable, *sys.argv])}")
+    print_header("Connection scale: idle WebSocket connections held by one sofia-ws-registrar "
+                 "(ws-crowd, OPTIONS)", f"; RLIMIT_NOFILE {soft}/{hard}")
     print(f"one registrar per count, warmed up by sip-load 50x1 for 1 s before its baseline; "
           f"crowd handshakes <= {args.parallel} in flight; burst = one OPTIONS on every "
           f"connection at once; 50x1 at the largest count: {args.runs} runs each without and "

@@ -38,100 +38,20 @@ failed (the tables are printed anyway); a missed ceiling target is reported, not
 import argparse
 import os
 import re
-import shlex
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
+
+from benchlib import (CLK_TCK, Registrar, fail, fmt_us, print_header, proc_cpu_ticks,
+                      proc_status_kib, table)
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-LISTENING = re.compile(r"^listening sip:([^:;]+):(\d+);transport=(\w+)")
 ECHO_LISTENING = re.compile(r"^listening (ws://\S+)")
 RELAY_MAX_CALLEES = 10
 CEILING_SIZE = 500
 CEILING_TARGET = (50, 1, 0.6)     # connections, window, minimum sofia-ws/raw requests/s
-
-
-def fail(message):
-    print(f"FAIL: {message}", flush=True)
-
-
-def proc_cpu_ticks(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        stat = f.read()
-    fields = stat[stat.rindex(")") + 2:].split()   # fields from the 3rd (state) on
-    return int(fields[11]) + int(fields[12])      # utime (14th), stime (15th)
-
-
-def proc_status_kib(pid, key):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    return 0
-
-
-class Registrar:
-    """One sofia-ws-registrar process with a ws and a tcp listener on 127.0.0.1, port 0."""
-
-    name = "the registrar"
-
-    def __init__(self, build, plain_root):
-        self.stderr = tempfile.TemporaryFile()
-        env = dict(os.environ, SOFIA_WS_PLUGIN_DIR=os.path.join(build, "plugin"))
-        argv = [os.path.join(build, "examples", "sofia-ws-registrar"),
-                "--listen", "sip:127.0.0.1:0;transport=ws",
-                "--listen", "sip:127.0.0.1:0;transport=tcp", "--quiet"]
-        if plain_root:
-            argv.append("--plain-root")
-        self.proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=self.stderr)
-        self.pid = self.proc.pid
-        self.ports = {}
-        fd = self.proc.stdout.fileno()
-        pending = b""
-        deadline = time.monotonic() + 10
-        while len(self.ports) < 2:
-            if time.monotonic() > deadline or self.proc.poll() is not None:
-                self.stop()
-                raise RuntimeError(f"the registrar did not print its two listeners:\n"
-                                   f"{self.errors()}")
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                continue
-            pending += chunk
-            *lines, pending = pending.split(b"\n")
-            for line in lines:
-                m = LISTENING.match(line.decode(errors="replace"))
-                if m:
-                    self.ports[m.group(3)] = (m.group(1), int(m.group(2)))
-        # Drain whatever it prints from now on without Python in the way.
-        self.drain = subprocess.Popen(["cat"], stdin=self.proc.stdout,
-                                      stdout=subprocess.DEVNULL)
-        self.proc.stdout.close()
-        self.rss_start = proc_status_kib(self.pid, "VmRSS")
-
-    def alive(self):
-        return self.proc.poll() is None
-
-    def errors(self):
-        self.stderr.seek(0)
-        return self.stderr.read().decode(errors="replace")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if getattr(self, "drain", None) is not None:
-            self.drain.wait()
-        return self.proc.returncode
 
 
 class EchoServer:
@@ -204,27 +124,8 @@ def run_load(sip_load, server_pid, target, extra, label, connections, window, du
     return run
 
 
-def fmt_us(us):
-    if us is None:
-        return "-"
-    return f"{us:,.0f} µs" if us < 1000 else f"{us / 1000:,.2f} ms"
-
-
 def fmt_ratio(a, b):
     return f"{a / b:.2f}" if a is not None and b else "-"
-
-
-def table(headers, rows, right):
-    widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows)]
-
-    def line(cells):
-        return "| " + " | ".join(str(c).rjust(w) if r else str(c).ljust(w)
-                                 for c, w, r in zip(cells, widths, right)) + " |"
-    out = [line(headers),
-           "|" + "|".join(("-" * (w + 1) + ":") if r else ("-" * (w + 2))
-                          for w, r in zip(widths, right)) + "|"]
-    out += [line(row) for row in rows]
-    return "\n".join(out)
 
 
 def median(runs, key):
@@ -398,19 +299,8 @@ def main():
         parser.error(f"unknown scenario(s): {', '.join(unknown)}")
     sip_load = os.path.join(args.build, "tests", "sip-load")
 
-    model = "?"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    print("## Sofia over sofia-ws against Sofia over TCP, and against raw libwebsockets "
-          "(sip-load, one server process per scenario)")
-    with open("/proc/loadavg") as f:
-        load = " ".join(f.read().split()[:3])
-    print(f"machine: nproc {len(os.sched_getaffinity(0))}, {model}, "
-          f"Linux {os.uname().release}; load average at start {load}")
-    print(f"command: {shlex.join([sys.executable, *sys.argv])}")
+    print_header("Sofia over sofia-ws against Sofia over TCP, and against raw libwebsockets "
+                 "(sip-load, one server process per scenario)")
     print(f"runs: {args.runs} per side and point, alternating, {args.duration:g} s "
           f"each ({args.warmup:g} s warm-up left out of req/s and latency); medians; "
           f"CPU = the server's utime+stime over the run / requests of the run", flush=True)
