@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include "sofia-ws-transport.h"
+#include "sofia-ws-transport-private.h"
 #include "sofia-ws-error.h"
 #include "sofia-ws-enum-types.h"
 
@@ -179,8 +180,8 @@ request_free (Request *request)
   g_free (request);
 }
 
-static void
-enter (SofiaWsTransport *self)
+void
+sofia_ws_transport_enter (SofiaWsTransport *self)
 {
   SofiaWsTransportPrivate *priv = sofia_ws_transport_get_instance_private (self);
 
@@ -188,8 +189,8 @@ enter (SofiaWsTransport *self)
   priv->busy++;
 }
 
-static void
-leave (SofiaWsTransport *self)
+void
+sofia_ws_transport_leave (SofiaWsTransport *self)
 {
   SofiaWsTransportPrivate *priv = sofia_ws_transport_get_instance_private (self);
 
@@ -222,10 +223,10 @@ submit (SofiaWsTransport *self,
       return;
     }
 
-  enter (self);
+  sofia_ws_transport_enter (self);
   process_request (self, request);
   request_free (request);
-  leave (self);
+  sofia_ws_transport_leave (self);
 }
 
 /* ---- waiting callers ------------------------------------------------------------------ */
@@ -357,9 +358,9 @@ static void
 emit_transport_error (SofiaWsTransport *self,
                       const GError     *error)
 {
-  enter (self);
+  sofia_ws_transport_enter (self);
   g_signal_emit (self, signals[SIGNAL_TRANSPORT_ERROR], 0, error);
-  leave (self);
+  sofia_ws_transport_leave (self);
 }
 
 static void
@@ -452,7 +453,7 @@ on_connect_done (GObject      *source,
   gboolean override_event = FALSE;
   gboolean ok;
 
-  enter (self);
+  sofia_ws_transport_enter (self);
 
   ok = klass->connect_finish (self, result, &override_event, &error);
   priv->connect_running = FALSE;
@@ -490,7 +491,7 @@ on_connect_done (GObject      *source,
     }
 
   release_queued_connects (self);
-  leave (self);
+  sofia_ws_transport_leave (self);
   g_object_unref (self);
 }
 
@@ -558,7 +559,7 @@ on_disconnect_done (GObject      *source,
   gboolean override_event = FALSE;
   gboolean ok;
 
-  enter (self);
+  sofia_ws_transport_enter (self);
 
   ok = klass->disconnect_finish (self, result, &override_event, &error);
   priv->disconnect_running = FALSE;
@@ -577,7 +578,7 @@ on_disconnect_done (GObject      *source,
     apply_transition (self, SOFIA_WS_TRANSPORT_STATE_DISCONNECTED);
 
   release_queued_connects (self);
-  leave (self);
+  sofia_ws_transport_leave (self);
   g_object_unref (self);
 }
 
@@ -1028,9 +1029,9 @@ sofia_ws_transport_emit_message (SofiaWsTransport *self,
   g_return_if_fail (priv->state == SOFIA_WS_TRANSPORT_STATE_CONNECTED ||
                     priv->state == SOFIA_WS_TRANSPORT_STATE_DISCONNECTING);
 
-  enter (self);
+  sofia_ws_transport_enter (self);
   g_signal_emit (self, signals[SIGNAL_MESSAGE], 0, message);
-  leave (self);
+  sofia_ws_transport_leave (self);
 }
 
 /**
@@ -1047,9 +1048,9 @@ sofia_ws_transport_emit_message_sent (SofiaWsTransport *self,
   g_return_if_fail (SOFIA_WS_IS_TRANSPORT (self));
   g_return_if_fail (message != NULL);
 
-  enter (self);
+  sofia_ws_transport_enter (self);
   g_signal_emit (self, signals[SIGNAL_MESSAGE_SENT], 0, message);
-  leave (self);
+  sofia_ws_transport_leave (self);
 }
 
 /**
