@@ -7,6 +7,8 @@
 
 #include "sofia-ws-enum-types.h"
 #include "sofia-ws-error.h"
+#include "sofia-ws-sink-private.h"
+#include "sofia-ws-transport-private.h"
 #include "sofia-ws-websocket-private.h"
 
 /**
@@ -97,6 +99,8 @@ struct _SofiaWsWebSocket
   GByteArray *rx;
   gboolean rx_in_message;
   gboolean rx_binary;
+  SofiaWsMessageSink sink;        /* _sofia_ws_websocket_set_message_sink() */
+  gpointer sink_data;
 
   GQueue tx;                      /* OutMessage * */
 
@@ -141,6 +145,7 @@ enum {
 
 static guint signals[N_SIGNALS];
 static guint message_sent_id;     /* SofiaWsTransport::message-sent */
+static guint message_id;          /* SofiaWsTransport::message */
 
 static void start_keepalive (SofiaWsWebSocket *self);
 static void stop_keepalive (SofiaWsWebSocket *self);
@@ -698,6 +703,17 @@ on_closed (SofiaWsWebSocket *self)
 }
 
 void
+_sofia_ws_websocket_set_message_sink (SofiaWsWebSocket   *self,
+                                      SofiaWsMessageSink  sink,
+                                      gpointer            user_data)
+{
+  g_return_if_fail (SOFIA_WS_IS_WEBSOCKET (self));
+
+  self->sink = sink;
+  self->sink_data = sink != NULL ? user_data : NULL;
+}
+
+void
 sofia_ws_websocket_forget_listener (SofiaWsWebSocket *self)
 {
   self->listener = NULL;
@@ -781,6 +797,23 @@ on_message_complete (SofiaWsWebSocket *self,
     }
 
   trace (self, "received from", (const char *) data, len);
+  if (self->sink != NULL)
+    {
+      SofiaWsTransport *transport = SOFIA_WS_TRANSPORT (self);
+
+      /* The bytes as they are, and the signal (with its copy) only for whoever listens. */
+      sofia_ws_transport_enter (transport);
+      self->sink (self, (const char *) data, len, self->sink_data);
+      if (SOFIA_WS_TRANSPORT_GET_CLASS (self)->message != NULL ||
+          g_signal_has_handler_pending (self, message_id, 0, TRUE))
+        {
+          message = valid ? g_strndup ((const char *) data, len)
+                          : g_utf8_make_valid ((const char *) data, len);
+          sofia_ws_transport_emit_message (transport, message);
+        }
+      sofia_ws_transport_leave (transport);
+      return 0;
+    }
   /* Binary messages that are not UTF-8 are decoded as SIP.js 0.21 does (TextDecoder). */
   if (valid)
     message = g_strndup ((const char *) data, len);
@@ -1605,6 +1638,7 @@ sofia_ws_websocket_class_init (SofiaWsWebSocketClass *klass)
   const GParamFlags rw = G_PARAM_READWRITE | G_PARAM_CONSTRUCT | G_PARAM_STATIC_STRINGS;
 
   message_sent_id = g_signal_lookup ("message-sent", SOFIA_WS_TYPE_TRANSPORT);
+  message_id = g_signal_lookup ("message", SOFIA_WS_TYPE_TRANSPORT);
 
   object_class->dispose = sofia_ws_websocket_dispose;
   object_class->finalize = sofia_ws_websocket_finalize;

@@ -25,6 +25,7 @@
 #define _GNU_SOURCE 1
 
 #include "tport-ws-abi.h"
+#include "sofia-ws-sink-private.h"
 #include "sofia-ws-tport-private.h"
 #include "tport-ws-root.h"
 #include "tport-ws-preload.h"
@@ -267,6 +268,7 @@ ws_deinit_secondary (tport_t *self)
         sofia_ws_transport_get_state (SOFIA_WS_TRANSPORT (sec->websocket));
 
       g_signal_handlers_disconnect_by_data (sec->websocket, sec);
+      _sofia_ws_websocket_set_message_sink (SOFIA_WS_WEBSOCKET (sec->websocket), NULL, NULL);
       if (state == SOFIA_WS_TRANSPORT_STATE_CONNECTED ||
           state == SOFIA_WS_TRANSPORT_STATE_CONNECTING)
         {
@@ -678,18 +680,21 @@ ws_connect (tport_primary_t    *base,
 
 /* ---- the WebSocket side of a secondary ---------------------------------------------------- */
 
+/* The connection's message sink: each message's bytes, straight from the backend. */
 static void
-on_message (SofiaWsTransport *websocket,
-            const char       *message,
-            WsSecondary      *sec)
+on_message (SofiaWsWebSocket *websocket,
+            const char       *data,
+            gsize             len,
+            gpointer          user_data)
 {
+  WsSecondary *sec = user_data;
   tport_t *self = (tport_t *) sec;
 
   if (tport_is_closed (self))
     return;
   tport_ref (self);
-  sec->rx = message;
-  sec->rx_len = strlen (message);
+  sec->rx = data;
+  sec->rx_len = len;
   tport_recv_event (self);
   sec->rx = NULL;
   tport_unref (self);
@@ -779,7 +784,8 @@ static void
 connect_signals (WsSecondary *sec)
 {
   g_signal_connect (sec->websocket, "connected", G_CALLBACK (on_connected), sec);
-  g_signal_connect (sec->websocket, "message", G_CALLBACK (on_message), sec);
+  /* Not the message signal: a sink takes the bytes with no emission and no copy. */
+  _sofia_ws_websocket_set_message_sink (SOFIA_WS_WEBSOCKET (sec->websocket), on_message, sec);
   g_signal_connect (sec->websocket, "disconnected", G_CALLBACK (on_disconnected), sec);
   g_signal_connect (sec->websocket, "transport-error", G_CALLBACK (on_transport_error), sec);
 }
