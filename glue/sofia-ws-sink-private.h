@@ -18,7 +18,7 @@ typedef void (*SofiaWsMessageSink) (SofiaWsWebSocket *websocket,
 
 /* Sets (or, with NULL, removes) the sink of @self. For a server handling many messages, such
  * as Sofia-SIP's transport: it spares a GObject signal emission and a copy per message. */
-__attribute__ ((visibility ("default")))
+_SOFIA_WS_EXPORT
 void _sofia_ws_websocket_set_message_sink (SofiaWsWebSocket   *self,
                                            SofiaWsMessageSink  sink,
                                            gpointer            user_data);

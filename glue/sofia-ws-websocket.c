@@ -744,6 +744,22 @@ queue_internal (SofiaWsWebSocket *self,
   request_writable (self);
 }
 
+/* Whether anybody hears message, or message-sent, beyond the sink: a handler, or a class
+ * handler. A message is copied as a string for them only then. */
+static gboolean
+wants_message (SofiaWsWebSocket *self)
+{
+  return SOFIA_WS_TRANSPORT_GET_CLASS (self)->message != NULL ||
+         g_signal_has_handler_pending (self, message_id, 0, FALSE);
+}
+
+static gboolean
+wants_message_sent (SofiaWsWebSocket *self)
+{
+  return SOFIA_WS_TRANSPORT_GET_CLASS (self)->message_sent != NULL ||
+         g_signal_has_handler_pending (self, message_sent_id, 0, FALSE);
+}
+
 /* @data: the whole message: lws's own buffer for a message in one frame, else the fragments
  * reassembled. */
 static int
@@ -752,6 +768,8 @@ on_message_complete (SofiaWsWebSocket *self,
                      const guint8     *data,
                      gsize             len)
 {
+  SofiaWsTransport *transport = SOFIA_WS_TRANSPORT (self);
+  SofiaWsMessageSink sink;
   g_autofree char *message = NULL;
   gboolean valid;
 
@@ -797,30 +815,20 @@ on_message_complete (SofiaWsWebSocket *self,
     }
 
   trace (self, "received from", (const char *) data, len);
-  if (self->sink != NULL)
+  /* A sink (the tport module) takes the bytes as they are; the signal, with its copy as a
+   * string, goes only to whoever listens. Both under one run-to-completion bracket. */
+  sink = self->sink;
+  sofia_ws_transport_enter (transport);
+  if (sink != NULL)
+    sink (self, (const char *) data, len, self->sink_data);
+  if (sink == NULL || wants_message (self))
     {
-      SofiaWsTransport *transport = SOFIA_WS_TRANSPORT (self);
-
-      /* The bytes as they are, and the signal (with its copy) only for whoever listens. */
-      sofia_ws_transport_enter (transport);
-      self->sink (self, (const char *) data, len, self->sink_data);
-      if (SOFIA_WS_TRANSPORT_GET_CLASS (self)->message != NULL ||
-          g_signal_has_handler_pending (self, message_id, 0, TRUE))
-        {
-          message = valid ? g_strndup ((const char *) data, len)
-                          : g_utf8_make_valid ((const char *) data, len);
-          sofia_ws_transport_emit_message (transport, message);
-        }
-      sofia_ws_transport_leave (transport);
-      return 0;
+      /* Binary messages that are not UTF-8 are decoded as SIP.js 0.21 does (TextDecoder). */
+      message = valid ? g_strndup ((const char *) data, len)
+                      : g_utf8_make_valid ((const char *) data, len);
+      sofia_ws_transport_emit_message (transport, message);
     }
-  /* Binary messages that are not UTF-8 are decoded as SIP.js 0.21 does (TextDecoder). */
-  if (valid)
-    message = g_strndup ((const char *) data, len);
-  else
-    message = g_utf8_make_valid ((const char *) data, len);
-
-  sofia_ws_transport_emit_message (SOFIA_WS_TRANSPORT (self), message);
+  sofia_ws_transport_leave (transport);
   return 0;
 }
 
@@ -866,15 +874,6 @@ on_receive (SofiaWsWebSocket *self,
     self->rx_in_message = FALSE;
     return on_message_complete (self, wsi, rx->data, rx->len);
   }
-}
-
-/* Whether anybody hears message-sent: a handler, or a subclass's class handler. Messages
- * are copied for it only then. */
-static gboolean
-wants_message_sent (SofiaWsWebSocket *self)
-{
-  return SOFIA_WS_TRANSPORT_GET_CLASS (self)->message_sent != NULL ||
-         g_signal_has_handler_pending (self, message_sent_id, 0, FALSE);
 }
 
 static int
