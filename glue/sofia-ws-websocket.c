@@ -912,20 +912,15 @@ on_writeable (SofiaWsWebSocket *self,
       if ((!g_queue_is_empty (&self->tx) || self->close_requested) && self->wsi == wsi)
         lws_callback_on_writable (wsi);
 
-      /* message-sent now, as the message goes on the wire (send_finish overrides the
-       * transport's own, which would come from the task's callback, in a later iteration,
-       * possibly after the response to this very message). Last: a handler may drop the
-       * last reference to us. */
+      /* message-sent now, as the message goes on the wire, and before the send completes
+       * (send_finish overrides the transport's own, which would come from the task's
+       * callback, in a later iteration, possibly after the response to this very message).
+       * A handler may drop the last reference to us: nothing below touches self. */
       if (sent != NULL)
-        {
-          g_object_ref (self);
-          sofia_ws_transport_emit_message_sent (SOFIA_WS_TRANSPORT (self), sent);
-        }
+        sofia_ws_transport_emit_message_sent (SOFIA_WS_TRANSPORT (self), sent);
       if (m->task != NULL)
         g_task_return_boolean (m->task, TRUE);
       out_message_free (m);
-      if (sent != NULL)
-        g_object_unref (self);
       return 0;
     }
 
@@ -1297,11 +1292,14 @@ enqueue (SofiaWsWebSocket *self,
     {
       struct lws *wsi = self->wsi;
 
+      /* on_writeable() emits message-sent, whose handlers may drop our caller's reference. */
+      g_object_ref (self);
       on_writeable (self, wsi);
       if (self->wsi == wsi && lws_partial_buffered (wsi))
         sofia_ws_loop_kick (self->loop);
       if (!g_queue_is_empty (&self->tx) || self->close_started)
         request_writable (self);
+      g_object_unref (self);
       return;
     }
   request_writable (self);
