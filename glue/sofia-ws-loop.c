@@ -112,7 +112,13 @@ uv_source_dispatch (GSource     *source,
   UvSource *self = (UvSource *) source;
 
   if (self->dispatching)
-    return G_SOURCE_CONTINUE;
+    {
+      /* A nested iteration found the ready time set before the outer dispatch began: that
+       * run is owed to the outer one, and left set it would make this iteration spin. */
+      self->kicked = TRUE;
+      g_source_set_ready_time (source, -1);
+      return G_SOURCE_CONTINUE;
+    }
 
   self->dispatching = TRUE;
   self->kicked = FALSE;
