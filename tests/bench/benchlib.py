@@ -66,6 +66,30 @@ def print_header(title, extra=""):
     print(f"command: {shlex.join([sys.executable, *sys.argv])}")
 
 
+def parse_fields(line):
+    """The key=value fields of a line such as sip-load's "RESULT requests=.. lost=.."."""
+    return dict(item.split("=", 1) for item in line.split()[1:] if "=" in item)
+
+
+def run_sip_load(sip_load, args, timeout):
+    """Runs tests/sip-load with @args: (why it failed or None, the fields of its RESULT line
+    or None). A run fails when it exits non-zero, prints no RESULT, or lost requests or got
+    a non-2xx final response."""
+    done = subprocess.run([sip_load, *args], stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=timeout)
+    result = None
+    for line in done.stdout.splitlines():
+        if line.startswith("RESULT "):
+            result = parse_fields(line)
+    if result is None:
+        return (f"sip-load exited {done.returncode} without a RESULT line: "
+                f"{done.stderr.strip()}"), None
+    if done.returncode != 0 or int(result["lost"]) != 0 or int(result.get("non2xx", 0)) != 0:
+        return (f"sip-load exited {done.returncode}, lost={result['lost']} "
+                f"non2xx={result.get('non2xx')}: {done.stderr.strip()}"), result
+    return None, result
+
+
 def fmt_us(us):
     if us is None:
         return "-"

@@ -44,7 +44,8 @@ import sys
 import tempfile
 import time
 
-from benchlib import Registrar, fail, fmt_us, print_header, proc_status_kib, table
+from benchlib import (Registrar, fail, fmt_us, parse_fields, print_header, proc_status_kib,
+                      run_sip_load, table)
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FD_RETURN_TIMEOUT_S = 10
@@ -68,10 +69,6 @@ def wait_fds_stable(pid, seconds=0.5, timeout=5.0):
         elif time.monotonic() - since >= seconds:
             break
     return last
-
-
-def parse_fields(line):
-    return dict(item.split("=", 1) for item in line.split()[1:] if "=" in item)
 
 
 class Crowd:
@@ -150,20 +147,12 @@ def run_load(sip_load, registrar, duration, warmup):
     """sip-load 50 x 1 OPTIONS over ws; its requests/s, or None when the run failed."""
     host, port = registrar.ports["ws"]
     connections, window = LOAD_POINT
-    argv = [sip_load, "--url", f"ws://{host}:{port}/", "-c", str(connections),
-            "-w", str(window), "-d", str(duration), "--warmup", str(warmup)]
-    done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          timeout=duration + 30)
-    result = None
-    for line in done.stdout.splitlines():
-        if line.startswith("RESULT "):
-            result = parse_fields(line)
-    if result is None:
-        fail(f"sip-load exited {done.returncode} without a RESULT line: {done.stderr.strip()}")
-        return None
-    if done.returncode != 0 or int(result["lost"]) != 0 or int(result.get("non2xx", 0)) != 0:
-        fail(f"sip-load exited {done.returncode}, lost={result['lost']} "
-             f"non2xx={result.get('non2xx')}: {done.stderr.strip()}")
+    problem, result = run_sip_load(sip_load, ["--url", f"ws://{host}:{port}/",
+                                              "-c", str(connections), "-w", str(window),
+                                              "-d", str(duration), "--warmup", str(warmup)],
+                                   timeout=duration + 30)
+    if problem is not None:
+        fail(problem)
         return None
     return float(result["rps"])
 

@@ -45,7 +45,7 @@ import sys
 import tempfile
 
 from benchlib import (CLK_TCK, Registrar, fail, fmt_us, print_header, proc_cpu_ticks,
-                      proc_status_kib, table)
+                      proc_status_kib, run_sip_load, table)
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ECHO_LISTENING = re.compile(r"^listening (ws://\S+)")
@@ -98,28 +98,22 @@ def registrar_target(registrar, transport):
 
 def run_load(sip_load, server_pid, target, extra, label, connections, window, duration, warmup):
     """One sip-load run against @target (its argv), @server_pid's CPU time measured around it."""
-    argv = [sip_load, *target, *extra, "-c", str(connections), "-w", str(window),
-            "-d", str(duration), "--warmup", str(warmup)]
     before = proc_cpu_ticks(server_pid)
-    done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          timeout=duration + 30)
+    problem, result = run_sip_load(sip_load, [*target, *extra, "-c", str(connections),
+                                              "-w", str(window), "-d", str(duration),
+                                              "--warmup", str(warmup)],
+                                   timeout=duration + 30)
     after = proc_cpu_ticks(server_pid)
-    result = None
-    for line in done.stdout.splitlines():
-        if line.startswith("RESULT "):
-            result = dict(item.split("=", 1) for item in line.split()[1:])
     label = f"{label} {connections}x{window}"
     if result is None:
-        fail(f"{label}: sip-load exited {done.returncode} without a RESULT line: "
-             f"{done.stderr.strip()}")
+        fail(f"{label}: {problem}")
         return None
     run = {"rps": float(result["rps"]), "p50": int(result["p50_us"]),
            "p99": int(result["p99_us"]), "lost": int(result["lost"]),
            "requests": int(result["requests"])}
     run["cpu_us"] = (after - before) * 1e6 / CLK_TCK / max(run["requests"], 1)
-    if done.returncode != 0 or run["lost"] != 0 or int(result.get("non2xx", 0)) != 0:
-        fail(f"{label}: sip-load exited {done.returncode}, lost={run['lost']} "
-             f"non2xx={result.get('non2xx')}: {done.stderr.strip()}")
+    if problem is not None:
+        fail(f"{label}: {problem}")
         run["failed"] = True
     return run
 
