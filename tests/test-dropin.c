@@ -194,21 +194,15 @@ test_preload_foreign (Fixture *f, gconstpointer data)
 static void
 test_preload_kamailio (void)
 {
-  g_autoptr(GError) error = NULL;
-  g_autofree char *reason = NULL;
   g_autoptr(KamailioPeer) kamailio = NULL;
   g_autofree char *uri = NULL;
   Run run = { 0 };
 
   if (!sip_options_available ())
     return;
-  if (!kamailio_peer_is_available (&reason))
-    {
-      g_test_skip (reason);
-      return;
-    }
-  kamailio = kamailio_peer_start (&error);
-  g_assert_no_error (error);
+  kamailio = kamailio_peer_start_or_skip ();
+  if (kamailio == NULL)
+    return;
   uri = g_strdup_printf ("sip:127.0.0.1:%u;transport=ws", kamailio_peer_get_port (kamailio));
   sip_options (uri, TRUE, FALSE, &run);
   g_assert_cmpint (run.status, ==, 0);

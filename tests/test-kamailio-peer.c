@@ -294,30 +294,12 @@ pid_is_gone (GPid pid)
   return kill (pid, 0) == -1 && errno == ESRCH;
 }
 
-static KamailioPeer *
-start_or_skip (void)
-{
-  g_autoptr(GError) error = NULL;
-  g_autofree char *reason = NULL;
-  KamailioPeer *peer;
-
-  if (!kamailio_peer_is_available (&reason))
-    {
-      g_test_skip (reason);
-      return NULL;
-    }
-  peer = kamailio_peer_start (&error);
-  g_assert_no_error (error);
-  g_assert_nonnull (peer);
-  return peer;
-}
-
 /* ---- tests -------------------------------------------------------------------------------- */
 
 static void
 test_handshake (void)
 {
-  g_autoptr(KamailioPeer) peer = start_or_skip ();
+  g_autoptr(KamailioPeer) peer = kamailio_peer_start_or_skip ();
   g_autoptr(Client) c = NULL;
   g_autofree char *url = NULL;
   g_autofree char *crlf = NULL;
@@ -341,7 +323,7 @@ test_handshake (void)
 static void
 test_options (void)
 {
-  g_autoptr(KamailioPeer) peer = start_or_skip ();
+  g_autoptr(KamailioPeer) peer = kamailio_peer_start_or_skip ();
   g_autoptr(Client) c = NULL;
   g_autofree char *request = NULL;
   g_autofree char *response = NULL;
@@ -371,7 +353,7 @@ test_options (void)
 static void
 test_no_subprotocol (void)
 {
-  g_autoptr(KamailioPeer) peer = start_or_skip ();
+  g_autoptr(KamailioPeer) peer = kamailio_peer_start_or_skip ();
   g_autoptr(Client) c = NULL;
   g_autoptr(GError) error = NULL;
   g_autofree char *host = NULL;
@@ -403,7 +385,7 @@ test_no_subprotocol (void)
 static void
 test_foreign_host (void)
 {
-  g_autoptr(KamailioPeer) peer = start_or_skip ();
+  g_autoptr(KamailioPeer) peer = kamailio_peer_start_or_skip ();
   g_autoptr(Client) c = NULL;
   g_autoptr(GError) error = NULL;
   g_autofree char *key = random_key ();
@@ -421,7 +403,7 @@ test_foreign_host (void)
 static void
 test_stop (void)
 {
-  KamailioPeer *peer = start_or_skip ();
+  KamailioPeer *peer = kamailio_peer_start_or_skip ();
   g_autofree char *dir = NULL;
   guint16 port;
   GPid pid;
@@ -448,7 +430,7 @@ test_stop (void)
 static void
 test_restart (void)
 {
-  g_autoptr(KamailioPeer) peer = start_or_skip ();
+  g_autoptr(KamailioPeer) peer = kamailio_peer_start_or_skip ();
   g_autoptr(GError) error = NULL;
   g_autoptr(Client) before = NULL;
   g_autoptr(Client) after = NULL;

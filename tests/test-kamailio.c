@@ -27,16 +27,7 @@ typedef struct {
 static void
 fixture_setup (Fixture *f, gconstpointer data)
 {
-  g_autoptr(GError) error = NULL;
-  g_autofree char *reason = NULL;
-
-  if (!kamailio_peer_is_available (&reason))
-    {
-      g_test_skip (reason);
-      return;
-    }
-  f->kamailio = kamailio_peer_start (&error);
-  g_assert_no_error (error);
+  f->kamailio = kamailio_peer_start_or_skip ();   /* NULL: skipped */
 }
 
 static void

@@ -408,20 +408,14 @@ test_wrong_ca (Fixture *f, gconstpointer data)
 static void
 test_kamailio_register (Fixture *f, gconstpointer data)
 {
-  g_autoptr(GError) error = NULL;
-  g_autofree char *reason = NULL;
   g_autoptr(KamailioPeer) kamailio = NULL;
   g_autofree char *uri = NULL;
   g_autofree char *aor = NULL;
   Result result;
 
-  if (!kamailio_peer_is_available (&reason))
-    {
-      g_test_skip (reason);
-      return;
-    }
-  kamailio = kamailio_peer_start (&error);
-  g_assert_no_error (error);
+  kamailio = kamailio_peer_start_or_skip ();
+  if (kamailio == NULL)
+    return;
   uri = g_strdup_printf ("sip:127.0.0.1:%u;transport=ws", kamailio_peer_get_port (kamailio));
   aor = g_strdup_printf ("sip:sofia@127.0.0.1:%u", kamailio_peer_get_port (kamailio));
 
@@ -447,7 +441,6 @@ static void
 test_kamailio_restart (Fixture *f, gconstpointer data)
 {
   g_autoptr(GError) error = NULL;
-  g_autofree char *reason = NULL;
   g_autoptr(KamailioPeer) kamailio = NULL;
   g_autofree char *uri = NULL;
   g_autofree char *aor = NULL;
@@ -457,13 +450,9 @@ test_kamailio_restart (Fixture *f, gconstpointer data)
   int reconnections = 0;
   Result result;
 
-  if (!kamailio_peer_is_available (&reason))
-    {
-      g_test_skip (reason);
-      return;
-    }
-  kamailio = kamailio_peer_start (&error);
-  g_assert_no_error (error);
+  kamailio = kamailio_peer_start_or_skip ();
+  if (kamailio == NULL)
+    return;
   uri = g_strdup_printf ("sip:127.0.0.1:%u;transport=ws", kamailio_peer_get_port (kamailio));
   aor = g_strdup_printf ("sip:sofia@127.0.0.1:%u", kamailio_peer_get_port (kamailio));
   reconnecting = sofia_ws_tport_add_client (f->agent, "ws", &error, WSTAG_RECONNECT (5),

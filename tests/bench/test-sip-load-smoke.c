@@ -204,18 +204,12 @@ assert_healthy (Run    *run,
 static void
 test_ws_kamailio (void)
 {
-  g_autofree char *reason = NULL;
-  g_autoptr(GError) error = NULL;
   g_autoptr(KamailioPeer) peer = NULL;
   Run run = { 0 };
 
-  if (!kamailio_peer_is_available (&reason))
-    {
-      g_test_skip (reason);
-      return;
-    }
-  peer = kamailio_peer_start (&error);
-  g_assert_no_error (error);
+  peer = kamailio_peer_start_or_skip ();
+  if (peer == NULL)
+    return;
 
   run_sip_load (&run, "--url", kamailio_peer_get_ws_url (peer), "--connections", "4",
                 "--window", "8", "--duration", "2", "--method", "OPTIONS",

@@ -131,6 +131,24 @@ kamailio_peer_is_available (char **reason)
   return TRUE;
 }
 
+KamailioPeer *
+kamailio_peer_start_or_skip (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *reason = NULL;
+  KamailioPeer *peer;
+
+  if (!kamailio_peer_is_available (&reason))
+    {
+      g_test_skip (reason);
+      return NULL;
+    }
+  peer = kamailio_peer_start (&error);
+  g_assert_no_error (error);
+  g_assert_nonnull (peer);
+  return peer;
+}
+
 /* ---- the configuration ------------------------------------------------------------------ */
 
 /* PEER_PORT and mpath are written in front of this. */

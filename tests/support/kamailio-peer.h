@@ -28,6 +28,10 @@ GQuark        kamailio_peer_error_quark  (void);
  * @reason is not NULL, a newly allocated explanation (for g_test_skip). */
 gboolean      kamailio_peer_is_available (char **reason);
 
+/* For tests: kamailio_peer_start(), asserting it works, or NULL after g_test_skip() with the
+ * reason when no kamailio with the websocket module is installed. */
+KamailioPeer *kamailio_peer_start_or_skip (void);
+
 /* Writes the configuration, picks a free port on 127.0.0.1, starts kamailio and waits (at
  * most about 10 s) until it answers on the port. */
 KamailioPeer *kamailio_peer_start        (GError **error);
