@@ -8,6 +8,7 @@
 
 #include "support/drain.h"
 #include "support/sip-text.h"
+#include "support/ws-probe.h"
 
 typedef enum {
   ANSWER,                         /* answer requests with 200 */
@@ -22,7 +23,7 @@ typedef struct {
   GPtrArray *messages;            /* char * received by the server */
   GPtrArray *errors;              /* GError * from the server side's transport-error */
   guint disconnected;
-  char *node_dir;
+  char probe_url[128];
 } Fixture;
 
 static void
@@ -74,7 +75,6 @@ on_accepted (SofiaWsListener *l, SofiaWsWebSocket *connection, Fixture *f)
 static void
 fixture_setup (Fixture *f, gconstpointer data)
 {
-  f->node_dir = g_test_build_filename (G_TEST_DIST, "interop", "node", NULL);
   f->connections = g_ptr_array_new_with_free_func (g_object_unref);
   f->messages = g_ptr_array_new_with_free_func (g_free);
   f->errors = g_ptr_array_new_with_free_func ((GDestroyNotify) g_error_free);
@@ -93,84 +93,30 @@ fixture_teardown (Fixture *f, gconstpointer data)
   test_drain_main_context ();
   g_ptr_array_unref (f->messages);
   g_ptr_array_unref (f->errors);
-  g_free (f->node_dir);
 }
 
 static gboolean
 start_listener (Fixture *f)
 {
   g_autoptr(GError) error = NULL;
-  g_autofree char *modules = g_build_filename (f->node_dir, "node_modules", "ws", NULL);
 
-  if (!g_file_test (modules, G_FILE_TEST_IS_DIR))
-    {
-      g_test_skip ("tests/interop/node has no node_modules: run `npm ci` there (./run test does)");
-      return FALSE;
-    }
+  if (!test_ws_probe_available ())
+    return FALSE;
   g_assert_true (sofia_ws_listener_start (f->listener, &error));
   g_assert_no_error (error);
   return TRUE;
 }
 
-typedef struct {
-  gboolean done;
-  char *out;
-  char *err;
-} Run;
-
-static void
-on_probe_done (GObject *source, GAsyncResult *result, gpointer user_data)
+/* The probe (tests/support/ws-probe.c) against this listener at @path. */
+static const char *
+probe_url (Fixture *f, const char *path)
 {
-  Run *run = user_data;
-  g_autoptr(GError) error = NULL;
-
-  g_subprocess_communicate_utf8_finish (G_SUBPROCESS (source), result, &run->out, &run->err,
-                                        &error);
-  g_assert_no_error (error);
-  run->done = TRUE;
+  g_snprintf (f->probe_url, sizeof f->probe_url, "ws://127.0.0.1:%u%s",
+              sofia_ws_listener_get_port (f->listener), path);
+  return f->probe_url;
 }
 
-/* Runs the probe (while this process serves it) and returns its report. */
-static GKeyFile *
-probe (Fixture *f, const char *path, const char *case_name, ...)
-{
-  g_autoptr(GSubprocessLauncher) launcher =
-    g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE | G_SUBPROCESS_FLAGS_STDERR_PIPE);
-  g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
-  g_autoptr(GSubprocess) process = NULL;
-  g_autoptr(GError) error = NULL;
-  GKeyFile *report = g_key_file_new ();
-  Run run = { 0 };
-  const char *arg;
-  va_list ap;
-
-  g_ptr_array_add (argv, g_strdup ("node"));
-  g_ptr_array_add (argv, g_strdup ("ws-probe.mjs"));
-  g_ptr_array_add (argv, g_strdup ("--url"));
-  g_ptr_array_add (argv, g_strdup_printf ("ws://127.0.0.1:%u%s",
-                                          sofia_ws_listener_get_port (f->listener), path));
-  g_ptr_array_add (argv, g_strdup ("--case"));
-  g_ptr_array_add (argv, g_strdup (case_name));
-  va_start (ap, case_name);
-  while ((arg = va_arg (ap, const char *)) != NULL)
-    g_ptr_array_add (argv, g_strdup (arg));
-  va_end (ap);
-  g_ptr_array_add (argv, NULL);
-
-  g_subprocess_launcher_set_cwd (launcher, f->node_dir);
-  process = g_subprocess_launcher_spawnv (launcher, (const char * const *) argv->pdata, &error);
-  g_assert_no_error (error);
-  g_subprocess_communicate_utf8_async (process, NULL, NULL, on_probe_done, &run);
-  while (!run.done)
-    g_main_context_iteration (NULL, TRUE);
-
-  if (!g_key_file_load_from_data (report, run.out, -1, G_KEY_FILE_NONE, &error))
-    g_error ("probe %s printed no report (%s); stderr:\n%s", case_name, error->message, run.err);
-  g_test_message ("probe %s: %s", case_name, run.out);
-  g_free (run.out);
-  g_free (run.err);
-  return report;
-}
+#define probe(f, path, ...) test_ws_probe (probe_url ((f), (path)), __VA_ARGS__)
 
 static char *
 report_string (GKeyFile *report, const char *key)

@@ -28,6 +28,7 @@
 
 #include "support/drain.h"
 #include "support/sip-text.h"
+#include "support/ws-probe.h"
 
 /* What the application saw of a request. */
 typedef struct {
@@ -617,54 +618,15 @@ test_malformed (Fixture *f, gconstpointer data)
   g_assert_true (sofia_ws_transport_is_connected (SOFIA_WS_TRANSPORT (f->client)));
 }
 
-typedef struct {
-  gboolean done;
-  char *out;
-  char *err;
-} Run;
-
-static void
-on_probe_done (GObject *source, GAsyncResult *result, gpointer user_data)
-{
-  Run *run = user_data;
-  g_autoptr(GError) error = NULL;
-
-  g_subprocess_communicate_utf8_finish (G_SUBPROCESS (source), result, &run->out, &run->err,
-                                        &error);
-  g_assert_no_error (error);
-  run->done = TRUE;
-}
-
 static void
 test_fragmented (Fixture *f, gconstpointer data)
 {
-  g_autofree char *node_dir = g_test_build_filename (G_TEST_DIST, "interop", "node", NULL);
-  g_autofree char *modules = g_build_filename (node_dir, "node_modules", "ws", NULL);
-  g_autoptr(GSubprocessLauncher) launcher = NULL;
-  g_autoptr(GSubprocess) process = NULL;
-  g_autoptr(GKeyFile) report = g_key_file_new ();
-  g_autoptr(GError) error = NULL;
+  g_autoptr(GKeyFile) report = NULL;
   g_autofree char *reply = NULL;
-  Run run = { 0 };
 
-  if (!g_file_test (modules, G_FILE_TEST_IS_DIR))
-    {
-      g_test_skip ("tests/interop/node has no node_modules: run `npm ci` there");
-      return;
-    }
-  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE |
-                                        G_SUBPROCESS_FLAGS_STDERR_PIPE);
-  g_subprocess_launcher_set_cwd (launcher, node_dir);
-  process = g_subprocess_launcher_spawn (launcher, &error, "node", "ws-probe.mjs",
-                                         "--url", f->url, "--case", "fragmented", NULL);
-  g_assert_no_error (error);
-  g_subprocess_communicate_utf8_async (process, NULL, NULL, on_probe_done, &run);
-  WAIT_FOR (run.done, 30, "ws-probe.mjs");
-  if (!g_key_file_load_from_data (report, run.out, -1, G_KEY_FILE_NONE, &error))
-    g_error ("the probe printed no report (%s); stderr:\n%s", error->message, run.err);
-  g_test_message ("probe: %s", run.out);
-  g_free (run.out);
-  g_free (run.err);
+  if (!test_ws_probe_available ())
+    return;
+  report = test_ws_probe (f->url, "fragmented", NULL);
 
   reply = g_key_file_get_string (report, "probe", "reply", NULL);
   g_assert_nonnull (reply);
