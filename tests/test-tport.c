@@ -27,6 +27,7 @@
 #include <sofia-sip/tport_tag.h>
 
 #include "support/drain.h"
+#include "support/outcome.h"
 #include "support/sip-text.h"
 #include "support/ws-probe.h"
 
@@ -322,30 +323,6 @@ on_client_keepalive (SofiaWsWebSocket *ws, gboolean answered, Fixture *f)
     f->keepalives_answered++;
   else
     f->keepalives_missed++;
-}
-
-typedef struct {
-  gboolean done;
-  gboolean ok;
-  GError *error;
-} Outcome;
-
-static void
-on_connect_done (GObject *source, GAsyncResult *result, gpointer user_data)
-{
-  Outcome *o = user_data;
-
-  o->ok = sofia_ws_transport_connect_finish (SOFIA_WS_TRANSPORT (source), result, &o->error);
-  o->done = TRUE;
-}
-
-static void
-on_disconnect_done (GObject *source, GAsyncResult *result, gpointer user_data)
-{
-  Outcome *o = user_data;
-
-  o->ok = sofia_ws_transport_disconnect_finish (SOFIA_WS_TRANSPORT (source), result, &o->error);
-  o->done = TRUE;
 }
 
 static void

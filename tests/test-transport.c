@@ -4,6 +4,7 @@
 #include <sofia-ws/sofia-ws.h>
 
 #include "support/memory-transport.h"
+#include "support/outcome.h"
 
 typedef struct {
   MemoryTransport *a;
@@ -15,13 +16,6 @@ typedef struct {
   GPtrArray *sent;               /* a's message-sent arguments */
   guint state_notifies;
 } Fixture;
-
-/* The outcome of one async call. */
-typedef struct {
-  gboolean done;
-  gboolean ok;
-  GError *error;
-} Outcome;
 
 static void
 record (Fixture    *f,
@@ -129,39 +123,6 @@ static void
 outcome_clear (Outcome *o)
 {
   g_clear_error (&o->error);
-}
-
-static void
-on_connect_done (GObject *source, GAsyncResult *result, gpointer user_data)
-{
-  Outcome *o = user_data;
-
-  g_assert_false (o->done);
-  o->ok = sofia_ws_transport_connect_finish (SOFIA_WS_TRANSPORT (source), result, &o->error);
-  g_assert_true (o->ok == (o->error == NULL));
-  o->done = TRUE;
-}
-
-static void
-on_disconnect_done (GObject *source, GAsyncResult *result, gpointer user_data)
-{
-  Outcome *o = user_data;
-
-  g_assert_false (o->done);
-  o->ok = sofia_ws_transport_disconnect_finish (SOFIA_WS_TRANSPORT (source), result, &o->error);
-  g_assert_true (o->ok == (o->error == NULL));
-  o->done = TRUE;
-}
-
-static void
-on_send_done (GObject *source, GAsyncResult *result, gpointer user_data)
-{
-  Outcome *o = user_data;
-
-  g_assert_false (o->done);
-  o->ok = sofia_ws_transport_send_finish (SOFIA_WS_TRANSPORT (source), result, &o->error);
-  g_assert_true (o->ok == (o->error == NULL));
-  o->done = TRUE;
 }
 
 static void

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "support/drain.h"
+#include "support/outcome.h"
 
 typedef struct {
   SofiaWsListener *listener;
@@ -21,12 +22,6 @@ typedef struct {
   struct _Pki *pki;               /* wss cases: a CA and certificates made by the test */
   SofiaWsListener *wss;           /* wss cases: a listener serving wss with them */
 } Fixture;
-
-typedef struct {
-  gboolean done;
-  gboolean ok;
-  GError *error;
-} Outcome;
 
 static const char options_request[] =
   "OPTIONS sip:127.0.0.1 SIP/2.0\r\n"
@@ -134,33 +129,6 @@ fixture_teardown (Fixture *f, gconstpointer data)
   g_ptr_array_unref (f->client_received);
   g_ptr_array_unref (f->client_errors);
   g_free (f->url);
-}
-
-static void
-on_connect_done (GObject *source, GAsyncResult *result, gpointer user_data)
-{
-  Outcome *o = user_data;
-
-  o->ok = sofia_ws_transport_connect_finish (SOFIA_WS_TRANSPORT (source), result, &o->error);
-  o->done = TRUE;
-}
-
-static void
-on_disconnect_done (GObject *source, GAsyncResult *result, gpointer user_data)
-{
-  Outcome *o = user_data;
-
-  o->ok = sofia_ws_transport_disconnect_finish (SOFIA_WS_TRANSPORT (source), result, &o->error);
-  o->done = TRUE;
-}
-
-static void
-on_send_done (GObject *source, GAsyncResult *result, gpointer user_data)
-{
-  Outcome *o = user_data;
-
-  o->ok = sofia_ws_transport_send_finish (SOFIA_WS_TRANSPORT (source), result, &o->error);
-  o->done = TRUE;
 }
 
 /* Iterates until *flag or 10 s, and fails the test on the deadline. */
