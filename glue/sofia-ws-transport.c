@@ -12,7 +12,7 @@
  * The SIP.js `Transport` contract as an abstract GObject.
  *
  * A transport carries whole SIP messages to and from one peer. Subclasses implement the
- * vfunc pairs of [class@SofiaWs.TransportClass] (SIP.js's `connectPromise`,
+ * vfunc pairs of [struct@SofiaWs.TransportClass] (SIP.js's `connectPromise`,
  * `disconnectPromise`, `sendPromise`); the base class owns the state machine
  * ([enum@SofiaWs.TransportState]), joins concurrent callers, and emits the events in
  * the order SIP.js users know: `connecting`, `connected`, `disconnecting`, `disconnected`,
