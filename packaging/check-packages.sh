@@ -39,15 +39,16 @@ fi
 work=$(mktemp -d "${TMPDIR:-/tmp}/sofia-ws-packages.XXXXXXXX")
 log="$work/step.log"
 trap 'rm -rf "$work"' EXIT INT TERM HUP
-packages="libsofia-ws-1.0-0 libsofia-ws-dev gir1.2-sofiaws-1.0 sofia-ws-plugin"
+packages="libsofia-ws-1.0-0 libsofia-ws-dev gir1.2-sofiaws-1.0 sofia-ws-plugin libsofia-ws-doc"
 
-echo "1..10"
+echo "1..11"
 
 step "the packages build and lintian is clean" \
     env DEB_BUILD_OPTIONS=nocheck DEB_BUILD_PROFILES=nocheck "$top/packaging/build-deb.sh" "$work/debs"
 
 debs=$(ls "$work"/debs/libsofia-ws-1.0-0_*.deb "$work"/debs/libsofia-ws-dev_*.deb \
-          "$work"/debs/gir1.2-sofiaws-1.0_*.deb "$work"/debs/sofia-ws-plugin_*.deb 2>/dev/null)
+          "$work"/debs/gir1.2-sofiaws-1.0_*.deb "$work"/debs/sofia-ws-plugin_*.deb \
+          "$work"/debs/libsofia-ws-doc_*.deb 2>/dev/null)
 # shellcheck disable=SC2086 # the file names have no spaces
 step "apt installs the packages" \
     env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $debs
@@ -56,6 +57,13 @@ for t in c-api python-gi gjs-gi registrar-ws; do
     step "autopkgtest $t against the installed packages" \
         env AUTOPKGTEST_TMP="$work" "$top/packaging/debian/tests/$t"
 done
+
+# The API reference: the GObject classes and the page of the Sofia-SIP side, with its tags.
+step "the API reference is installed (GObject API and the Sofia-SIP page)" \
+    sh -c 'd=/usr/share/doc/sofia-ws-1.0 && test -f $d/index.html &&
+           test -f $d/class.WebSocket.html && test -f $d/class.Listener.html &&
+           grep -q sofia_ws_tport_add_listener $d/sofia-tport.html &&
+           grep -q WSTAG_MAX_CONNECTIONS $d/sofia-tport.html'
 
 step "the GI example test against the installed library and typelib" \
     env -u GI_TYPELIB_PATH -u LD_LIBRARY_PATH G_TEST_SRCDIR="$top/tests" \
@@ -81,7 +89,8 @@ leftovers () {
     ls -d /usr/include/sofia-ws-1.0 /usr/lib/*/libsofia-ws-1.0.so* \
           /usr/lib/*/pkgconfig/sofia-ws-1.0.pc /usr/lib/*/girepository-1.0/SofiaWs-1.0.typelib \
           /usr/share/gir-1.0/SofiaWs-1.0.gir /usr/lib/*/sofia-ws-1.0 /usr/bin/sofia-ws-registrar \
-          /usr/share/man/man1/sofia-ws-registrar.1.gz 2>/dev/null | sed 's/^/left behind: /'
+          /usr/share/man/man1/sofia-ws-registrar.1.gz /usr/share/doc/sofia-ws-1.0 \
+          /usr/share/devhelp/books/sofia-ws-1.0 2>/dev/null | sed 's/^/left behind: /'
 }
 leftovers >"$log" 2>&1
 if [ -s "$log" ]; then not_ok "nothing is left after the purge" "$log"; else ok "nothing is left after the purge"; fi
