@@ -33,6 +33,7 @@
 #include <sofia-sip/sip_header.h>
 #include <sofia-sip/sip_status.h>
 #include <sofia-sip/su_glib.h>
+#include <sofia-sip/su_log.h>
 #include <sofia-sip/tport_tag.h>
 #include <sofia-sip/url.h>
 
@@ -478,7 +479,15 @@ main (int argc, char **argv)
     self.root = su_root_create (&self);
   else
     {
+      /* Sofia's GLib glue announces its port at its default log level ("su_source_port_create()
+       * returns 0x..."): silenced, unless SOFIA_DEBUG asks for Sofia's logs. */
+      gboolean quiet_glue = g_getenv ("SOFIA_DEBUG") == NULL;
+
+      if (quiet_glue)
+        su_log_set_level (su_log_default, 0);
       self.root = su_glib_root_create (&self);
+      if (quiet_glue)
+        su_log_set_level (su_log_default, 3);   /* Sofia's default (su_default_log.c) */
       source = su_glib_root_gsource (self.root);
       g_source_attach (source, NULL);
     }
