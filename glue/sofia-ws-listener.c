@@ -3,6 +3,10 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <unistd.h>
 
 #include "sofia-ws-error.h"
 #include "sofia-ws-websocket-private.h"
@@ -82,6 +86,51 @@ enum {
 };
 
 static guint signals[N_SIGNALS];
+
+/* ---- peers ---------------------------------------------------------------------------- */
+
+/* A v4-mapped IPv6 address (a dual-stack socket's IPv4 peer) as the IPv4 address it is. */
+static void
+unmap_v4 (struct sockaddr_storage *sa)
+{
+  struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) sa;
+
+  if (sa->ss_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED (&in6->sin6_addr))
+    {
+      struct sockaddr_in in4 = { .sin_family = AF_INET, .sin_port = in6->sin6_port };
+
+      memcpy (&in4.sin_addr, &in6->sin6_addr.s6_addr[12], 4);
+      memset (sa, 0, sizeof *sa);
+      memcpy (sa, &in4, sizeof in4);
+    }
+}
+
+char *
+sofia_ws_listener_format_peer (int fd)
+{
+  struct sockaddr_storage sa;
+  socklen_t len = sizeof sa;
+  char host[INET6_ADDRSTRLEN] = "";
+
+  if (getpeername (fd, (struct sockaddr *) &sa, &len) != 0)
+    return g_strdup ("unknown");
+  unmap_v4 (&sa);
+  if (sa.ss_family == AF_INET)
+    {
+      struct sockaddr_in *in4 = (struct sockaddr_in *) &sa;
+
+      inet_ntop (AF_INET, &in4->sin_addr, host, sizeof host);
+      return g_strdup_printf ("%s:%u", host, g_ntohs (in4->sin_port));
+    }
+  if (sa.ss_family == AF_INET6)
+    {
+      struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &sa;
+
+      inet_ntop (AF_INET6, &in6->sin6_addr, host, sizeof host);
+      return g_strdup_printf ("[%s]:%u", host, g_ntohs (in6->sin6_port));
+    }
+  return g_strdup ("unknown");
+}
 
 /* ---- handshake ------------------------------------------------------------------------ */
 
@@ -267,6 +316,100 @@ sofia_ws_listener_new (void)
   return g_object_new (SOFIA_WS_TYPE_LISTENER, NULL);
 }
 
+/* ---- the bound address ----------------------------------------------------------------- */
+
+static gboolean
+ipv6_available (void)
+{
+  static gsize result = 0;
+
+  if (g_once_init_enter (&result))
+    {
+      int fd = socket (AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+      if (fd >= 0)
+        close (fd);
+      g_once_init_leave (&result, fd >= 0 ? 2 : 1);
+    }
+  return result == 2;
+}
+
+/* What lws binds for the address property: the interface (a numeric address, or NULL for the
+ * wildcard) and the options that choose the socket's family.
+ *
+ * lws 4.1.6 built with IPv6 (as Debian builds it) makes every listen socket AF_INET6 unless the
+ * vhost has LWS_SERVER_OPTION_DISABLE_IPV6, and then writes an IPv4 iface with inet_pton()
+ * into the sockaddr_in6 at sockaddr_in's offset (sin6_flowinfo), leaving sin6_addr "::": the
+ * socket listens on every address, both families. So an IPv4 address gets an AF_INET socket
+ * (DISABLE_IPV6), and an IPv6 one an IPV6_V6ONLY socket, which binds exactly that address.
+ *
+ * "*" (and an empty or NULL address) means every address of both families (one dual-stack
+ * socket; IPv4 peers are still reported as IPv4 addresses); "0.0.0.0" every IPv4 address only,
+ * "::" every IPv6 address only. A host name is resolved, and its first address bound. */
+static gboolean
+choose_bind_address (SofiaWsListener  *self,
+                     const char      **iface,
+                     guint64          *options,
+                     GError          **error)
+{
+  g_autoptr(GInetAddress) address = NULL;
+  const char *text = self->address;
+
+  *iface = NULL;
+  if (text == NULL || text[0] == '\0' || strcmp (text, "*") == 0)
+    {
+      if (ipv6_available ())
+        *options |= LWS_SERVER_OPTION_IPV6_V6ONLY_MODIFY;      /* V6ONLY off: dual-stack */
+      else
+        *options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+      return TRUE;
+    }
+
+  address = g_inet_address_new_from_string (text);
+  if (address == NULL)
+    {
+      g_autoptr(GResolver) resolver = g_resolver_get_default ();
+      g_autolist(GInetAddress) found = NULL;
+      g_autoptr(GError) local_error = NULL;
+
+      found = g_resolver_lookup_by_name (resolver, text, NULL, &local_error);
+      if (found == NULL)
+        {
+          g_set_error (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_INVALID_ARGUMENT,
+                       "Cannot listen on %s: %s", text, local_error->message);
+          return FALSE;
+        }
+      address = g_object_ref (found->data);
+    }
+
+  if (g_inet_address_get_family (address) == G_SOCKET_FAMILY_IPV6)
+    {
+      const guint8 *bytes = g_inet_address_to_bytes (address);
+      static const guint8 v4_mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+      if (memcmp (bytes, v4_mapped, sizeof v4_mapped) == 0)
+        {
+          GInetAddress *v4 = g_inet_address_new_from_bytes (bytes + 12, G_SOCKET_FAMILY_IPV4);
+
+          g_object_unref (address);
+          address = v4;
+        }
+    }
+
+  if (g_inet_address_get_family (address) == G_SOCKET_FAMILY_IPV4)
+    *options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+  else
+    *options |= LWS_SERVER_OPTION_IPV6_V6ONLY_MODIFY | LWS_SERVER_OPTION_IPV6_V6ONLY_VALUE;
+  if (!g_inet_address_get_is_any (address))
+    {
+      g_autofree char *numeric = g_inet_address_to_string (address);
+
+      /* lws keeps the pointer for the vhost's life. */
+      *iface = g_intern_string (numeric);
+    }
+  return TRUE;
+}
+
 /**
  * sofia_ws_listener_start:
  * @self: a #SofiaWsListener
@@ -282,6 +425,8 @@ sofia_ws_listener_start (SofiaWsListener  *self,
                          GError          **error)
 {
   struct lws_context_creation_info info = { 0 };
+  const char *iface = NULL;
+  guint64 bind_options = 0;
   gboolean secure;
   VhostData *data;
 
@@ -307,6 +452,9 @@ sofia_ws_listener_start (SofiaWsListener  *self,
       return FALSE;
     }
 
+  if (!choose_bind_address (self, &iface, &bind_options, error))
+    return FALSE;
+
   if (self->loop == NULL)
     {
       self->loop = sofia_ws_loop_ref_for_context (self->context, error);
@@ -326,11 +474,11 @@ sofia_ws_listener_start (SofiaWsListener  *self,
   /* lws keeps these pointers for the vhost's life, which may end after the listener's:
    * static or interned strings only. */
   info.vhost_name = "sofia-ws-listener";
-  info.iface = g_intern_string (self->address);
+  info.iface = iface;
   info.port = self->port;
   info.protocols = sofia_ws_loop_protocols;
   info.user = data;
-  info.options = LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND;
+  info.options = LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND | bind_options;
   info.retry_and_idle_policy =
     sofia_ws_loop_get_liveness_policy (self->loop, self->ping_interval,
                                        self->ping_interval + self->ping_timeout);
@@ -619,7 +767,11 @@ sofia_ws_listener_class_init (SofiaWsListenerClass *klass)
   /**
    * SofiaWsListener:address:
    *
-   * The IP address to listen on.
+   * The address to listen on: an IPv4 or IPv6 address, which is bound exactly (an IPv4
+   * address gets an IPv4 socket, an IPv6 address an IPv6-only one), or a host name, whose
+   * first resolved address is bound. "0.0.0.0" listens on every IPv4 address, "::" on every
+   * IPv6 address, and "*" (or %NULL) on every address of both families; there, IPv4 peers
+   * are still reported with their IPv4 addresses.
    */
   properties[PROP_ADDRESS] = g_param_spec_string ("address", NULL, NULL, "127.0.0.1", rw);
 

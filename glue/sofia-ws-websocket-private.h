@@ -34,6 +34,10 @@ int sofia_ws_listener_handle_callback (struct lws                *wsi,
                                        void                      *in,
                                        size_t                     len);
 
+/* The peer of an accepted socket as "1.2.3.4:5" or "[::1]:5", a dual-stack socket's IPv4
+ * peers (v4-mapped) as IPv4. */
+char *sofia_ws_listener_format_peer (int fd);
+
 void sofia_ws_listener_connection_closed (SofiaWsListener  *self,
                                           SofiaWsWebSocket *connection);
 

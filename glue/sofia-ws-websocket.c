@@ -1426,24 +1426,13 @@ sofia_ws_websocket_new_accepted (SofiaWsLoop     *loop,
                                          "ping-timeout", ping_timeout,
                                          "trace-sip", trace_sip,
                                          NULL);
-  char address[128] = "";
-  struct sockaddr_storage peer;
-  socklen_t peer_len = sizeof peer;
-  guint16 port = 0;
-
   self->accepted = TRUE;
   self->loop = sofia_ws_loop_ref (loop);
   self->wsi = wsi;
   self->secure = sofia_ws_listener_get_is_secure (listener);
   self->listener = listener;
 
-  lws_get_peer_simple (wsi, address, sizeof address);
-  if (getpeername (lws_get_socket_fd (wsi), (struct sockaddr *) &peer, &peer_len) == 0)
-    port = g_ntohs (peer.ss_family == AF_INET6 ? ((struct sockaddr_in6 *) &peer)->sin6_port
-                                               : ((struct sockaddr_in *) &peer)->sin_port);
-  self->remote_address = strchr (address, ':') != NULL
-                           ? g_strdup_printf ("[%s]:%u", address, port)
-                           : g_strdup_printf ("%s:%u", address, port);
+  self->remote_address = sofia_ws_listener_format_peer (lws_get_socket_fd (wsi));
   lws_set_opaque_user_data (wsi, self);
   self->last_alive = g_get_monotonic_time ();
 
