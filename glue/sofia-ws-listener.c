@@ -154,13 +154,18 @@ origin_allowed (SofiaWsListener *self,
                 struct lws      *wsi)
 {
   char origin[512] = "";
+  int len;
 
   if (self->allowed_origins == NULL || self->allowed_origins[0] == NULL)
     return TRUE;
-  if (lws_hdr_copy (wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN) <= 0)
+  len = lws_hdr_copy (wsi, origin, sizeof origin, WSI_TOKEN_ORIGIN);
+  if (len <= 0)
     return FALSE;
+  /* The header's whole length: lws keeps a NUL in a header value, and a comparison as C
+   * strings would let "https://good.example\0.evil" pass as "https://good.example". */
   for (guint i = 0; self->allowed_origins[i] != NULL; i++)
-    if (g_ascii_strcasecmp (self->allowed_origins[i], origin) == 0)
+    if (strlen (self->allowed_origins[i]) == (size_t) len &&
+        g_ascii_strncasecmp (self->allowed_origins[i], origin, len) == 0)
       return TRUE;
   return FALSE;
 }
@@ -171,10 +176,12 @@ path_matches (SofiaWsListener *self,
 {
   char uri[1024] = "";
   char *query;
+  int len;
 
   if (self->path == NULL)
     return TRUE;
-  if (lws_hdr_copy (wsi, uri, sizeof uri, WSI_TOKEN_GET_URI) <= 0)
+  len = lws_hdr_copy (wsi, uri, sizeof uri, WSI_TOKEN_GET_URI);
+  if (len <= 0 || strlen (uri) != (size_t) len)        /* no NUL inside either */
     return FALSE;
   query = strchr (uri, '?');
   if (query != NULL)

@@ -319,6 +319,17 @@ raw_request (const char *extra,
   return request;
 }
 
+/* The status of an HTTP response head (lws answers refusals in HTTP/1.0), or 0. */
+static int
+http_status (GString *response)
+{
+  int status = 0;
+
+  if (g_str_has_prefix (response->str, "HTTP/1.") && response->len > 12)
+    status = atoi (response->str + 9);
+  return status;
+}
+
 /* Sends @request on @fd and returns the response head the server answers with. */
 static GString *
 raw_exchange (int      fd,
@@ -343,7 +354,7 @@ raw_open (const char *host,
 
   g_assert_cmpint (fd, >=, 0);
   response = raw_exchange (fd, request);
-  g_assert_true (g_str_has_prefix (response->str, "HTTP/1.1 101 "));
+  g_assert_cmpint (http_status (response), ==, 101);
   return fd;
 }
 
@@ -911,6 +922,35 @@ test_bind_all_ipv4 (Fixture *f, gconstpointer data)
   g_assert_true (g_str_has_prefix (remote, "127.0.0.1:"));
 }
 
+/* Issue 12: "https://good.example\0.evil" passed the allowlist as "https://good.example". */
+static void
+test_origin_with_nul (Fixture *f, gconstpointer data)
+{
+  static const char with_nul[] = "Origin: https://app.example.com\0.evil.example\r\n";
+  static const char exact[] = "Origin: https://app.example.com\r\n";
+  const char *allowed[] = { "https://app.example.com", NULL };
+  g_autoptr(GString) bad_request = raw_request (with_nul, sizeof with_nul - 1);
+  g_autoptr(GString) good_request = raw_request (exact, sizeof exact - 1);
+  g_autoptr(GString) bad = NULL, good = NULL;
+  guint16 port;
+  int fd;
+
+  g_object_set (f->listener, "allowed-origins", allowed, NULL);
+  start_on (f, "127.0.0.1");
+  port = sofia_ws_listener_get_port (f->listener);
+
+  fd = raw_connect ("127.0.0.1", port, NULL);
+  bad = raw_exchange (fd, bad_request);
+  close (fd);
+  g_assert_cmpint (http_status (bad), ==, 403);
+
+  fd = raw_connect ("127.0.0.1", port, NULL);
+  good = raw_exchange (fd, good_request);
+  close (fd);
+  g_assert_cmpint (http_status (good), ==, 101);
+  g_assert_cmpuint (f->connections->len, ==, 1);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -933,6 +973,7 @@ main (int argc, char **argv)
   ADD ("peer-vanishes", test_peer_vanishes);
   ADD ("server-close-code", test_server_close_code);
   ADD ("listener-stop-going-away", test_listener_stop_going_away);
+  ADD ("origin-with-nul", test_origin_with_nul);
   ADD ("bind/ipv4", test_bind_ipv4);
   ADD ("bind/other-loopback", test_bind_other_loopback);
   ADD ("bind/ipv6", test_bind_ipv6);
