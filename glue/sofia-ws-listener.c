@@ -242,12 +242,19 @@ sofia_ws_listener_handle_callback (struct lws                *wsi,
                                    void                      *in,
                                    size_t                     len)
 {
-  struct lws_vhost *vhost = lws_get_vhost (wsi);
+  struct lws_vhost *vhost = wsi != NULL ? lws_get_vhost (wsi) : NULL;
   VhostData *data = vhost != NULL ? lws_get_vhost_user (vhost) : NULL;
   g_autoptr(SofiaWsListener) self = NULL;
+  gboolean handshaking;
 
+  /* Every callback of a wsi without a connection comes here: the handshake steps hang up
+   * when there is no listener to judge them, anything else is not ours to refuse. */
+  handshaking = reason == LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION ||
+                reason == LWS_CALLBACK_ESTABLISHED ||
+                reason == LWS_CALLBACK_HTTP_CONFIRM_UPGRADE ||
+                reason == LWS_CALLBACK_HTTP;
   if (data == NULL)
-    return reason == LWS_CALLBACK_PROTOCOL_DESTROY ? 0 : -1;
+    return handshaking ? -1 : 0;
 
   if (reason == LWS_CALLBACK_PROTOCOL_DESTROY)
     {
@@ -258,7 +265,7 @@ sofia_ws_listener_handle_callback (struct lws                *wsi,
 
   self = g_weak_ref_get (&data->listener);
   if (self == NULL)
-    return -1;
+    return handshaking ? -1 : 0;
   if (self->vhost == NULL && reason == LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION)
     return refuse (self, wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "The listener is stopping");
 
@@ -268,6 +275,16 @@ sofia_ws_listener_handle_callback (struct lws                *wsi,
       return filter_handshake (self, wsi);
     case LWS_CALLBACK_ESTABLISHED:
       return accept_connection (self, wsi);
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+      /* lws would switch to HTTP/2 on "Upgrade: h2c", which has no WebSocket handshake (nor
+       * its limits) and then holds the connection as long as the client likes. */
+      if (in == NULL || g_ascii_strcasecmp (in, "websocket") != 0)
+        return refuse (self, wsi, HTTP_STATUS_BAD_REQUEST, "Only WebSocket upgrades are served");
+      return 0;
+    case LWS_CALLBACK_HTTP:
+      /* Plain HTTP, which lws would otherwise leave unanswered and open. */
+      return refuse (self, wsi, HTTP_STATUS_BAD_REQUEST,
+                     "A SIP WebSocket service: a WebSocket upgrade is required");
     default:
       return 0;
     }
@@ -491,6 +508,9 @@ sofia_ws_listener_start (SofiaWsListener  *self,
                                        self->ping_interval + self->ping_timeout);
   if (secure)
     {
+      /* HTTP/1.1 only: lws offers h2 by default, and browsers then carry WebSockets over
+       * HTTP/2 streams (RFC 8441), many on one TCP connection, all with the same address. */
+      info.alpn = "http/1.1";
       /* Without it on the vhost too, lws silently listens in plain ws. */
       info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
       info.ssl_cert_filepath = g_intern_string (self->tls_certificate_file);

@@ -1105,8 +1105,8 @@ sofia_ws_loop_protocol_callback (struct lws               *wsi,
     }
 
   self = wsi != NULL ? lws_get_opaque_user_data (wsi) : NULL;
-  if (self == NULL)
-    return 0;
+  if (self == NULL)         /* no connection (yet): a listener's wsi, or none of ours */
+    return sofia_ws_listener_handle_callback (wsi, reason, in, len);
   return sofia_ws_websocket_handle_callback (self, wsi, reason, in, len);
 }
 

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "support/drain.h"
+#include "support/registrar-peer.h"
 #include "support/sip-text.h"
 #include "support/ws-probe.h"
 
@@ -951,6 +952,95 @@ test_origin_with_nul (Fixture *f, gconstpointer data)
   g_assert_cmpuint (f->connections->len, ==, 1);
 }
 
+static void
+on_subprocess_done (GObject *source, GAsyncResult *result, gpointer user_data)
+{
+  char **output = user_data;
+  g_autoptr(GError) error = NULL;
+
+  g_subprocess_communicate_utf8_finish (G_SUBPROCESS (source), result, output, NULL, &error);
+  g_assert_no_error (error);
+  if (*output == NULL)
+    *output = g_strdup ("");
+}
+
+/* Issue 12: the wss listener offered h2, and browsers multiplexed WebSockets over it. */
+static void
+test_alpn_http11_only (Fixture *f, gconstpointer data)
+{
+  g_autoptr(TestCertificate) certificate = NULL;
+  g_autoptr(GSubprocess) client = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *target = NULL, *output = NULL;
+  gint64 deadline = g_get_monotonic_time () + 20 * G_USEC_PER_SEC;
+
+  if (g_find_program_in_path ("openssl") == NULL)
+    {
+      g_test_skip ("openssl(1) is not installed");
+      return;
+    }
+  certificate = test_certificate_new ("127.0.0.1");
+  g_object_set (f->listener, "tls-certificate-file", certificate->certificate,
+                "tls-key-file", certificate->key, NULL);
+  start_on (f, "127.0.0.1");
+  target = g_strdup_printf ("127.0.0.1:%u", sofia_ws_listener_get_port (f->listener));
+  /* stdin at its end: s_client reports the handshake and leaves. */
+  client = g_subprocess_new (G_SUBPROCESS_FLAGS_STDIN_PIPE | G_SUBPROCESS_FLAGS_STDOUT_PIPE |
+                             G_SUBPROCESS_FLAGS_STDERR_MERGE, &error,
+                             "openssl", "s_client", "-connect", target, "-alpn", "h2,http/1.1",
+                             NULL);
+  g_assert_no_error (error);
+  g_subprocess_communicate_utf8_async (client, "", NULL, on_subprocess_done, &output);
+  while (output == NULL)
+    {
+      if (g_get_monotonic_time () > deadline)
+        {
+          g_subprocess_force_exit (client);
+          g_assert_not_reached ();
+        }
+      g_main_context_iteration (NULL, TRUE);
+    }
+  g_assert_nonnull (strstr (output, "ALPN protocol: http/1.1"));
+}
+
+/* Issue 12: "Upgrade: h2c" switched to HTTP/2 and was held, out of every limit. */
+static void
+test_h2c_refused (Fixture *f, gconstpointer data)
+{
+  static const char h2c[] = "GET / HTTP/1.1\r\n"
+                            "Host: 127.0.0.1\r\n"
+                            "Connection: Upgrade, HTTP2-Settings\r\n"
+                            "Upgrade: h2c\r\n"
+                            "HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n"
+                            "\r\n";
+  g_autoptr(GString) response = g_string_new ("");
+  int fd;
+
+  start_on (f, "127.0.0.1");
+  fd = raw_connect ("127.0.0.1", sofia_ws_listener_get_port (f->listener), NULL);
+  raw_send (fd, h2c, sizeof h2c - 1);
+  g_assert_cmpfloat (raw_wait_closed (fd, 5, response), >=, 0);
+  close (fd);
+  g_assert_cmpint (http_status (response), ==, 400);
+  assert_still_serving (f);
+}
+
+/* Plain HTTP got no answer and stayed open. */
+static void
+test_plain_http_refused (Fixture *f, gconstpointer data)
+{
+  static const char get[] = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+  g_autoptr(GString) response = g_string_new ("");
+  int fd;
+
+  start_on (f, "127.0.0.1");
+  fd = raw_connect ("127.0.0.1", sofia_ws_listener_get_port (f->listener), NULL);
+  raw_send (fd, get, sizeof get - 1);
+  g_assert_cmpfloat (raw_wait_closed (fd, 5, response), >=, 0);
+  close (fd);
+  g_assert_cmpint (http_status (response), ==, 400);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -974,6 +1064,9 @@ main (int argc, char **argv)
   ADD ("server-close-code", test_server_close_code);
   ADD ("listener-stop-going-away", test_listener_stop_going_away);
   ADD ("origin-with-nul", test_origin_with_nul);
+  ADD ("alpn-http11-only", test_alpn_http11_only);
+  ADD ("h2c-refused", test_h2c_refused);
+  ADD ("plain-http-refused", test_plain_http_refused);
   ADD ("bind/ipv4", test_bind_ipv4);
   ADD ("bind/other-loopback", test_bind_other_loopback);
   ADD ("bind/ipv6", test_bind_ipv6);
