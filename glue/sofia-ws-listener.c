@@ -24,9 +24,15 @@
  *
  * The handshake is refused with an HTTP status when the client does not offer the `sip`
  * subprotocol (400), asks for another [property@SofiaWs.Listener:path] (404), sends an Origin
- * outside [property@SofiaWs.Listener:allowed-origins] (403), or when
- * [property@SofiaWs.Listener:max-connections] are open (503). The response always selects
- * `sip`.
+ * outside [property@SofiaWs.Listener:allowed-origins] (403), asks for another upgrade than
+ * WebSocket (such as h2c) or none (400), or comes while the listener is stopping (503). The
+ * response always selects `sip`. TLS offers HTTP/1.1 only (ALPN), never HTTP/2.
+ *
+ * Connections are counted from the TCP accept: beyond
+ * [property@SofiaWs.Listener:max-connections] or
+ * [property@SofiaWs.Listener:max-connections-per-address] they are closed at once, and a
+ * connection that has not completed its handshake within
+ * [property@SofiaWs.Listener:handshake-timeout] is closed then.
  */
 
 struct _SofiaWsListener
@@ -40,6 +46,9 @@ struct _SofiaWsListener
   char *tls_key_file;
   GStrv allowed_origins;
   guint max_connections;
+  guint max_connections_per_address;
+  guint max_partial_bytes;
+  guint handshake_timeout;
   guint max_message_size;
   guint ping_interval;
   guint ping_timeout;
@@ -52,8 +61,22 @@ struct _SofiaWsListener
   GSource *grace_source;          /* stopped: the time left for the connections to close */
   GPtrArray *stop_waiters;        /* GTask * of stop_async, until the port is released */
   guint16 bound_port;
-  GHashTable *connections;        /* SofiaWsWebSocket * (strong) */
+  GHashTable *connections;        /* SofiaWsWebSocket * (strong) -> Peer * */
+  GHashTable *handshaking;        /* struct lws * -> Peer *: accepted, handshake not done */
+  GQueue deadlines;               /* Peer * of handshaking, by deadline (their link) */
+  GSource *deadline_source;       /* ready at the first deadline */
+  GHashTable *per_address;        /* peer key -> count of its handshaking and connections */
+  gsize partial_bytes;            /* of the connections' unfinished messages, in all */
 };
+
+/* One accepted TCP connection, counted from accept() to close against the limits. */
+typedef struct {
+  char *key;                      /* its address, as per_address counts it */
+  struct lws *wsi;                /* while handshaking */
+  gint64 deadline;                /* while handshaking: monotonic time it is dropped at */
+  GList link;                     /* while handshaking with a deadline: in deadlines */
+  gsize partial;                  /* once connected: bytes of its unfinished message */
+} Peer;
 
 /* The vhost's user data: it may outlive the listener until lws destroys the vhost. */
 typedef struct {
@@ -71,6 +94,9 @@ enum {
   PROP_TLS_KEY_FILE,
   PROP_ALLOWED_ORIGINS,
   PROP_MAX_CONNECTIONS,
+  PROP_MAX_CONNECTIONS_PER_ADDRESS,
+  PROP_MAX_PARTIAL_BYTES,
+  PROP_HANDSHAKE_TIMEOUT,
   PROP_MAX_MESSAGE_SIZE,
   PROP_PING_INTERVAL,
   PROP_PING_TIMEOUT,
@@ -130,6 +156,193 @@ sofia_ws_listener_format_peer (int fd)
       return g_strdup_printf ("[%s]:%u", host, g_ntohs (in6->sin6_port));
     }
   return g_strdup ("unknown");
+}
+
+/* What connections from one address count against: the IPv4 address, or the IPv6 /64 (a
+ * single host usually has a whole /64 to pick addresses from). */
+static char *
+peer_key (int fd)
+{
+  struct sockaddr_storage sa;
+  socklen_t len = sizeof sa;
+  char host[INET6_ADDRSTRLEN] = "";
+
+  if (getpeername (fd, (struct sockaddr *) &sa, &len) != 0)
+    return NULL;
+  unmap_v4 (&sa);
+  if (sa.ss_family == AF_INET)
+    {
+      inet_ntop (AF_INET, &((struct sockaddr_in *) &sa)->sin_addr, host, sizeof host);
+      return g_strdup (host);
+    }
+  if (sa.ss_family == AF_INET6)
+    {
+      struct in6_addr prefix = ((struct sockaddr_in6 *) &sa)->sin6_addr;
+
+      memset (&prefix.s6_addr[8], 0, 8);
+      inet_ntop (AF_INET6, &prefix, host, sizeof host);
+      return g_strdup_printf ("%s/64", host);
+    }
+  return NULL;
+}
+
+static guint
+count_of (SofiaWsListener *self,
+          const char      *key)
+{
+  return GPOINTER_TO_UINT (g_hash_table_lookup (self->per_address, key));
+}
+
+static Peer *
+peer_new (SofiaWsListener *self,
+          char            *key)
+{
+  Peer *peer = g_new0 (Peer, 1);
+
+  peer->key = key;
+  peer->link.data = peer;
+  g_hash_table_insert (self->per_address, g_strdup (key),
+                       GUINT_TO_POINTER (count_of (self, key) + 1));
+  return peer;
+}
+
+static void
+peer_stop_deadline (SofiaWsListener *self,
+                    Peer            *peer)
+{
+  if (peer->deadline != 0)
+    g_queue_unlink (&self->deadlines, &peer->link);
+  peer->deadline = 0;
+}
+
+static void
+peer_free (SofiaWsListener *self,
+           Peer            *peer)
+{
+  guint count = count_of (self, peer->key);
+
+  peer_stop_deadline (self, peer);
+  self->partial_bytes -= peer->partial;
+  if (count > 1)
+    g_hash_table_insert (self->per_address, g_strdup (peer->key), GUINT_TO_POINTER (count - 1));
+  else
+    g_hash_table_remove (self->per_address, peer->key);
+  g_free (peer->key);
+  g_free (peer);
+}
+
+/* Drops the handshakes whose time is up; lws closes them on its next turn. */
+static gboolean
+on_deadline (gpointer user_data)
+{
+  SofiaWsListener *self = user_data;
+  gint64 now = g_get_monotonic_time ();
+  struct lws *last = NULL;
+  GList *head;
+
+  while ((head = self->deadlines.head) != NULL && ((Peer *) head->data)->deadline <= now)
+    {
+      Peer *peer = head->data;
+      g_autofree char *name = sofia_ws_listener_format_peer (lws_get_socket_fd (peer->wsi));
+
+      g_debug ("listener %s:%u: %s did not complete its handshake within %u s: dropped",
+               self->address, self->bound_port, name, self->handshake_timeout);
+      /* Counted until lws has closed it (LWS_CALLBACK_WSI_DESTROY). lws re-arms its own
+       * timeouts as a handshake moves on, which may undo this one: one more term then. */
+      g_queue_unlink (&self->deadlines, head);
+      peer->deadline = now + self->handshake_timeout * G_USEC_PER_SEC;
+      g_queue_push_tail_link (&self->deadlines, head);
+      lws_set_timeout (peer->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+      last = peer->wsi;
+    }
+  if (last != NULL)
+    sofia_ws_loop_wake (self->loop, last);
+  head = self->deadlines.head;
+  g_source_set_ready_time (self->deadline_source,
+                           head != NULL ? ((Peer *) head->data)->deadline : -1);
+  return G_SOURCE_CONTINUE;
+}
+
+static gboolean
+deadline_source_dispatch (GSource     *source,
+                          GSourceFunc  callback,
+                          gpointer     user_data)
+{
+  return callback (user_data);
+}
+
+static GSourceFuncs deadline_source_funcs = {
+  .dispatch = deadline_source_dispatch,
+};
+
+/* A new TCP connection (before TLS and HTTP): counted from now, or refused at once. */
+static int
+admit (SofiaWsListener *self,
+       struct lws      *wsi)
+{
+  g_autofree char *key = peer_key (lws_get_socket_fd (wsi));
+  guint open;
+  Peer *peer;
+
+  if (key == NULL || self->vhost == NULL)
+    return -1;
+  /* Refused by closing, before any byte is read: the cheapest answer to a flood. */
+  open = g_hash_table_size (self->handshaking) + g_hash_table_size (self->connections);
+  if (self->max_connections > 0 && open >= self->max_connections)
+    {
+      g_debug ("listener %s:%u: refused a connection from %s: %u connections open",
+               self->address, self->bound_port, key, open);
+      return -1;
+    }
+  if (self->max_connections_per_address > 0 &&
+      count_of (self, key) >= self->max_connections_per_address)
+    {
+      g_debug ("listener %s:%u: refused a connection from %s: it has %u open",
+               self->address, self->bound_port, key, count_of (self, key));
+      return -1;
+    }
+
+  peer = peer_new (self, g_steal_pointer (&key));
+  peer->wsi = wsi;
+  g_hash_table_insert (self->handshaking, wsi, peer);
+  if (self->handshake_timeout > 0)
+    {
+      /* Same timeout for all: the queue stays in deadline order. */
+      peer->deadline = g_get_monotonic_time () + self->handshake_timeout * G_USEC_PER_SEC;
+      g_queue_push_tail_link (&self->deadlines, &peer->link);
+      if (g_source_get_ready_time (self->deadline_source) == -1)
+        g_source_set_ready_time (self->deadline_source, peer->deadline);
+    }
+  return 0;
+}
+
+/* lws is freeing a wsi that never became a connection. */
+static void
+forget_wsi (SofiaWsListener *self,
+            struct lws      *wsi)
+{
+  Peer *peer = g_hash_table_lookup (self->handshaking, wsi);
+
+  if (peer != NULL)
+    {
+      g_hash_table_remove (self->handshaking, wsi);
+      peer_free (self, peer);
+    }
+}
+
+/* The handshakes of a context that is going away: its wsis go with it. */
+static void
+forget_handshakes (SofiaWsListener *self)
+{
+  GHashTableIter iter;
+  gpointer peer;
+
+  g_hash_table_iter_init (&iter, self->handshaking);
+  while (g_hash_table_iter_next (&iter, NULL, &peer))
+    {
+      g_hash_table_iter_remove (&iter);
+      peer_free (self, peer);
+    }
 }
 
 /* ---- handshake ------------------------------------------------------------------------ */
@@ -215,8 +428,6 @@ filter_handshake (SofiaWsListener *self,
     return refuse (self, wsi, HTTP_STATUS_NOT_FOUND, "No SIP WebSocket service at this path");
   if (!origin_allowed (self, wsi))
     return refuse (self, wsi, HTTP_STATUS_FORBIDDEN, "Origin not allowed");
-  if (self->max_connections > 0 && g_hash_table_size (self->connections) >= self->max_connections)
-    return refuse (self, wsi, HTTP_STATUS_SERVICE_UNAVAILABLE, "Too many connections");
   return 0;
 }
 
@@ -225,11 +436,25 @@ accept_connection (SofiaWsListener *self,
                    struct lws      *wsi)
 {
   g_autoptr(SofiaWsWebSocket) connection = NULL;
+  Peer *peer = g_hash_table_lookup (self->handshaking, wsi);
 
+  if (peer != NULL)
+    {
+      g_hash_table_remove (self->handshaking, wsi);
+      peer_stop_deadline (self, peer);
+      peer->wsi = NULL;
+    }
+  else
+    {
+      /* Not seen at accept (lws's own streams, if any): counted from now. */
+      char *key = peer_key (lws_get_socket_fd (wsi));
+
+      peer = peer_new (self, key != NULL ? key : g_strdup ("unknown"));
+    }
   connection = sofia_ws_websocket_new_accepted (self->loop, wsi, self, self->max_message_size,
                                                 self->ping_interval, self->ping_timeout,
                                                 self->trace_sip);
-  g_hash_table_add (self->connections, g_object_ref (connection));
+  g_hash_table_insert (self->connections, g_object_ref (connection), peer);
   g_debug ("listener %s:%u: accepted %s", self->address, self->bound_port,
            sofia_ws_websocket_get_remote_address (connection));
   g_signal_emit (self, signals[SIGNAL_ACCEPTED], 0, connection);
@@ -251,6 +476,7 @@ sofia_ws_listener_handle_callback (struct lws                *wsi,
    * when there is no listener to judge them, anything else is not ours to refuse. */
   handshaking = reason == LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION ||
                 reason == LWS_CALLBACK_ESTABLISHED ||
+                reason == LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED ||
                 reason == LWS_CALLBACK_HTTP_CONFIRM_UPGRADE ||
                 reason == LWS_CALLBACK_HTTP;
   if (data == NULL)
@@ -273,6 +499,11 @@ sofia_ws_listener_handle_callback (struct lws                *wsi,
     {
     case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
       return filter_handshake (self, wsi);
+    case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
+      return admit (self, wsi);
+    case LWS_CALLBACK_WSI_DESTROY:
+      forget_wsi (self, wsi);
+      return 0;
     case LWS_CALLBACK_ESTABLISHED:
       return accept_connection (self, wsi);
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
@@ -302,6 +533,7 @@ destroy_lws (SofiaWsListener *self)
     {
       g_autoptr(GPtrArray) waiters = g_steal_pointer (&self->stop_waiters);
 
+      forget_handshakes (self);
       self->stop_waiters = g_ptr_array_new_with_free_func (g_object_unref);
       sofia_ws_loop_destroy_server_context (self->loop, g_steal_pointer (&self->lws), waiters);
     }
@@ -321,7 +553,13 @@ void
 sofia_ws_listener_connection_closed (SofiaWsListener  *self,
                                      SofiaWsWebSocket *connection)
 {
-  g_hash_table_remove (self->connections, connection);
+  Peer *peer = g_hash_table_lookup (self->connections, connection);
+
+  if (peer != NULL)
+    {
+      g_hash_table_remove (self->connections, connection);
+      peer_free (self, peer);
+    }
   /* Stopped, and the last connection has said goodbye: release the port now. */
   if (self->vhost == NULL && self->lws != NULL && g_hash_table_size (self->connections) == 0)
     destroy_lws (self);
@@ -484,6 +722,14 @@ sofia_ws_listener_start (SofiaWsListener  *self,
       self->loop = sofia_ws_loop_ref_for_context (self->context, error);
       if (self->loop == NULL)
         return FALSE;
+    }
+
+  if (self->deadline_source == NULL)
+    {
+      self->deadline_source = g_source_new (&deadline_source_funcs, sizeof (GSource));
+      g_source_set_callback (self->deadline_source, on_deadline, self, NULL);
+      g_source_set_static_name (self->deadline_source, "[sofia-ws] listener handshake deadlines");
+      g_source_attach (self->deadline_source, self->context);
     }
 
   /* A stopped listener's connections are still closing: its context goes now. */
@@ -684,14 +930,23 @@ sofia_ws_listener_dispose (GObject *object)
   SofiaWsListener *self = SOFIA_WS_LISTENER (object);
 
   GHashTableIter iter;
-  gpointer connection;
+  gpointer connection, peer;
 
   sofia_ws_listener_stop (self);
   destroy_lws (self);
   g_hash_table_iter_init (&iter, self->connections);
-  while (g_hash_table_iter_next (&iter, &connection, NULL))
-    sofia_ws_websocket_forget_listener (connection);
+  while (g_hash_table_iter_next (&iter, &connection, &peer))
+    {
+      sofia_ws_websocket_forget_listener (connection);
+      peer_free (self, peer);
+    }
   g_hash_table_remove_all (self->connections);
+  forget_handshakes (self);
+  if (self->deadline_source != NULL)
+    {
+      g_source_destroy (self->deadline_source);
+      g_clear_pointer (&self->deadline_source, g_source_unref);
+    }
   if (self->loop != NULL)
     g_clear_pointer (&self->loop, sofia_ws_loop_unref);
 
@@ -704,6 +959,8 @@ sofia_ws_listener_finalize (GObject *object)
   SofiaWsListener *self = SOFIA_WS_LISTENER (object);
 
   g_hash_table_unref (self->connections);
+  g_hash_table_unref (self->handshaking);
+  g_hash_table_unref (self->per_address);
   g_ptr_array_unref (self->stop_waiters);
   g_free (self->address);
   g_free (self->path);
@@ -732,6 +989,11 @@ sofia_ws_listener_get_property (GObject    *object,
     case PROP_TLS_KEY_FILE: g_value_set_string (value, self->tls_key_file); break;
     case PROP_ALLOWED_ORIGINS: g_value_set_boxed (value, self->allowed_origins); break;
     case PROP_MAX_CONNECTIONS: g_value_set_uint (value, self->max_connections); break;
+    case PROP_MAX_CONNECTIONS_PER_ADDRESS:
+      g_value_set_uint (value, self->max_connections_per_address);
+      break;
+    case PROP_MAX_PARTIAL_BYTES: g_value_set_uint (value, self->max_partial_bytes); break;
+    case PROP_HANDSHAKE_TIMEOUT: g_value_set_uint (value, self->handshake_timeout); break;
     case PROP_MAX_MESSAGE_SIZE: g_value_set_uint (value, self->max_message_size); break;
     case PROP_PING_INTERVAL: g_value_set_uint (value, self->ping_interval); break;
     case PROP_PING_TIMEOUT: g_value_set_uint (value, self->ping_timeout); break;
@@ -772,6 +1034,17 @@ sofia_ws_listener_set_property (GObject      *object,
       self->allowed_origins = g_value_dup_boxed (value);
       break;
     case PROP_MAX_CONNECTIONS: self->max_connections = g_value_get_uint (value); break;
+    case PROP_MAX_CONNECTIONS_PER_ADDRESS:
+      self->max_connections_per_address = g_value_get_uint (value);
+      break;
+    case PROP_MAX_PARTIAL_BYTES: self->max_partial_bytes = g_value_get_uint (value); break;
+    case PROP_HANDSHAKE_TIMEOUT:
+      /* Construct-time or before start: the deadline queue relies on one timeout. */
+      if (self->deadlines.length == 0)
+        self->handshake_timeout = g_value_get_uint (value);
+      else
+        g_warning ("SofiaWsListener:handshake-timeout cannot change while handshakes wait");
+      break;
     case PROP_MAX_MESSAGE_SIZE: self->max_message_size = g_value_get_uint (value); break;
     case PROP_PING_INTERVAL: self->ping_interval = g_value_get_uint (value); break;
     case PROP_PING_TIMEOUT: self->ping_timeout = g_value_get_uint (value); break;
@@ -841,13 +1114,53 @@ sofia_ws_listener_class_init (SofiaWsListenerClass *klass)
   properties[PROP_ALLOWED_ORIGINS] =
     g_param_spec_boxed ("allowed-origins", NULL, NULL, G_TYPE_STRV, rw);
 
+  /* The defaults are for a server on the internet, where the limits are what stands between
+   * a few abusive clients and everybody else: a registrar's connections are each a registered
+   * browser tab, 10,000 of them use ~100 MiB (lws, Sofia and the connection each) and stay
+   * below the usual hard limit of open files; 256 from one address leave room for an office
+   * behind one NAT but not for one host to take them all; 64 MiB of partial messages is 512
+   * clients each halfway through a 128 KiB message, far more than SIP ever sends at once
+   * (fragmented SIP is rare, and messages of kilobytes); and a WebSocket handshake takes a
+   * few round trips, so 10 s covers TLS over slow mobile links. */
+
   /**
    * SofiaWsListener:max-connections:
    *
-   * How many connections may be open at once; 0 for no limit.
+   * How many connections may be open at once, counted from the TCP accept (handshakes
+   * included); more are closed as soon as they are accepted. 0 for no limit.
    */
   properties[PROP_MAX_CONNECTIONS] =
-    g_param_spec_uint ("max-connections", NULL, NULL, 0, G_MAXUINT, 0, rw);
+    g_param_spec_uint ("max-connections", NULL, NULL, 0, G_MAXUINT, 10000, rw);
+
+  /**
+   * SofiaWsListener:max-connections-per-address:
+   *
+   * How many connections one peer may have open at once, counted from the TCP accept, per
+   * IPv4 address or IPv6 /64 prefix; more are closed as soon as they are accepted. 0 for no
+   * limit.
+   */
+  properties[PROP_MAX_CONNECTIONS_PER_ADDRESS] =
+    g_param_spec_uint ("max-connections-per-address", NULL, NULL, 0, G_MAXUINT, 256, rw);
+
+  /**
+   * SofiaWsListener:max-partial-bytes:
+   *
+   * How many bytes of messages received only in part (fragmented, or larger than one read)
+   * all connections may hold together. The connection whose data would go beyond it is
+   * closed with 1009 and its part dropped. 0 for no limit (each connection is still bound
+   * by [property@SofiaWs.Listener:max-message-size]).
+   */
+  properties[PROP_MAX_PARTIAL_BYTES] =
+    g_param_spec_uint ("max-partial-bytes", NULL, NULL, 0, G_MAXUINT, 64 * 1024 * 1024, rw);
+
+  /**
+   * SofiaWsListener:handshake-timeout:
+   *
+   * Seconds a new connection has to complete its TLS and WebSocket handshakes, from the TCP
+   * accept; then it is closed. 0 for no limit. Set it before starting the listener.
+   */
+  properties[PROP_HANDSHAKE_TIMEOUT] =
+    g_param_spec_uint ("handshake-timeout", NULL, NULL, 0, G_MAXUINT16, 10, rw);
 
   /**
    * SofiaWsListener:max-message-size:
@@ -901,5 +1214,7 @@ sofia_ws_listener_init (SofiaWsListener *self)
 {
   self->context = g_main_context_ref_thread_default ();
   self->connections = g_hash_table_new_full (NULL, NULL, g_object_unref, NULL);
+  self->handshaking = g_hash_table_new (NULL, NULL);
+  self->per_address = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   self->stop_waiters = g_ptr_array_new_with_free_func (g_object_unref);
 }

@@ -719,9 +719,10 @@ test_connection_limit (Fixture *f, gconstpointer data)
   while (!connected || f->connections->len == 0)
     g_main_context_iteration (NULL, TRUE);
 
+  /* Closed at accept, before any HTTP. */
   refused = probe (f, "/", "handshake", NULL);
   g_assert_false (report_bool (refused, "opened"));
-  g_assert_cmpint (report_int (refused, "status"), ==, 503);
+  g_assert_cmpint (report_int (refused, "status"), ==, 0);
 
   /* Once the first one has gone, there is room again. */
   g_clear_object (&holder);
@@ -1016,6 +1017,8 @@ test_h2c_refused (Fixture *f, gconstpointer data)
   g_autoptr(GString) response = g_string_new ("");
   int fd;
 
+  /* Far from the handshake timeout: the refusal is what closes. */
+  g_object_set (f->listener, "handshake-timeout", 30, NULL);
   start_on (f, "127.0.0.1");
   fd = raw_connect ("127.0.0.1", sofia_ws_listener_get_port (f->listener), NULL);
   raw_send (fd, h2c, sizeof h2c - 1);
@@ -1033,12 +1036,119 @@ test_plain_http_refused (Fixture *f, gconstpointer data)
   g_autoptr(GString) response = g_string_new ("");
   int fd;
 
+  g_object_set (f->listener, "handshake-timeout", 30, NULL);
   start_on (f, "127.0.0.1");
   fd = raw_connect ("127.0.0.1", sofia_ws_listener_get_port (f->listener), NULL);
   raw_send (fd, get, sizeof get - 1);
   g_assert_cmpfloat (raw_wait_closed (fd, 5, response), >=, 0);
   close (fd);
   g_assert_cmpint (http_status (response), ==, 400);
+}
+
+/* Runs the main context until the listener has @n connections. */
+static void
+wait_n_connections (Fixture *f,
+                    guint    n)
+{
+  gint64 deadline = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+
+  while (sofia_ws_listener_get_n_connections (f->listener) != n)
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      if (!g_main_context_iteration (NULL, FALSE))
+        g_usleep (1000);
+    }
+}
+
+/* Issue 12: no limit per address; handshakes in progress count too. */
+static void
+test_per_address_limit (Fixture *f, gconstpointer data)
+{
+  g_autoptr(GString) nothing = g_string_new ("");
+  int open_fd, handshaking_fd, refused_fd, other_fd, again_fd;
+  guint16 port;
+
+  g_object_set (f->listener, "max-connections-per-address", 2, NULL);
+  start_on (f, "127.0.0.1");
+  port = sofia_ws_listener_get_port (f->listener);
+
+  open_fd = raw_open ("127.0.0.1", port, NULL);
+  handshaking_fd = raw_connect ("127.0.0.1", port, NULL);
+  g_assert_cmpint (handshaking_fd, >=, 0);
+  /* The third from 127.0.0.1 is closed unanswered. */
+  refused_fd = raw_connect ("127.0.0.1", port, NULL);
+  g_assert_cmpint (refused_fd, >=, 0);
+  g_assert_cmpfloat (raw_wait_closed (refused_fd, 5, nothing), >=, 0);
+  g_assert_cmpuint (nothing->len, ==, 0);
+  close (refused_fd);
+  /* Another address has its own count. */
+  other_fd = raw_open ("127.0.0.1", port, "127.0.0.2");
+  wait_n_connections (f, 2);
+
+  /* Once one has gone, there is room again. */
+  close (open_fd);
+  wait_n_connections (f, 1);
+  again_fd = raw_open ("127.0.0.1", port, NULL);
+  close (again_fd);
+  close (other_fd);
+  close (handshaking_fd);
+}
+
+/* A connection that sends nothing is dropped at the handshake timeout, and no longer counts. */
+static void
+test_handshake_timeout (Fixture *f, gconstpointer data)
+{
+  double took;
+  int fd, again_fd;
+  guint16 port;
+
+  g_object_set (f->listener, "handshake-timeout", 1, "max-connections-per-address", 1, NULL);
+  start_on (f, "127.0.0.1");
+  port = sofia_ws_listener_get_port (f->listener);
+  fd = raw_connect ("127.0.0.1", port, NULL);
+  took = raw_wait_closed (fd, 5, NULL);
+  close (fd);
+  g_assert_cmpfloat (took, >=, 0.9);
+  g_assert_cmpfloat (took, <, 3);
+  again_fd = raw_open ("127.0.0.1", port, NULL);
+  close (again_fd);
+}
+
+/* Slowloris: the request one byte at a time keeps no connection past the handshake timeout. */
+static void
+test_slowloris (Fixture *f, gconstpointer data)
+{
+  g_autoptr(GString) request = raw_request ("", 0);
+  gint64 start, closed_at = 0;
+  int fd, again_fd;
+  guint16 port;
+
+  g_object_set (f->listener, "handshake-timeout", 1, "max-connections-per-address", 1, NULL);
+  start_on (f, "127.0.0.1");
+  port = sofia_ws_listener_get_port (f->listener);
+  fd = raw_connect ("127.0.0.1", port, NULL);
+  start = g_get_monotonic_time ();
+  /* One byte every 100 ms: the request would take over 20 s. */
+  for (gsize i = 0; i < request->len && closed_at == 0; i++)
+    {
+      gint64 next = g_get_monotonic_time () + G_USEC_PER_SEC / 10;
+      struct pollfd pfd = { .fd = fd, .events = POLLIN };
+      char byte;
+
+      if (send (fd, request->str + i, 1, MSG_NOSIGNAL) != 1 ||
+          (poll (&pfd, 1, 0) > 0 && recv (fd, &byte, 1, MSG_DONTWAIT) <= 0))
+        closed_at = g_get_monotonic_time ();
+      while (closed_at == 0 && g_get_monotonic_time () < next)
+        if (!g_main_context_iteration (NULL, FALSE))
+          g_usleep (1000);
+      g_assert_cmpint (g_get_monotonic_time () - start, <, 5 * G_USEC_PER_SEC);
+    }
+  close (fd);
+  g_assert_cmpint (closed_at, !=, 0);
+  g_assert_cmpint (closed_at - start, <, 3 * G_USEC_PER_SEC);
+  /* Not counted any more against the address's one connection. */
+  again_fd = raw_open ("127.0.0.1", port, NULL);
+  close (again_fd);
 }
 
 int
@@ -1067,6 +1177,9 @@ main (int argc, char **argv)
   ADD ("alpn-http11-only", test_alpn_http11_only);
   ADD ("h2c-refused", test_h2c_refused);
   ADD ("plain-http-refused", test_plain_http_refused);
+  ADD ("per-address-limit", test_per_address_limit);
+  ADD ("handshake-timeout", test_handshake_timeout);
+  ADD ("slowloris", test_slowloris);
   ADD ("bind/ipv4", test_bind_ipv4);
   ADD ("bind/other-loopback", test_bind_other_loopback);
   ADD ("bind/ipv6", test_bind_ipv6);
