@@ -549,6 +549,32 @@ on_grace_over (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
+gboolean
+sofia_ws_listener_hold_partial (SofiaWsListener  *self,
+                                SofiaWsWebSocket *connection,
+                                gsize             bytes)
+{
+  Peer *peer = g_hash_table_lookup (self->connections, connection);
+
+  if (peer == NULL)
+    return TRUE;
+  self->partial_bytes -= peer->partial;
+  peer->partial = 0;
+  if (bytes > 0 && self->max_partial_bytes > 0 &&
+      self->partial_bytes + bytes > self->max_partial_bytes)
+    {
+      g_debug ("listener %s:%u: %s would hold %" G_GSIZE_FORMAT " bytes of a message beyond "
+               "the %" G_GSIZE_FORMAT " held, max-partial-bytes %u: closing it",
+               self->address, self->bound_port,
+               sofia_ws_websocket_get_remote_address (connection), bytes, self->partial_bytes,
+               self->max_partial_bytes);
+      return FALSE;
+    }
+  peer->partial = bytes;
+  self->partial_bytes += bytes;
+  return TRUE;
+}
+
 void
 sofia_ws_listener_connection_closed (SofiaWsListener  *self,
                                      SofiaWsWebSocket *connection)

@@ -857,10 +857,24 @@ on_receive (SofiaWsWebSocket *self,
     {
       self->rx_in_message = FALSE;
       g_clear_pointer (&self->rx, g_byte_array_unref);
+      if (self->listener != NULL)
+        sofia_ws_listener_hold_partial (self->listener, self, 0);
       return close_for_fault (self, wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
                               g_error_new (SOFIA_WS_ERROR, SOFIA_WS_ERROR_MESSAGE_TOO_LARGE,
                                            "%s sent a message larger than %u bytes",
                                            peer_name (self), self->max_message_size));
+    }
+
+  /* The listener bounds what all its connections hold in part (max-partial-bytes). */
+  if (self->listener != NULL &&
+      !sofia_ws_listener_hold_partial (self->listener, self, self->rx->len + len))
+    {
+      self->rx_in_message = FALSE;
+      g_clear_pointer (&self->rx, g_byte_array_unref);
+      return close_for_fault (self, wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
+                              g_error_new (SOFIA_WS_ERROR, SOFIA_WS_ERROR_MESSAGE_TOO_LARGE,
+                                           "%s: no room for more partial messages on the "
+                                           "listener", peer_name (self)));
     }
 
   g_byte_array_append (self->rx, in, len);
@@ -872,6 +886,8 @@ on_receive (SofiaWsWebSocket *self,
     g_autoptr(GByteArray) rx = g_steal_pointer (&self->rx);
 
     self->rx_in_message = FALSE;
+    if (self->listener != NULL)
+      sofia_ws_listener_hold_partial (self->listener, self, 0);
     return on_message_complete (self, wsi, rx->data, rx->len);
   }
 }

@@ -23,6 +23,7 @@ typedef enum {
   ANSWER,                         /* answer requests with 200 */
   CLOSE_4000,                     /* disconnect with 4000 on the first message */
   STOP_LISTENER,                  /* stop the listener on the first message */
+  QUIET,                          /* keep the messages, answer nothing */
 } Behaviour;
 
 typedef struct {
@@ -48,6 +49,8 @@ on_server_message (SofiaWsTransport *t, const char *message, Fixture *f)
       break;
     case STOP_LISTENER:
       sofia_ws_listener_stop (f->listener);
+      break;
+    case QUIET:
       break;
     case ANSWER:
     default:
@@ -396,34 +399,88 @@ raw_send_frame (int           fd,
   raw_send (fd, frame->data, frame->len);
 }
 
-/* The close code of the first close frame in @data (server frames are unmasked), or -1. */
-static gint
-close_code_of (GString *data)
+/* The first frame with @opcode in @data (server frames are unmasked): its payload's offset
+ * and length, or FALSE. */
+static gboolean
+find_frame (GString *data,
+            guint8   opcode,
+            gsize   *offset,
+            gsize   *len)
 {
-  const guint8 *p = (const guint8 *) data->str, *end = p + data->len;
+  const guint8 *start = (const guint8 *) data->str, *p = start, *end = p + data->len;
 
   while (end - p >= 2)
     {
-      guint8 opcode = p[0] & 0x0f;
-      guint64 len = p[1] & 0x7f;
+      guint64 n = p[1] & 0x7f;
       const guint8 *payload = p + 2;
 
-      if (len == 126)
+      if (n == 126)
         {
           if (end - p < 4)
-            return -1;
-          len = (guint64) p[2] << 8 | p[3];
+            return FALSE;
+          n = (guint64) p[2] << 8 | p[3];
           payload = p + 4;
         }
-      else if (len == 127)
-        return -1;
-      if ((guint64) (end - payload) < len)
-        return -1;
-      if (opcode == 8 && len >= 2)
-        return payload[0] << 8 | payload[1];
-      p = payload + len;
+      else if (n == 127)
+        return FALSE;
+      if ((guint64) (end - payload) < n)
+        return FALSE;
+      if ((p[0] & 0x0f) == opcode)
+        {
+          *offset = payload - start;
+          *len = n;
+          return TRUE;
+        }
+      p = payload + n;
     }
-  return -1;
+  return FALSE;
+}
+
+/* The close code of the first close frame in @data, or -1. */
+static gint
+close_code_of (GString *data)
+{
+  gsize offset, len;
+
+  if (!find_frame (data, 0x8, &offset, &len) || len < 2)
+    return -1;
+  return (guint8) data->str[offset] << 8 | (guint8) data->str[offset + 1];
+}
+
+/* Sends a PING and waits for its PONG: the server has read all that came before. FALSE if the
+ * server closed the connection instead (what it sent is then in @out, if not NULL). */
+static gboolean
+raw_sync (int      fd,
+          GString *out)
+{
+  g_autoptr(GString) received = g_string_new ("");
+  gint64 deadline = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+  gsize offset, len;
+
+  raw_send_frame (fd, 0x9, TRUE, (const guint8 *) "sync", 4);
+  while (!find_frame (received, 0xA, &offset, &len))
+    {
+      struct pollfd pfd = { .fd = fd, .events = POLLIN };
+      char buffer[4096];
+
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      if (poll (&pfd, 1, 0) > 0)
+        {
+          gssize n = recv (fd, buffer, sizeof buffer, 0);
+
+          if (n <= 0)
+            {
+              if (out != NULL)
+                g_string_append_len (out, received->str, received->len);
+              return FALSE;
+            }
+          g_string_append_len (received, buffer, n);
+          continue;
+        }
+      if (!g_main_context_iteration (NULL, FALSE))
+        g_usleep (1000);
+    }
+  return TRUE;
 }
 
 /* ---- what this process listens on, from /proc ------------------------------------------- */
@@ -1151,6 +1208,49 @@ test_slowloris (Fixture *f, gconstpointer data)
   close (again_fd);
 }
 
+/* Issue 12: thousands of connections each holding a fragmented message near max-message-size
+ * took the registrar to 706 MiB; the listener bounds them together. */
+static void
+test_partial_budget (Fixture *f, gconstpointer data)
+{
+  g_autoptr(GString) b_got = g_string_new ("");
+  g_autofree guint8 *part = g_malloc (60000);
+  int a, b, c;
+  guint16 port;
+
+  memset (part, 'a', 60000);
+  f->behaviour = QUIET;
+  g_object_set (f->listener, "max-partial-bytes", 100000, NULL);
+  start_on (f, "127.0.0.1");
+  port = sofia_ws_listener_get_port (f->listener);
+
+  /* A holds 60,000 bytes of a message... */
+  a = raw_open ("127.0.0.1", port, NULL);
+  raw_send_frame (a, 0x1, FALSE, part, 60000);
+  g_assert_true (raw_sync (a, NULL));
+  /* ... so B's 60,000 do not fit: B is closed with 1009, and A goes on. */
+  b = raw_open ("127.0.0.1", port, NULL);
+  raw_send_frame (b, 0x1, FALSE, part, 60000);
+  g_assert_false (raw_sync (b, b_got));
+  g_assert_cmpint (close_code_of (b_got), ==, 1009);
+  close (b);
+  raw_send_frame (a, 0x0, TRUE, part, 1000);
+  g_assert_true (raw_sync (a, NULL));
+  g_assert_cmpuint (f->messages->len, ==, 1);
+  g_assert_cmpuint (strlen (f->messages->pdata[0]), ==, 61000);
+
+  /* A's message delivered and B's dropped, their bytes are free again: C's 60,000 fit. */
+  c = raw_open ("127.0.0.1", port, NULL);
+  raw_send_frame (c, 0x1, FALSE, part, 60000);
+  g_assert_true (raw_sync (c, NULL));
+  raw_send_frame (c, 0x0, TRUE, part, 10);
+  g_assert_true (raw_sync (c, NULL));
+  g_assert_cmpuint (f->messages->len, ==, 2);
+  g_assert_cmpuint (strlen (f->messages->pdata[1]), ==, 60010);
+  close (a);
+  close (c);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1180,6 +1280,7 @@ main (int argc, char **argv)
   ADD ("per-address-limit", test_per_address_limit);
   ADD ("handshake-timeout", test_handshake_timeout);
   ADD ("slowloris", test_slowloris);
+  ADD ("partial-budget", test_partial_budget);
   ADD ("bind/ipv4", test_bind_ipv4);
   ADD ("bind/other-loopback", test_bind_other_loopback);
   ADD ("bind/ipv6", test_bind_ipv6);
