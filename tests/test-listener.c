@@ -1030,9 +1030,10 @@ test_alpn_http11_only (Fixture *f, gconstpointer data)
   g_autoptr(GSubprocess) client = NULL;
   g_autoptr(GError) error = NULL;
   g_autofree char *target = NULL, *output = NULL;
+  g_autofree char *openssl = g_find_program_in_path ("openssl");
   gint64 deadline = g_get_monotonic_time () + 20 * G_USEC_PER_SEC;
 
-  if (g_find_program_in_path ("openssl") == NULL)
+  if (openssl == NULL)
     {
       g_test_skip ("openssl(1) is not installed");
       return;
