@@ -408,9 +408,8 @@ refuse (SofiaWsListener *self,
         guint            status,
         const char      *why)
 {
-  char peer[128] = "";
+  g_autofree char *peer = sofia_ws_listener_format_peer (lws_get_socket_fd (wsi));
 
-  lws_get_peer_simple (wsi, peer, sizeof peer);
   g_debug ("listener %s:%u: refused a handshake from %s with %u: %s", self->address,
            self->bound_port, peer, status, why);
   lws_return_http_status (wsi, status, why);

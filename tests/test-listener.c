@@ -1172,6 +1172,24 @@ test_handshake_timeout (Fixture *f, gconstpointer data)
   close (again_fd);
 }
 
+/* The same on wss: a client that never starts TLS is dropped too. */
+static void
+test_handshake_timeout_wss (Fixture *f, gconstpointer data)
+{
+  g_autoptr(TestCertificate) certificate = test_certificate_new ("127.0.0.1");
+  double took;
+  int fd;
+
+  g_object_set (f->listener, "handshake-timeout", 1, "tls-certificate-file",
+                certificate->certificate, "tls-key-file", certificate->key, NULL);
+  start_on (f, "127.0.0.1");
+  fd = raw_connect ("127.0.0.1", sofia_ws_listener_get_port (f->listener), NULL);
+  took = raw_wait_closed (fd, 5, NULL);
+  close (fd);
+  g_assert_cmpfloat (took, >=, 0.9);
+  g_assert_cmpfloat (took, <, 3);
+}
+
 /* Slowloris: the request one byte at a time keeps no connection past the handshake timeout. */
 static void
 test_slowloris (Fixture *f, gconstpointer data)
@@ -1280,6 +1298,7 @@ main (int argc, char **argv)
   ADD ("plain-http-refused", test_plain_http_refused);
   ADD ("per-address-limit", test_per_address_limit);
   ADD ("handshake-timeout", test_handshake_timeout);
+  ADD ("handshake-timeout-wss", test_handshake_timeout_wss);
   ADD ("slowloris", test_slowloris);
   ADD ("partial-budget", test_partial_budget);
   ADD ("bind/ipv4", test_bind_ipv4);
