@@ -1442,6 +1442,7 @@ sofia_ws_websocket_new_accepted (SofiaWsLoop     *loop,
                                          "ping-timeout", ping_timeout,
                                          "trace-sip", trace_sip,
                                          NULL);
+
   self->accepted = TRUE;
   self->loop = sofia_ws_loop_ref (loop);
   self->wsi = wsi;
