@@ -31,6 +31,22 @@ test_wrap_in_valgrind (GPtrArray *argv)
     g_ptr_array_add (argv, g_strdup_printf ("--suppressions=%s", *file));
 }
 
+char *
+test_preload_value (const char *module)
+{
+  const char *runtime = g_getenv ("SOFIA_WS_ASAN_PRELOAD");
+
+  if (runtime != NULL && *runtime != '\0')
+    return g_strdup_printf ("%s:%s", runtime, module);
+  return g_strdup (module);
+}
+
+gboolean
+test_is_sanitized (void)
+{
+  return g_getenv ("SOFIA_WS_TEST_SANITIZED") != NULL;
+}
+
 RegistrarPeer *
 registrar_peer_start (const char *const *args)
 {

@@ -35,6 +35,15 @@ void           registrar_peer_stop      (RegistrarPeer *self);
  * @argv owns its strings. */
 void           test_wrap_in_valgrind    (GPtrArray *argv);
 
+/* The value of LD_PRELOAD that loads @module into a program: @module itself, or, in the
+ * sanitizer build ($SOFIA_WS_ASAN_PRELOAD), the ASan runtime first (it must come before every
+ * other library) and then @module. */
+char          *test_preload_value       (const char *module);
+
+/* TRUE in the sanitizer build ($SOFIA_WS_TEST_SANITIZED), where RSS includes ASan's
+ * quarantine of freed memory and says nothing about our own. */
+gboolean       test_is_sanitized        (void);
+
 /* A self-signed certificate for 127.0.0.1 (CN @name), made with openssl in a new temporary
  * directory: "<dir>/server.pem" and "<dir>/server.key". */
 typedef struct {
