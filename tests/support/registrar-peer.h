@@ -20,6 +20,10 @@ RegistrarPeer *registrar_peer_start     (const char *const *args);
 guint16        registrar_peer_get_port  (RegistrarPeer *self,
                                          const char    *transport);
 
+/* The registrar's process ID (under valgrind: valgrind's, which is the same process); 0 once
+ * it has exited. */
+GPid           registrar_peer_get_pid   (RegistrarPeer *self);
+
 /* The registrar's next output line that starts with @prefix (the lines before it are logged
  * and skipped). While waiting, @iterate (if not NULL) is called again and again, for a test
  * whose own loop must keep running for the registrar to get there. */

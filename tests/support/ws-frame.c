@@ -25,7 +25,7 @@ ws_frame_handshake_status (const char *data,
                            gsize       len,
                            gsize      *header_len)
 {
-  const char *end = g_strstr_len (data, len, "\r\n\r\n");
+  const char *end = len > 0 ? g_strstr_len (data, len, "\r\n\r\n") : NULL;
 
   if (end == NULL)
     return 0;
