@@ -1019,7 +1019,8 @@ on_writeable (SofiaWsWebSocket *self,
       /* Before the write: a client's lws_write() masks the payload in place. */
       trace (self, "sent to", (const char *) m->buffer + LWS_PRE, m->len);
       if ((m->announce || m->task != NULL) && wants_message_sent (self))
-        sent = g_strndup ((const char *) m->buffer + LWS_PRE, m->len);
+        sent = m->binary ? g_utf8_make_valid ((const char *) m->buffer + LWS_PRE, m->len)
+                         : g_strndup ((const char *) m->buffer + LWS_PRE, m->len);
       written = lws_write (wsi, m->buffer + LWS_PRE, m->len,
                            m->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
 
@@ -1556,7 +1557,8 @@ sofia_ws_websocket_send_async (SofiaWsTransport    *transport,
  * emitted as for [method@SofiaWs.Transport.send_async] once the message is written.
  *
  * The message goes out as a text frame when it is valid UTF-8 without NUL bytes, else as a
- * binary frame. A message queued but then cut off by the connection's end is reported by
+ * binary frame (its `message-sent` string has U+FFFD for each NUL and invalid byte, as
+ * `message` has). A message queued but then cut off by the connection's end is reported by
  * that end (`transport-error`, `disconnected`), as it would be for a TCP socket.
  *
  * Returns: %TRUE when the message was written or queued; %FALSE with @error set to

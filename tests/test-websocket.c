@@ -974,6 +974,7 @@ test_send_vectors (Fixture *f, gconstpointer data)
   g_assert_error (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_INVALID_MESSAGE);
   g_clear_error (&error);
   g_assert_cmpuint (sent->len, ==, 2);
+  g_assert_cmpstr (sent->pdata[1], ==, "a\xef\xbf\xbd" "b");
   g_assert_true (sofia_ws_transport_is_connected (SOFIA_WS_TRANSPORT (server)));
   g_assert_true (sofia_ws_transport_is_connected (SOFIA_WS_TRANSPORT (f->client)));
   g_signal_handlers_disconnect_by_data (server, sent);
