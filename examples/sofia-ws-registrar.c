@@ -145,6 +145,7 @@ main (int argc, char **argv)
   g_auto(GStrv) listen = NULL;
   g_autofree char *path = NULL, *certificate = NULL, *key = NULL, *origins = NULL;
   gint idle = -1;
+  gint max_connections = -1, per_address = -1, partial_bytes = -1, handshake_timeout = -1;
   gboolean verbose = FALSE;
   gboolean plain_root = FALSE;
   GOptionEntry entries[] = {
@@ -159,6 +160,17 @@ main (int argc, char **argv)
     { "tls-key", 0, 0, G_OPTION_ARG_FILENAME, &key, "PEM private key for wss", "FILE" },
     { "idle", 0, 0, G_OPTION_ARG_INT, &idle,
       "Close connections idle for MS milliseconds (default: Sofia's 30 minutes)", "MS" },
+    { "max-connections", 0, 0, G_OPTION_ARG_INT, &max_connections,
+      "Connections open at once on each ws/wss listener, 0 for no limit (default 10000)", "N" },
+    { "max-connections-per-address", 0, 0, G_OPTION_ARG_INT, &per_address,
+      "Connections open at once from one IPv4 address or IPv6 /64, 0 for no limit "
+      "(default 256)", "N" },
+    { "max-partial-bytes", 0, 0, G_OPTION_ARG_INT, &partial_bytes,
+      "Bytes of partly received WebSocket messages all connections of a listener may hold, "
+      "0 for no limit (default 64 MiB)", "BYTES" },
+    { "handshake-timeout", 0, 0, G_OPTION_ARG_INT, &handshake_timeout,
+      "Seconds a new connection has for its TLS and WebSocket handshakes, 0 for no limit "
+      "(default 10)", "S" },
     { "verbose", 'v', 0, G_OPTION_ARG_NONE, &verbose, "Print every WebSocket transport event",
       NULL },
     { "quiet", 'q', 0, G_OPTION_ARG_NONE, &quiet,
@@ -179,6 +191,11 @@ main (int argc, char **argv)
   if (!g_option_context_parse (options, &argc, &argv, &error))
     {
       g_printerr ("sofia-ws-registrar: %s\n", error->message);
+      return 2;
+    }
+  if (max_connections < -1 || per_address < -1 || partial_bytes < -1 || handshake_timeout < -1)
+    {
+      g_printerr ("sofia-ws-registrar: the limits are 0 (none) or more\n");
       return 2;
     }
   if (listen == NULL || listen[0] == NULL)
@@ -260,6 +277,14 @@ main (int argc, char **argv)
                                         TAG_IF (certificate, WSTAG_TLS_CERTIFICATE (certificate)),
                                         TAG_IF (key, WSTAG_TLS_KEY (key)),
                                         TAG_IF (idle >= 0, TPTAG_IDLE ((unsigned) idle)),
+                                        TAG_IF (max_connections >= 0,
+                                                WSTAG_MAX_CONNECTIONS (max_connections)),
+                                        TAG_IF (per_address >= 0,
+                                                WSTAG_MAX_CONNECTIONS_PER_ADDRESS (per_address)),
+                                        TAG_IF (partial_bytes >= 0,
+                                                WSTAG_MAX_PARTIAL_BYTES (partial_bytes)),
+                                        TAG_IF (handshake_timeout >= 0,
+                                                WSTAG_HANDSHAKE_TIMEOUT (handshake_timeout)),
                                         TAG_END ());
       if (tp == NULL)
         {

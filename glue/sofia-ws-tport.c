@@ -45,6 +45,13 @@ tag_typedef_t wstag_max_message_size = UINTTAG_TYPEDEF (max_message_size);
 tag_typedef_t wstag_max_message_size_ref = REFTAG_TYPEDEF (wstag_max_message_size);
 tag_typedef_t wstag_max_connections = UINTTAG_TYPEDEF (max_connections);
 tag_typedef_t wstag_max_connections_ref = REFTAG_TYPEDEF (wstag_max_connections);
+tag_typedef_t wstag_max_connections_per_address = UINTTAG_TYPEDEF (max_connections_per_address);
+tag_typedef_t wstag_max_connections_per_address_ref =
+  REFTAG_TYPEDEF (wstag_max_connections_per_address);
+tag_typedef_t wstag_max_partial_bytes = UINTTAG_TYPEDEF (max_partial_bytes);
+tag_typedef_t wstag_max_partial_bytes_ref = REFTAG_TYPEDEF (wstag_max_partial_bytes);
+tag_typedef_t wstag_handshake_timeout = UINTTAG_TYPEDEF (handshake_timeout);
+tag_typedef_t wstag_handshake_timeout_ref = REFTAG_TYPEDEF (wstag_handshake_timeout);
 tag_typedef_t wstag_tls_ca_file = STRTAG_TYPEDEF (tls_ca_file);
 tag_typedef_t wstag_tls_ca_file_ref = REFTAG_TYPEDEF (wstag_tls_ca_file);
 tag_typedef_t wstag_tls_verify = BOOLTAG_TYPEDEF (tls_verify);

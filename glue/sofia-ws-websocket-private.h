@@ -34,6 +34,17 @@ int sofia_ws_listener_handle_callback (struct lws                *wsi,
                                        void                      *in,
                                        size_t                     len);
 
+/* The peer of an accepted socket as "1.2.3.4:5" or "[::1]:5", a dual-stack socket's IPv4
+ * peers (v4-mapped) as IPv4. */
+char *sofia_ws_listener_format_peer (int fd);
+
+/* An accepted connection now holds @bytes of a message received in part (0: none). FALSE,
+ * with nothing held, when that would take the listener beyond its max-partial-bytes: the
+ * connection drops the part and closes. What a connection holds is released when it closes. */
+gboolean sofia_ws_listener_hold_partial (SofiaWsListener  *self,
+                                         SofiaWsWebSocket *connection,
+                                         gsize             bytes);
+
 void sofia_ws_listener_connection_closed (SofiaWsListener  *self,
                                           SofiaWsWebSocket *connection);
 

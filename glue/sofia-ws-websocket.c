@@ -981,10 +981,24 @@ on_receive (SofiaWsWebSocket *self,
     {
       self->rx_in_message = FALSE;
       g_clear_pointer (&self->rx, g_byte_array_unref);
+      if (self->listener != NULL)
+        sofia_ws_listener_hold_partial (self->listener, self, 0);
       return close_for_fault (self, wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
                               g_error_new (SOFIA_WS_ERROR, SOFIA_WS_ERROR_MESSAGE_TOO_LARGE,
                                            "%s sent a message larger than %u bytes",
                                            peer_name (self), self->max_message_size));
+    }
+
+  /* The listener bounds what all its connections hold in part (max-partial-bytes). */
+  if (self->listener != NULL &&
+      !sofia_ws_listener_hold_partial (self->listener, self, self->rx->len + len))
+    {
+      self->rx_in_message = FALSE;
+      g_clear_pointer (&self->rx, g_byte_array_unref);
+      return close_for_fault (self, wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
+                              g_error_new (SOFIA_WS_ERROR, SOFIA_WS_ERROR_MESSAGE_TOO_LARGE,
+                                           "%s: no room for more partial messages on the "
+                                           "listener", peer_name (self)));
     }
 
   g_byte_array_append (self->rx, in, len);
@@ -996,6 +1010,8 @@ on_receive (SofiaWsWebSocket *self,
     g_autoptr(GByteArray) rx = g_steal_pointer (&self->rx);
 
     self->rx_in_message = FALSE;
+    if (self->listener != NULL)
+      sofia_ws_listener_hold_partial (self->listener, self, 0);
     return on_message_complete (self, wsi, rx->data, rx->len);
   }
 }
@@ -1292,8 +1308,8 @@ sofia_ws_loop_protocol_callback (struct lws               *wsi,
     }
 
   self = wsi != NULL ? lws_get_opaque_user_data (wsi) : NULL;
-  if (self == NULL)
-    return 0;
+  if (self == NULL)         /* no connection (yet): a listener's wsi, or none of ours */
+    return sofia_ws_listener_handle_callback (wsi, reason, in, len);
   return sofia_ws_websocket_handle_callback (self, wsi, reason, in, len);
 }
 
@@ -1630,10 +1646,6 @@ sofia_ws_websocket_new_accepted (SofiaWsLoop     *loop,
                                          "ping-timeout", ping_timeout,
                                          "trace-sip", trace_sip,
                                          NULL);
-  char address[128] = "";
-  struct sockaddr_storage peer;
-  socklen_t peer_len = sizeof peer;
-  guint16 port = 0;
 
   self->accepted = TRUE;
   self->loop = sofia_ws_loop_ref (loop);
@@ -1641,13 +1653,7 @@ sofia_ws_websocket_new_accepted (SofiaWsLoop     *loop,
   self->secure = sofia_ws_listener_get_is_secure (listener);
   self->listener = listener;
 
-  lws_get_peer_simple (wsi, address, sizeof address);
-  if (getpeername (lws_get_socket_fd (wsi), (struct sockaddr *) &peer, &peer_len) == 0)
-    port = g_ntohs (peer.ss_family == AF_INET6 ? ((struct sockaddr_in6 *) &peer)->sin6_port
-                                               : ((struct sockaddr_in *) &peer)->sin_port);
-  self->remote_address = strchr (address, ':') != NULL
-                           ? g_strdup_printf ("[%s]:%u", address, port)
-                           : g_strdup_printf ("%s:%u", address, port);
+  self->remote_address = sofia_ws_listener_format_peer (lws_get_socket_fd (wsi));
   lws_set_opaque_user_data (wsi, self);
   self->last_alive = g_get_monotonic_time ();
 

@@ -1149,6 +1149,18 @@ context_of_root (su_root_t          *root,
 
 #define CLIENT_VIA_HOST "sofia-ws.invalid"
 
+/* The listener's own default for a limit its tag leaves out: one place sets them. */
+static unsigned
+listener_default (const char *property)
+{
+  GObjectClass *klass = g_type_class_ref (SOFIA_WS_TYPE_LISTENER);
+  GParamSpec *pspec = g_object_class_find_property (klass, property);
+  unsigned value = G_PARAM_SPEC_UINT (pspec)->default_value;
+
+  g_type_class_unref (klass);
+  return value;
+}
+
 /* A listener for @url_text, or with @client_protocol ("ws", "wss") a client primary. */
 static tport_t *
 ws_add_listener_here (nta_agent_t  *agent,
@@ -1170,7 +1182,11 @@ ws_add_listener_here (nta_agent_t  *agent,
   char const *path = NULL, *origin_list = NULL, *certificate = NULL, *key = NULL;
   char const *ca_file = NULL, *origin = NULL;
   unsigned keepalive = 0, keepalive_timeout = 10, max_message_size = 128 * 1024;
-  unsigned max_connections = 0, connect_timeout = 5, crlf_keepalive = 0, reconnect = 0;
+  unsigned max_connections = listener_default ("max-connections");
+  unsigned max_connections_per_address = listener_default ("max-connections-per-address");
+  unsigned max_partial_bytes = listener_default ("max-partial-bytes");
+  unsigned handshake_timeout = listener_default ("handshake-timeout");
+  unsigned connect_timeout = 5, crlf_keepalive = 0, reconnect = 0;
   unsigned send_queue_bytes = 1024 * 1024, send_timeout = 30;
   int tls_verify = 1;
   gboolean client = client_protocol != NULL;
@@ -1239,6 +1255,9 @@ ws_add_listener_here (nta_agent_t  *agent,
            WSTAG_KEEPALIVE_TIMEOUT_REF (keepalive_timeout),
            WSTAG_MAX_MESSAGE_SIZE_REF (max_message_size),
            WSTAG_MAX_CONNECTIONS_REF (max_connections),
+           WSTAG_MAX_CONNECTIONS_PER_ADDRESS_REF (max_connections_per_address),
+           WSTAG_MAX_PARTIAL_BYTES_REF (max_partial_bytes),
+           WSTAG_HANDSHAKE_TIMEOUT_REF (handshake_timeout),
            WSTAG_TLS_CA_FILE_REF (ca_file),
            WSTAG_TLS_VERIFY_REF (tls_verify),
            WSTAG_ORIGIN_REF (origin),
@@ -1287,6 +1306,9 @@ ws_add_listener_here (nta_agent_t  *agent,
                            "ping-timeout", MAX (keepalive_timeout, 1u),
                            "max-message-size", MAX (max_message_size, 1u),
                            "max-connections", max_connections,
+                           "max-connections-per-address", max_connections_per_address,
+                           "max-partial-bytes", max_partial_bytes,
+                           "handshake-timeout", handshake_timeout,
                            NULL);
   if (!sofia_ws_listener_start (listener, error))
     {

@@ -5,8 +5,14 @@
  * WebSocket, REGISTER, send OPTIONS, exchange a MESSAGE relayed over the callee's connection,
  * unREGISTER and disconnect. The registrar is started on 127.0.0.1 port 0 by each test and
  * stopped by PID with SIGTERM; it must exit 0. */
+#include <arpa/inet.h>
+#include <errno.h>
 #include <gio/gio.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "support/registrar-peer.h"
 
@@ -185,6 +191,72 @@ test_tcp_beside (Fixture *f, gconstpointer data)
   g_assert_nonnull (strstr (buffer, "Via: SIP/2.0/TCP 127.0.0.1:9;branch=z9hG4bK-tcp-1"));
 }
 
+/* A TCP connection to @host:@port, or -1 (errno set). */
+static int
+tcp_connect (const char *host,
+             guint16     port)
+{
+  struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons (port) };
+  int fd = socket (AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), saved;
+
+  g_assert_cmpint (inet_pton (AF_INET, host, &sa.sin_addr), ==, 1);
+  if (connect (fd, (struct sockaddr *) &sa, sizeof sa) == 0)
+    return fd;
+  saved = errno;
+  close (fd);
+  errno = saved;
+  return -1;
+}
+
+/* Seconds until the registrar closes @fd (it sends nothing first), or -1 after 5 s. */
+static double
+seconds_to_close (int fd)
+{
+  struct pollfd pfd = { .fd = fd, .events = POLLIN };
+  gint64 start = g_get_monotonic_time ();
+  char byte;
+
+  if (poll (&pfd, 1, 5000) <= 0)
+    return -1;
+  g_assert_cmpint (recv (fd, &byte, 1, 0), <=, 0);
+  return (g_get_monotonic_time () - start) / (double) G_USEC_PER_SEC;
+}
+
+/* Issue 12: the listener bound *:P for 127.0.0.1, and the limits are options. */
+static void
+test_limit_options (void)
+{
+  const char *args[] = { "--listen", "sip:127.0.0.1:0;transport=ws", "--handshake-timeout=1",
+                         "--max-connections-per-address=1", "--max-connections=5",
+                         "--max-partial-bytes=100000", NULL };
+  g_autoptr(RegistrarPeer) registrar = registrar_peer_start (args);
+  guint16 port = registrar_peer_get_port (registrar, "ws");
+  int idle, refused;
+  gint64 idle_since;
+  double took;
+
+  /* 127.0.0.2 is loopback too: only the bind keeps it out. */
+  g_assert_cmpint (tcp_connect ("127.0.0.2", port), ==, -1);
+  g_assert_cmpint (errno, ==, ECONNREFUSED);
+
+  idle_since = g_get_monotonic_time ();
+  idle = tcp_connect ("127.0.0.1", port);
+  g_assert_cmpint (idle, >=, 0);
+  /* While it waits, 127.0.0.1 has its one connection: the next is closed at once. */
+  refused = tcp_connect ("127.0.0.1", port);
+  g_assert_cmpint (refused, >=, 0);
+  took = seconds_to_close (refused);
+  close (refused);
+  g_assert_cmpfloat (took, >=, 0);
+  g_assert_cmpfloat (took, <, 0.9);
+  /* The silent one goes at the handshake timeout. */
+  g_assert_cmpfloat (seconds_to_close (idle), >=, 0);
+  took = (g_get_monotonic_time () - idle_since) / (double) G_USEC_PER_SEC;
+  close (idle);
+  g_assert_cmpfloat (took, >=, 0.9);
+  g_assert_cmpfloat (took, <, 3);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -205,6 +277,7 @@ main (int argc, char **argv)
               fixture_teardown);
   g_test_add ("/registrar/jssip-keepalive-plain-root", Fixture, "plain", fixture_setup,
               test_jssip_keepalive, fixture_teardown);
+  g_test_add_func ("/registrar/limit-options", test_limit_options);
 
   return g_test_run ();
 }

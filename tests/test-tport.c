@@ -10,8 +10,12 @@
 #include <sofia-ws/sofia-ws-tport.h>
 
 #include <gio/gio.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <valgrind/valgrind.h>
 
@@ -1182,6 +1186,68 @@ fds_settled (guint baseline)
   return n;
 }
 
+static guint
+uint_property (SofiaWsListener *listener,
+               const char      *name)
+{
+  guint value = 0;
+
+  g_object_get (listener, name, &value, NULL);
+  return value;
+}
+
+/* Issue 12: the listener's limits as tags, with the listener's defaults when left out. */
+static void
+test_limit_tags (Fixture *f, gconstpointer data)
+{
+  SofiaWsListener *plain = sofia_ws_tport_get_listener (f->ws);
+  SofiaWsListener *limited;
+  struct sockaddr_in sa = { .sin_family = AF_INET };
+  g_autoptr(GError) error = NULL;
+  tport_t *tp;
+  gint64 start, closed_at = 0;
+  int fd;
+
+  g_assert_cmpuint (uint_property (plain, "max-connections"), ==, 10000);
+  g_assert_cmpuint (uint_property (plain, "max-connections-per-address"), ==, 256);
+  g_assert_cmpuint (uint_property (plain, "max-partial-bytes"), ==, 64 * 1024 * 1024);
+  g_assert_cmpuint (uint_property (plain, "handshake-timeout"), ==, 10);
+
+  tp = sofia_ws_tport_add_listener (f->agent, "sip:127.0.0.1:0;transport=ws", &error,
+                                    WSTAG_MAX_CONNECTIONS (7),
+                                    WSTAG_MAX_CONNECTIONS_PER_ADDRESS (3),
+                                    WSTAG_MAX_PARTIAL_BYTES (12345),
+                                    WSTAG_HANDSHAKE_TIMEOUT (1),
+                                    TAG_END ());
+  g_assert_no_error (error);
+  limited = sofia_ws_tport_get_listener (tp);
+  g_assert_cmpuint (uint_property (limited, "max-connections"), ==, 7);
+  g_assert_cmpuint (uint_property (limited, "max-connections-per-address"), ==, 3);
+  g_assert_cmpuint (uint_property (limited, "max-partial-bytes"), ==, 12345);
+  g_assert_cmpuint (uint_property (limited, "handshake-timeout"), ==, 1);
+
+  /* And the listener applies them: a silent connection goes after 1 s. */
+  sa.sin_port = htons (sofia_ws_listener_get_port (limited));
+  inet_pton (AF_INET, "127.0.0.1", &sa.sin_addr);
+  fd = socket (AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  g_assert_cmpint (connect (fd, (struct sockaddr *) &sa, sizeof sa), ==, 0);
+  start = g_get_monotonic_time ();
+  while (closed_at == 0)
+    {
+      struct pollfd pfd = { .fd = fd, .events = POLLIN };
+      char byte;
+
+      g_assert_cmpint (g_get_monotonic_time () - start, <, 5 * G_USEC_PER_SEC);
+      if (poll (&pfd, 1, 0) > 0 && recv (fd, &byte, 1, 0) <= 0)
+        closed_at = g_get_monotonic_time ();
+      else if (!g_main_context_iteration (NULL, FALSE))
+        g_usleep (1000);
+    }
+  close (fd);
+  g_assert_cmpint (closed_at - start, >=, G_USEC_PER_SEC * 9 / 10);
+  g_assert_cmpint (closed_at - start, <, 3 * G_USEC_PER_SEC);
+}
+
 static void
 test_cycles (Fixture *f, gconstpointer data)
 {
@@ -1270,6 +1336,7 @@ main (int argc, char **argv)
               test_nua_stack_thread, fixture_teardown);
   g_test_add ("/tport/nua-register", Fixture, NULL, fixture_nua_setup, test_nua_register,
               fixture_teardown);
+  ADD ("limit-tags", 0, test_limit_tags);
   ADD ("cycles", 0, test_cycles);
   ADD ("keepalives-are-activity", 1500, test_keepalives_are_activity);
   ADD ("binary-body", 0, test_binary_body);

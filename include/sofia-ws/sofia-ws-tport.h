@@ -102,8 +102,8 @@ SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_max_message_size_ref;
 
 /**
  * WSTAG_MAX_CONNECTIONS:
- * @x: (type guint): connections accepted at once; more are refused with HTTP 503. 0 (the
- *   default) sets no limit.
+ * @x: (type guint): connections open at once, counted from the TCP accept (handshakes
+ *   included); more are closed as soon as they are accepted (default 10000; 0: no limit)
  */
 #define WSTAG_MAX_CONNECTIONS(x) wstag_max_connections, tag_uint_v (x)
 #define WSTAG_MAX_CONNECTIONS_REF(x) wstag_max_connections_ref, tag_uint_vr (&(x))
@@ -130,6 +130,40 @@ SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_send_queue_bytes_ref;
 #define WSTAG_SEND_TIMEOUT_REF(x) wstag_send_timeout_ref, tag_uint_vr (&(x))
 SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_send_timeout;
 SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_send_timeout_ref;
+
+/**
+ * WSTAG_MAX_CONNECTIONS_PER_ADDRESS:
+ * @x: (type guint): connections one IPv4 address or IPv6 /64 may have open at once, counted
+ *   as WSTAG_MAX_CONNECTIONS() counts them; more are closed as soon as they are accepted
+ *   (default 256; 0: no limit)
+ */
+#define WSTAG_MAX_CONNECTIONS_PER_ADDRESS(x) wstag_max_connections_per_address, tag_uint_v (x)
+#define WSTAG_MAX_CONNECTIONS_PER_ADDRESS_REF(x) \
+  wstag_max_connections_per_address_ref, tag_uint_vr (&(x))
+SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_max_connections_per_address;
+SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_max_connections_per_address_ref;
+
+/**
+ * WSTAG_MAX_PARTIAL_BYTES:
+ * @x: (type guint): bytes of messages received in part (fragmented, or not all read yet) that
+ *   all the listener's connections may hold together; the connection that would go beyond is
+ *   closed with close code 1009 (default 67108864, 64 MiB; 0: no limit but
+ *   WSTAG_MAX_MESSAGE_SIZE() per connection)
+ */
+#define WSTAG_MAX_PARTIAL_BYTES(x) wstag_max_partial_bytes, tag_uint_v (x)
+#define WSTAG_MAX_PARTIAL_BYTES_REF(x) wstag_max_partial_bytes_ref, tag_uint_vr (&(x))
+SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_max_partial_bytes;
+SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_max_partial_bytes_ref;
+
+/**
+ * WSTAG_HANDSHAKE_TIMEOUT:
+ * @x: (type guint): seconds a new connection has, from the TCP accept, to complete its TLS and
+ *   WebSocket handshakes before it is closed (default 10; 0: no limit)
+ */
+#define WSTAG_HANDSHAKE_TIMEOUT(x) wstag_handshake_timeout, tag_uint_v (x)
+#define WSTAG_HANDSHAKE_TIMEOUT_REF(x) wstag_handshake_timeout_ref, tag_uint_vr (&(x))
+SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_handshake_timeout;
+SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_handshake_timeout_ref;
 
 /* ---- tags for outgoing connections (sofia_ws_tport_add_client()) ------------------------- */
 

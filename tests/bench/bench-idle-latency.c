@@ -779,7 +779,9 @@ main (int    argc,
   g_main_context_set_poll_func (NULL, counting_poll);
 
   b->listener = sofia_ws_listener_new ();
-  g_object_set (b->listener, "address", "127.0.0.1", "port", 0, "max-connections", 0, NULL);
+  /* Thousands of connections, all from 127.0.0.1: no connection limits. */
+  g_object_set (b->listener, "address", "127.0.0.1", "port", 0, "max-connections", 0,
+                "max-connections-per-address", 0, NULL);
   g_signal_connect (b->listener, "accepted", G_CALLBACK (on_accepted), b);
   if (!sofia_ws_listener_start (b->listener, &error))
     {

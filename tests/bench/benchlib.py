@@ -126,7 +126,9 @@ class Registrar:
         env = dict(os.environ, SOFIA_WS_PLUGIN_DIR=os.path.join(build, "plugin"))
         argv = [os.path.join(build, "examples", "sofia-ws-registrar"),
                 "--listen", "sip:127.0.0.1:0;transport=ws",
-                "--listen", "sip:127.0.0.1:0;transport=tcp", "--quiet"]
+                "--listen", "sip:127.0.0.1:0;transport=tcp", "--quiet",
+                # The crowds all come from 127.0.0.1, 10,000 and more: no connection limits.
+                "--max-connections=0", "--max-connections-per-address=0"]
         if plain_root:
             argv.append("--plain-root")
         self.proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL,
