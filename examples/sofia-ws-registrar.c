@@ -44,7 +44,13 @@ typedef struct {
   GMainLoop *loop;
   nta_agent_t *agent;
   Registrar *registrar;
+  GPtrArray *listeners;           /* SofiaWsListener of the ws and wss transports */
+  guint stopping;                 /* listeners whose connections are still closing */
+  gint64 stop_deadline;           /* monotonic microseconds */
 } Program;
+
+/* Bounds the wait for the close handshakes on SIGTERM (the listener's own grace is 2 s). */
+#define STOP_WAIT_US (3 * G_USEC_PER_SEC)
 
 static gboolean quiet;            /* --quiet: no line per request */
 
@@ -124,6 +130,68 @@ on_signal (gpointer data)
   return G_SOURCE_CONTINUE;
 }
 
+/* ---- stopping: every WebSocket closed with 1001, then exit ---------------------------------- */
+
+static void
+on_listener_stopped (GObject *source, GAsyncResult *result, gpointer data)
+{
+  Program *self = data;
+
+  sofia_ws_listener_stop_finish (SOFIA_WS_LISTENER (source), result, NULL);
+  self->stopping--;
+  if (self->stopping == 0 && self->loop != NULL)
+    g_main_loop_quit (self->loop);
+}
+
+static gboolean
+on_stop_timeout (gpointer data)
+{
+  g_main_loop_quit (data);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+on_stop_wait (su_root_magic_t *magic, su_timer_t *timer, su_timer_arg_t *arg)
+{
+  Program *self = (Program *) arg;
+
+  if (self->stopping == 0 || g_get_monotonic_time () >= self->stop_deadline)
+    su_root_break (self->root);
+}
+
+/* Stops the ws listeners, which close their connections with 1001 (going away), and runs the
+ * loop until they are closed or STOP_WAIT_US has passed. */
+static void
+stop_listeners (Program  *self,
+                gboolean  plain_root)
+{
+  if (self->listeners->len == 0)
+    return;
+  self->stopping = self->listeners->len;
+  self->stop_deadline = g_get_monotonic_time () + STOP_WAIT_US;
+  for (guint i = 0; i < self->listeners->len; i++)
+    sofia_ws_listener_stop_async (self->listeners->pdata[i], NULL, on_listener_stopped, self);
+  if (plain_root)
+    {
+      su_timer_t *wait = su_timer_create (su_root_task (self->root), 20);
+
+      su_timer_set_for_ever (wait, on_stop_wait, (su_timer_arg_t *) self);
+      if (self->stopping > 0)
+        su_root_run (self->root);
+      su_timer_destroy (wait);
+    }
+  else if (self->stopping > 0)
+    {
+      GSource *timeout = g_timeout_source_new (STOP_WAIT_US / 1000);
+
+      g_source_set_callback (timeout, on_stop_timeout, self->loop, NULL);
+      g_source_attach (timeout, NULL);
+      g_main_loop_run (self->loop);
+      g_source_destroy (timeout);
+      g_source_unref (timeout);
+    }
+}
+
 static gboolean
 is_ws_url (const char *text)
 {
@@ -148,6 +216,9 @@ main (int argc, char **argv)
   gint max_connections = -1, per_address = -1, partial_bytes = -1, handshake_timeout = -1;
   gboolean verbose = FALSE;
   gboolean plain_root = FALSE;
+  gint max_users = REGISTRAR_DEFAULT_MAX_USERS;
+  gint max_bindings = REGISTRAR_DEFAULT_MAX_BINDINGS;
+  gint max_contacts = REGISTRAR_DEFAULT_MAX_CONTACTS;
   GOptionEntry entries[] = {
     { "listen", 'l', 0, G_OPTION_ARG_STRING_ARRAY, &listen,
       "Listen on URL, such as 'sip:127.0.0.1:5066;transport=ws' (repeatable; tcp, udp, ws, "
@@ -177,6 +248,12 @@ main (int argc, char **argv)
       "Print no line per request (for benchmarks)", NULL },
     { "plain-root", 0, 0, G_OPTION_ARG_NONE, &plain_root,
       "Run on Sofia's own event loop (su_root_create) instead of GLib's", NULL },
+    { "max-users", 0, 0, G_OPTION_ARG_INT, &max_users,
+      "Registered users at most (default 100000; past it REGISTER gets 503)", "N" },
+    { "max-bindings", 0, 0, G_OPTION_ARG_INT, &max_bindings,
+      "Contacts of one user at most (default 10; past it REGISTER gets 403)", "N" },
+    { "max-contacts", 0, 0, G_OPTION_ARG_INT, &max_contacts,
+      "Contacts in one REGISTER at most (default 10; past it 400)", "N" },
     { NULL }
   };
   g_autoptr(GOptionContext) options = g_option_context_new ("- SIP registrar over WebSocket");
@@ -198,6 +275,12 @@ main (int argc, char **argv)
       g_printerr ("sofia-ws-registrar: the limits are 0 (none) or more\n");
       return 2;
     }
+  if (max_users < 1 || max_bindings < 1 || max_contacts < 1 || max_contacts > 1000)
+    {
+      g_printerr ("sofia-ws-registrar: --max-users, --max-bindings and --max-contacts take a "
+                  "number from 1 (--max-contacts: to 1000)\n");
+      return 2;
+    }
   if (listen == NULL || listen[0] == NULL)
     {
       g_printerr ("sofia-ws-registrar: give at least one --listen URL\n");
@@ -206,6 +289,7 @@ main (int argc, char **argv)
 
   su_init ();
   self.loop = g_main_loop_new (NULL, FALSE);
+  self.listeners = g_ptr_array_new_with_free_func (g_object_unref);
   if (plain_root)
     self.root = su_root_create (&self);
   else
@@ -235,6 +319,9 @@ main (int argc, char **argv)
       return 1;
     }
   registrar_options.quiet = quiet;
+  registrar_options.max_users = (guint) max_users;
+  registrar_options.max_bindings = (guint) max_bindings;
+  registrar_options.max_contacts = (guint) max_contacts;
   self.registrar = registrar_new (self.root, self.agent, &registrar_options);
   if (self.registrar == NULL)
     {
@@ -295,6 +382,7 @@ main (int argc, char **argv)
       if (verbose)
         g_signal_connect (sofia_ws_tport_get_listener (tp), "accepted", G_CALLBACK (on_accepted),
                           NULL);
+      g_ptr_array_add (self.listeners, g_object_ref (sofia_ws_tport_get_listener (tp)));
       name = tport_name (tp);
       proto = g_ascii_strdown (name->tpn_proto, -1);
       g_print ("listening sip:%s%s%s:%s;transport=%s\n",
@@ -313,10 +401,12 @@ main (int argc, char **argv)
   else
     g_main_loop_run (self.loop);
   g_print ("stopping\n");
+  stop_listeners (&self, plain_root);
 
 out:
   /* Bindings hold references on tports: drop them before the agent goes. */
   registrar_free (self.registrar);
+  g_ptr_array_unref (self.listeners);
   nta_agent_destroy (self.agent);
   su_root_destroy (self.root);
   g_main_loop_unref (self.loop);
