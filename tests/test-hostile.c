@@ -942,7 +942,7 @@ test_garbage (Fixture *f, gconstpointer data)
   ws_frame_append (frame, g->first_byte, g->payload ? g->payload : filler, g->len, g->declared,
                    g->mask);
   g_assert_true (peer_write (p, frame->data, frame->len));
-  g_assert_true (peer_wait_closed (p, under_valgrind ? 20000 : 5000));
+  g_assert_true (peer_wait_closed (p, under_valgrind ? 10000 : 5000));
   g_test_message ("%s: closed by the server, close code %d", g->name, p->close_code);
   if (p->close_code >= 0)
     g_assert_cmpint (p->close_code, ==, g->expected_code);
