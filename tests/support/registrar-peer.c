@@ -3,6 +3,7 @@
 
 #include <glib/gstdio.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <string.h>
 #include <valgrind/valgrind.h>
 
@@ -47,6 +48,12 @@ test_is_sanitized (void)
   return g_getenv ("SOFIA_WS_TEST_SANITIZED") != NULL;
 }
 
+static void
+die_with_parent (gpointer data)
+{
+  prctl (PR_SET_PDEATHSIG, SIGKILL);
+}
+
 RegistrarPeer *
 registrar_peer_start (const char *const *args)
 {
@@ -66,8 +73,16 @@ registrar_peer_start (const char *const *args)
     }
   g_ptr_array_add (argv, NULL);
 
-  self->process = g_subprocess_newv ((const char *const *) argv->pdata,
-                                     G_SUBPROCESS_FLAGS_STDOUT_PIPE, &error);
+  {
+    g_autoptr(GSubprocessLauncher) launcher =
+      g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE);
+
+    /* A test that dies (a fatal assertion) takes its registrar along: an orphan would keep the
+     * test's stdout open and meson waiting for it until the timeout. */
+    g_subprocess_launcher_set_child_setup (launcher, die_with_parent, NULL, NULL);
+    self->process = g_subprocess_launcher_spawnv (launcher, (const char *const *) argv->pdata,
+                                                  &error);
+  }
   g_assert_no_error (error);
   self->out = g_data_input_stream_new (g_subprocess_get_stdout_pipe (self->process));
   self->ports = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
