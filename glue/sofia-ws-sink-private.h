@@ -23,4 +23,14 @@ void _sofia_ws_websocket_set_message_sink (SofiaWsWebSocket   *self,
                                            SofiaWsMessageSink  sink,
                                            gpointer            user_data);
 
+/* Told of each RFC 5626 CRLF keepalive the peer sends (which is no message): activity, for an
+ * idle timer. Runs inside the receive path; it must not close the connection. */
+typedef void (*SofiaWsActivitySink) (SofiaWsWebSocket *websocket,
+                                     gpointer          user_data);
+
+_SOFIA_WS_EXPORT
+void _sofia_ws_websocket_set_activity_sink (SofiaWsWebSocket    *self,
+                                            SofiaWsActivitySink  sink,
+                                            gpointer             user_data);
+
 G_END_DECLS

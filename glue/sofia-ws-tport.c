@@ -64,6 +64,10 @@ tag_typedef_t wstag_crlf_keepalive = UINTTAG_TYPEDEF (crlf_keepalive);
 tag_typedef_t wstag_crlf_keepalive_ref = REFTAG_TYPEDEF (wstag_crlf_keepalive);
 tag_typedef_t wstag_reconnect = UINTTAG_TYPEDEF (reconnect);
 tag_typedef_t wstag_reconnect_ref = REFTAG_TYPEDEF (wstag_reconnect);
+tag_typedef_t wstag_send_queue_bytes = UINTTAG_TYPEDEF (send_queue_bytes);
+tag_typedef_t wstag_send_queue_bytes_ref = REFTAG_TYPEDEF (wstag_send_queue_bytes);
+tag_typedef_t wstag_send_timeout = UINTTAG_TYPEDEF (send_timeout);
+tag_typedef_t wstag_send_timeout_ref = REFTAG_TYPEDEF (wstag_send_timeout);
 
 #ifndef SOFIA_WS_PLUGINSDIR
 #error "SOFIA_WS_PLUGINSDIR must be defined by the build"

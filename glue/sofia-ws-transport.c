@@ -1210,7 +1210,10 @@ sofia_ws_transport_class_init (SofiaWsTransportClass *klass)
    * @self: the transport
    * @message: the SIP message
    *
-   * Emitted for every SIP message received from the peer.
+   * Emitted for every SIP message received from the peer, as a string: a message whose bytes
+   * are not valid UTF-8, or hold NUL bytes (a binary body), is given whole with each such
+   * byte replaced by U+FFFD, as a browser's TextDecoder would (NUL, which a C string cannot
+   * hold, too). The exact bytes go to Sofia-SIP through the tport module.
    */
   signals[SIGNAL_MESSAGE] =
     g_signal_new ("message", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,

@@ -26,12 +26,16 @@
  * messages are accepted, fragmented ones reassembled; a message over
  * [property@SofiaWs.WebSocket:max-message-size] closes the connection with 1009, invalid
  * UTF-8 in a text message with 1007; a disconnect sends its close code (1000 by default) and
- * waits for the peer's close. RFC 5626 CRLF keepalives are answered and never reported as
- * messages.
+ * waits for the peer's close, and a close from the peer without a code is reported as 1005.
+ * RFC 5626 CRLF keepalives are answered and never reported as messages. A message may hold
+ * NUL bytes (a binary body): see [signal@SofiaWs.Transport::message].
  *
  * Every send either goes out or fails: [method@SofiaWs.Transport.send_async] completes when
  * the message was handed to the socket, and fails with %SOFIA_WS_ERROR_QUEUE_FULL when the
- * send queue is full or %SOFIA_WS_ERROR_CLOSED when the connection closes first.
+ * send queue is full or %SOFIA_WS_ERROR_CLOSED when the connection closes first. The queue is
+ * bounded in messages and bytes ([property@SofiaWs.WebSocket:send-queue-limit],
+ * [property@SofiaWs.WebSocket:send-queue-bytes]), and a peer that reads nothing for
+ * [property@SofiaWs.WebSocket:send-timeout] is closed (1008) and its queue freed.
  */
 
 #define DEFAULT_CONNECTION_TIMEOUT 5
@@ -39,6 +43,8 @@
 #define DEFAULT_RECONNECTION_DELAY 4
 #define DEFAULT_MAX_MESSAGE_SIZE (128 * 1024)
 #define DEFAULT_SEND_QUEUE_LIMIT 256
+#define DEFAULT_SEND_QUEUE_BYTES (1024 * 1024)
+#define DEFAULT_SEND_TIMEOUT 30
 #define MAX_RECONNECTION_DELAY 60
 #define DEFAULT_PING_TIMEOUT 10
 
@@ -49,8 +55,16 @@ typedef struct {
   gsize len;
   gboolean binary;
   gboolean announce;              /* sent without a task: emit message-sent once written */
+  guint internal;                 /* a CRLF keepalive or its answer: its INTERNAL_* bit */
   GSource *cancel_source;
 } OutMessage;
+
+/* Internal messages, at most one of each kind queued at a time: a peer that floods CRLF
+ * keepalives and reads nothing gets one answer waiting, not one per keepalive. */
+enum {
+  INTERNAL_PING = 1 << 0,         /* our "\r\n\r\n" */
+  INTERNAL_PONG = 1 << 1,         /* our "\r\n" answer to the peer's */
+};
 
 struct _SofiaWsWebSocket
 {
@@ -69,6 +83,8 @@ struct _SofiaWsWebSocket
   char *origin;
   guint max_message_size;
   guint send_queue_limit;
+  guint send_queue_bytes;
+  guint send_timeout;
   guint ping_interval;
   guint ping_timeout;
 
@@ -103,6 +119,13 @@ struct _SofiaWsWebSocket
   gpointer sink_data;
 
   GQueue tx;                      /* OutMessage * */
+  gsize tx_bytes;                 /* the payload bytes in tx */
+  guint tx_internal;              /* INTERNAL_* bits of the internal messages in tx */
+  gint64 tx_progress;             /* monotonic time of the last write, or of the queue's start */
+  GSource *send_timeout_source;   /* while something waits for the socket, or a close does */
+  gboolean close_deadline;        /* the source above is the close's deadline */
+  SofiaWsActivitySink activity_sink;
+  gpointer activity_data;
 
   GSource *keepalive_source;
   GSource *debounce_source;
@@ -129,10 +152,13 @@ enum {
   PROP_ORIGIN,
   PROP_MAX_MESSAGE_SIZE,
   PROP_SEND_QUEUE_LIMIT,
+  PROP_SEND_QUEUE_BYTES,
+  PROP_SEND_TIMEOUT,
   PROP_PING_INTERVAL,
   PROP_PING_TIMEOUT,
   PROP_REMOTE_ADDRESS,
   PROP_CLOSE_CODE,
+  PROP_BUFFERED_AMOUNT,
   N_PROPS
 };
 
@@ -197,6 +223,14 @@ clear_source (GSource **source)
     }
 }
 
+/* Takes @m out of the queue's accounting; it is popped, or removed, by the caller. */
+static void
+out_message_unqueued (OutMessage *m)
+{
+  m->self->tx_bytes -= m->len;
+  m->self->tx_internal &= ~m->internal;
+}
+
 static void
 out_message_free (OutMessage *m)
 {
@@ -214,6 +248,7 @@ fail_queue (SofiaWsWebSocket *self,
 
   while ((m = g_queue_pop_head (&self->tx)) != NULL)
     {
+      out_message_unqueued (m);
       if (m->task != NULL)
         g_task_return_error (m->task, g_error_copy (error));
       out_message_free (m);
@@ -244,6 +279,23 @@ is_utf8 (const guint8 *data,
     i++;
   /* data[i] starts a character: everything before it was ASCII. */
   return i == len || g_utf8_validate_len ((const char *) data + i, len - i, NULL);
+}
+
+/* RFC 6455 text may hold U+0000, which is_utf8() refuses: the parts around NULs are checked. */
+static gboolean
+is_utf8_with_nul (const guint8 *data,
+                  gsize         len)
+{
+  const guint8 *nul;
+
+  while ((nul = memchr (data, '\0', len)) != NULL)
+    {
+      if (!is_utf8 (data, nul - data))
+        return FALSE;
+      len -= nul - data + 1;
+      data = nul + 1;
+    }
+  return is_utf8 (data, len);
 }
 
 static gboolean
@@ -291,6 +343,7 @@ static void
 abandon_wsi (SofiaWsWebSocket *self,
              guint16           code)
 {
+  clear_source (&self->send_timeout_source);
   if (self->wsi == NULL)
     return;
 
@@ -308,6 +361,55 @@ request_writable (SofiaWsWebSocket *self)
       lws_callback_on_writable (self->wsi);
       sofia_ws_loop_kick (self->loop);
     }
+}
+
+static gboolean on_send_timeout (gpointer user_data);
+
+static void
+arm_send_timeout (SofiaWsWebSocket *self,
+                  guint             ms)
+{
+  clear_source (&self->send_timeout_source);
+  self->send_timeout_source = timeout_source_new (self, ms, on_send_timeout,
+                                                  "[sofia-ws] send timeout");
+}
+
+/* Something waits for the socket: from now on the peer has send-timeout to take some of it
+ * (as Kamailio's tcp_send_timeout). */
+static void
+watch_send (SofiaWsWebSocket *self)
+{
+  if (self->send_timeout == 0 || self->send_timeout_source != NULL || self->wsi == NULL ||
+      self->connect_task != NULL || self->reconnecting)
+    return;
+  self->tx_progress = g_get_monotonic_time ();
+  arm_send_timeout (self, self->send_timeout * 1000);
+}
+
+/* Starts our close of @wsi with @code; it has send-timeout to complete before lws drops the
+ * connection without a goodbye. */
+static void
+start_close (SofiaWsWebSocket *self,
+             struct lws       *wsi,
+             guint16           code,
+             const char       *reason)
+{
+  self->close_started = TRUE;
+  close_wsi (wsi, code, reason);
+  if (self->send_timeout > 0 && self->wsi == wsi)
+    {
+      self->close_deadline = TRUE;
+      arm_send_timeout (self, self->send_timeout * 1000);
+    }
+}
+
+static void
+push_message (SofiaWsWebSocket *self,
+              OutMessage       *m)
+{
+  g_queue_push_tail (&self->tx, m);
+  self->tx_bytes += m->len;
+  self->tx_internal |= m->internal;
 }
 
 /* The message is the concatenation of @vectors (@len bytes in all), copied once, behind the
@@ -508,6 +610,8 @@ start_client (SofiaWsWebSocket  *self,
   g_clear_pointer (&self->peer_close_reason, g_free);
   self->close_requested = FALSE;
   self->close_started = FALSE;
+  self->close_deadline = FALSE;
+  clear_source (&self->send_timeout_source);
 
   self->connect_timeout_source = timeout_source_new (self, self->connection_timeout * 1000,
                                                      on_connect_timeout,
@@ -554,7 +658,10 @@ on_established (SofiaWsWebSocket *self,
     }
   start_keepalive (self);
   if (!g_queue_is_empty (&self->tx))
-    request_writable (self);
+    {
+      watch_send (self);
+      request_writable (self);
+    }
 }
 
 static void
@@ -658,6 +765,8 @@ on_closed (SofiaWsWebSocket *self)
 
   self->wsi = NULL;
   stop_keepalive (self);
+  clear_source (&self->send_timeout_source);
+  self->close_deadline = FALSE;
   /* A message cut off by the close is no message; a reconnection starts afresh. */
   self->rx_in_message = FALSE;
   g_clear_pointer (&self->rx, g_byte_array_unref);
@@ -714,6 +823,17 @@ _sofia_ws_websocket_set_message_sink (SofiaWsWebSocket   *self,
 }
 
 void
+_sofia_ws_websocket_set_activity_sink (SofiaWsWebSocket    *self,
+                                       SofiaWsActivitySink  sink,
+                                       gpointer             user_data)
+{
+  g_return_if_fail (SOFIA_WS_IS_WEBSOCKET (self));
+
+  self->activity_sink = sink;
+  self->activity_data = sink != NULL ? user_data : NULL;
+}
+
+void
 sofia_ws_websocket_forget_listener (SofiaWsWebSocket *self)
 {
   self->listener = NULL;
@@ -728,19 +848,28 @@ close_for_fault (SofiaWsWebSocket *self,
 {
   g_clear_error (&self->pending_error);
   self->pending_error = error;
-  self->close_started = TRUE;
   fail_queue (self, error);
-  close_wsi (wsi, code, error->message);
+  start_close (self, wsi, code, error->message);
   return 0;
 }
 
 /* ---- data ----------------------------------------------------------------------------- */
 
+/* Queues a CRLF keepalive or answer, unless one of its @kind already waits. */
 static void
 queue_internal (SofiaWsWebSocket *self,
-                const char       *data)
+                const char       *data,
+                guint             kind)
 {
-  g_queue_push_tail (&self->tx, out_message_new (self, data, strlen (data), NULL));
+  OutMessage *m;
+
+  if ((self->tx_internal & kind) != 0 || self->wsi == NULL || self->close_requested ||
+      self->close_started)
+    return;
+  m = out_message_new (self, data, strlen (data), NULL);
+  m->internal = kind;
+  push_message (self, m);
+  watch_send (self);
   request_writable (self);
 }
 
@@ -771,6 +900,7 @@ on_message_complete (SofiaWsWebSocket *self,
   SofiaWsTransport *transport = SOFIA_WS_TRANSPORT (self);
   SofiaWsMessageSink sink;
   g_autofree char *message = NULL;
+  gboolean has_nul;
   gboolean valid;
 
   self->rx_in_message = FALSE;
@@ -781,19 +911,9 @@ on_message_complete (SofiaWsWebSocket *self,
       return 0;
     }
 
-  /* Before the UTF-8 check, which refuses NUL although RFC 6455 text may hold U+0000. */
-  if (memchr (data, '\0', len) != NULL)
-    {
-      g_autoptr(GError) error = g_error_new (SOFIA_WS_ERROR, SOFIA_WS_ERROR_INVALID_MESSAGE,
-                                             "%s sent a message with a NUL byte, which cannot "
-                                             "be delivered as a string (%" G_GSIZE_FORMAT
-                                             " bytes dropped)", peer_name (self), len);
-
-      sofia_ws_transport_emit_transport_error (SOFIA_WS_TRANSPORT (self), error);
-      return 0;
-    }
-
-  valid = is_utf8 (data, len);
+  /* A SIP body may be binary (RFC 7118 5): NUL is data, and valid UTF-8 in text too. */
+  has_nul = memchr (data, '\0', len) != NULL;
+  valid = has_nul ? is_utf8_with_nul (data, len) : is_utf8 (data, len);
   if (!self->rx_binary && !valid)
     return close_for_fault (self, wsi, LWS_CLOSE_STATUS_INVALID_PAYLOAD,
                             g_error_new (SOFIA_WS_ERROR, SOFIA_WS_ERROR_INVALID_MESSAGE,
@@ -802,9 +922,12 @@ on_message_complete (SofiaWsWebSocket *self,
 
   if (is_crlf_keepalive (data, len))
     {
+      /* Activity, as on Sofia's tcp: an idle timeout counts from here. */
+      if (self->activity_sink != NULL)
+        self->activity_sink (self, self->activity_data);
       /* RFC 5626 4.4.1: a double CRLF "ping" is answered with a single CRLF "pong". */
       if (len >= 4)
-        queue_internal (self, "\r\n");
+        queue_internal (self, "\r\n", INTERNAL_PONG);
       else if (self->awaiting_keepalive_reply)
         {
           self->awaiting_keepalive_reply = FALSE;
@@ -823,9 +946,10 @@ on_message_complete (SofiaWsWebSocket *self,
     sink (self, (const char *) data, len, self->sink_data);
   if (sink == NULL || wants_message (self))
     {
-      /* Binary messages that are not UTF-8 are decoded as SIP.js 0.21 does (TextDecoder). */
-      message = valid ? g_strndup ((const char *) data, len)
-                      : g_utf8_make_valid ((const char *) data, len);
+      /* Binary messages that are not UTF-8 are decoded as SIP.js 0.21 does (TextDecoder);
+       * a NUL, which a C string cannot hold, becomes U+FFFD like an invalid byte. */
+      message = valid && !has_nul ? g_strndup ((const char *) data, len)
+                                  : g_utf8_make_valid ((const char *) data, len);
       sofia_ws_transport_emit_message (transport, message);
     }
   sofia_ws_transport_leave (transport);
@@ -907,10 +1031,12 @@ on_writeable (SofiaWsWebSocket *self,
       int written;
       g_autofree char *sent = NULL;
 
+      out_message_unqueued (m);
       /* Before the write: a client's lws_write() masks the payload in place. */
       trace (self, "sent to", (const char *) m->buffer + LWS_PRE, m->len);
       if ((m->announce || m->task != NULL) && wants_message_sent (self))
-        sent = g_strndup ((const char *) m->buffer + LWS_PRE, m->len);
+        sent = m->binary ? g_utf8_make_valid ((const char *) m->buffer + LWS_PRE, m->len)
+                         : g_strndup ((const char *) m->buffer + LWS_PRE, m->len);
       written = lws_write (wsi, m->buffer + LWS_PRE, m->len,
                            m->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
 
@@ -924,6 +1050,7 @@ on_writeable (SofiaWsWebSocket *self,
           close_wsi (wsi, 0, NULL);
           return 0;
         }
+      self->tx_progress = g_get_monotonic_time ();
 
       if ((!g_queue_is_empty (&self->tx) || self->close_requested) && self->wsi == wsi)
         lws_callback_on_writable (wsi);
@@ -941,11 +1068,64 @@ on_writeable (SofiaWsWebSocket *self,
     }
 
   if (self->close_requested)
-    {
-      self->close_started = TRUE;
-      close_wsi (wsi, self->close_code, self->close_reason);
-    }
+    start_close (self, wsi, self->close_code, self->close_reason);
   return 0;
+}
+
+/* The send timeout: the peer took nothing of what waits for it (it does not read, and the
+ * kernel's buffers and lws's are full) for send-timeout. Its connection is closed with 1008
+ * and the queue freed; a close that does not complete within send-timeout more (its close
+ * frame cannot be written either) is dropped by lws without a goodbye. */
+static gboolean
+on_send_timeout (gpointer user_data)
+{
+  SofiaWsWebSocket *self = user_data;
+  struct lws *wsi = self->wsi;
+  gint64 idle_ms;
+
+  g_clear_pointer (&self->send_timeout_source, g_source_unref);
+  if (wsi == NULL)
+    return G_SOURCE_REMOVE;
+
+  if (self->close_deadline)
+    {
+      g_debug ("%s: the close did not complete within %u s: dropping the connection",
+               peer_name (self), self->send_timeout);
+      self->close_deadline = FALSE;
+      fail_queue (self, &(GError) { SOFIA_WS_ERROR, SOFIA_WS_ERROR_CLOSED,
+                                    (char *) "The connection was dropped" });
+      /* Any reason but the keep-alive one marks the socket unusable: no flush, no frame. */
+      lws_set_timeout (wsi, PENDING_TIMEOUT_CLOSE_SEND, LWS_TO_KILL_ASYNC);
+      sofia_ws_loop_wake (self->loop, wsi);
+      return G_SOURCE_REMOVE;
+    }
+
+  if (g_queue_is_empty (&self->tx) && !lws_partial_buffered (wsi) &&
+      !(self->close_requested && !self->close_started))
+    return G_SOURCE_REMOVE;       /* all written: watched again at the next queued message */
+
+  idle_ms = (g_get_monotonic_time () - self->tx_progress) / 1000;
+  if (idle_ms < (gint64) self->send_timeout * 1000)
+    {
+      arm_send_timeout (self, (guint) ((gint64) self->send_timeout * 1000 - idle_ms));
+      return G_SOURCE_REMOVE;
+    }
+
+  if (self->close_requested)
+    {
+      /* Our own close, stuck behind the queue: the queue goes, the close frame is tried. */
+      fail_queue (self, &(GError) { SOFIA_WS_ERROR, SOFIA_WS_ERROR_CLOSED,
+                                    (char *) "The peer read nothing before the close" });
+      start_close (self, wsi, self->close_code, self->close_reason);
+    }
+  else
+    close_for_fault (self, wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION,
+                     g_error_new (SOFIA_WS_ERROR, SOFIA_WS_ERROR_PEER_TIMEOUT,
+                                  "%s read nothing sent to it for %u s (%" G_GSIZE_FORMAT
+                                  " bytes waiting)", peer_name (self), self->send_timeout,
+                                  self->tx_bytes));
+  sofia_ws_loop_wake (self->loop, wsi);
+  return G_SOURCE_REMOVE;
 }
 
 /* ---- keepalive (RFC 5626 CRLF) -------------------------------------------------------- */
@@ -973,7 +1153,7 @@ on_keepalive_due (gpointer user_data)
   g_clear_pointer (&self->keepalive_source, g_source_unref);
   if (self->wsi != NULL && !self->awaiting_keepalive_reply)
     {
-      queue_internal (self, "\r\n\r\n");
+      queue_internal (self, "\r\n\r\n", INTERNAL_PING);
       self->awaiting_keepalive_reply = TRUE;
       if (self->keepalive_debounce > 0)
         self->debounce_source = timeout_source_new (self, self->keepalive_debounce * 1000,
@@ -1074,6 +1254,13 @@ sofia_ws_websocket_handle_callback (SofiaWsWebSocket          *self,
           self->peer_close_reason = len > 2 ? g_utf8_make_valid ((const char *) payload + 2,
                                                                  len - 2)
                                             : NULL;
+          g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_CLOSE_CODE]);
+        }
+      else
+        {
+          /* RFC 6455 7.1.5: a close frame without a status code is reported as 1005. */
+          self->peer_close_code = LWS_CLOSE_STATUS_NO_STATUS;
+          g_clear_pointer (&self->peer_close_reason, g_free);
           g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_CLOSE_CODE]);
         }
       return 0;
@@ -1225,6 +1412,7 @@ sofia_ws_websocket_disconnect_async (SofiaWsTransport    *transport,
   g_free (self->close_reason);
   self->close_reason = g_strdup (reason);
   self->disconnect_task = g_steal_pointer (&task);
+  watch_send (self);
   request_writable (self);
 }
 
@@ -1248,6 +1436,7 @@ on_send_cancelled (GCancellable *cancellable,
   /* Still queued, so not on the wire yet: it can be taken back. */
   if (g_queue_remove (&self->tx, m))
     {
+      out_message_unqueued (m);
       g_task_return_error_if_cancelled (m->task);
       g_clear_pointer (&m->cancel_source, g_source_unref);
       out_message_free (m);
@@ -1287,6 +1476,15 @@ check_sendable (SofiaWsWebSocket  *self,
                    self->send_queue_limit);
       return FALSE;
     }
+  /* One message always fits: a queue under its byte limit takes the next whole. */
+  if (self->tx_bytes > 0 && self->tx_bytes + len > self->send_queue_bytes)
+    {
+      g_set_error (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_QUEUE_FULL,
+                   "The send queue to %s is full (%" G_GSIZE_FORMAT " bytes waiting, "
+                   "send-queue-bytes is %u)", peer_name (self), self->tx_bytes,
+                   self->send_queue_bytes);
+      return FALSE;
+    }
   return TRUE;
 }
 
@@ -1298,7 +1496,7 @@ static void
 enqueue (SofiaWsWebSocket *self,
          OutMessage       *m)
 {
-  g_queue_push_tail (&self->tx, m);
+  push_message (self, m);
 
   if (g_queue_get_length (&self->tx) == 1 && self->wsi != NULL && !self->close_started &&
       !self->close_requested && self->connect_task == NULL && !self->reconnecting &&
@@ -1313,11 +1511,16 @@ enqueue (SofiaWsWebSocket *self,
       on_writeable (self, wsi);
       if (self->wsi == wsi && lws_partial_buffered (wsi))
         sofia_ws_loop_kick (self->loop);
+      /* Not written whole: the peer has send-timeout to take it. Not before, for a timer per
+       * message sent would cost every connection a GSource. */
+      if (self->wsi == wsi && (!g_queue_is_empty (&self->tx) || lws_partial_buffered (wsi)))
+        watch_send (self);
       if (!g_queue_is_empty (&self->tx) || self->close_started)
         request_writable (self);
       g_object_unref (self);
       return;
     }
+  watch_send (self);
   request_writable (self);
 }
 
@@ -1370,7 +1573,8 @@ sofia_ws_websocket_send_async (SofiaWsTransport    *transport,
  * emitted as for [method@SofiaWs.Transport.send_async] once the message is written.
  *
  * The message goes out as a text frame when it is valid UTF-8 without NUL bytes, else as a
- * binary frame. A message queued but then cut off by the connection's end is reported by
+ * binary frame (its `message-sent` string has U+FFFD for each NUL and invalid byte, as
+ * `message` has). A message queued but then cut off by the connection's end is reported by
  * that end (`transport-error`, `disconnected`), as it would be for a TCP socket.
  *
  * Returns: %TRUE when the message was written or queued; %FALSE with @error set to
@@ -1513,6 +1717,23 @@ sofia_ws_websocket_get_close_code (SofiaWsWebSocket *self)
 }
 
 /**
+ * sofia_ws_websocket_get_buffered_amount:
+ * @self: a #SofiaWsWebSocket
+ *
+ * As a browser's `WebSocket.bufferedAmount`: the bytes of the messages queued but not yet
+ * handed to the socket (the part of one message that libwebsockets may still hold is not
+ * counted). It stays within [property@SofiaWs.WebSocket:send-queue-bytes], or one message.
+ *
+ * Returns: the bytes waiting in the send queue
+ */
+gsize
+sofia_ws_websocket_get_buffered_amount (SofiaWsWebSocket *self)
+{
+  g_return_val_if_fail (SOFIA_WS_IS_WEBSOCKET (self), 0);
+  return self->tx_bytes;
+}
+
+/**
  * sofia_ws_websocket_get_is_secure:
  * @self: a #SofiaWsWebSocket
  *
@@ -1588,6 +1809,9 @@ sofia_ws_websocket_get_property (GObject    *object,
     case PROP_ORIGIN: g_value_set_string (value, self->origin); break;
     case PROP_MAX_MESSAGE_SIZE: g_value_set_uint (value, self->max_message_size); break;
     case PROP_SEND_QUEUE_LIMIT: g_value_set_uint (value, self->send_queue_limit); break;
+    case PROP_SEND_QUEUE_BYTES: g_value_set_uint (value, self->send_queue_bytes); break;
+    case PROP_SEND_TIMEOUT: g_value_set_uint (value, self->send_timeout); break;
+    case PROP_BUFFERED_AMOUNT: g_value_set_uint64 (value, self->tx_bytes); break;
     case PROP_PING_INTERVAL: g_value_set_uint (value, self->ping_interval); break;
     case PROP_PING_TIMEOUT: g_value_set_uint (value, self->ping_timeout); break;
     case PROP_REMOTE_ADDRESS: g_value_set_string (value, self->remote_address); break;
@@ -1627,6 +1851,8 @@ sofia_ws_websocket_set_property (GObject      *object,
       break;
     case PROP_MAX_MESSAGE_SIZE: self->max_message_size = g_value_get_uint (value); break;
     case PROP_SEND_QUEUE_LIMIT: self->send_queue_limit = g_value_get_uint (value); break;
+    case PROP_SEND_QUEUE_BYTES: self->send_queue_bytes = g_value_get_uint (value); break;
+    case PROP_SEND_TIMEOUT: self->send_timeout = g_value_get_uint (value); break;
     case PROP_PING_INTERVAL: self->ping_interval = g_value_get_uint (value); break;
     case PROP_PING_TIMEOUT: self->ping_timeout = g_value_get_uint (value); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -1765,6 +1991,30 @@ sofia_ws_websocket_class_init (SofiaWsWebSocketClass *klass)
                        rw);
 
   /**
+   * SofiaWsWebSocket:send-queue-bytes:
+   *
+   * How many bytes of messages may wait for the socket (1 MiB by default); a send that
+   * would go beyond fails with %SOFIA_WS_ERROR_QUEUE_FULL, except into an empty queue, which
+   * takes one message of any size up to [property@SofiaWs.WebSocket:max-message-size].
+   * CRLF keepalives and their answers count, and at most one answer waits at a time.
+   */
+  properties[PROP_SEND_QUEUE_BYTES] =
+    g_param_spec_uint ("send-queue-bytes", NULL, NULL, 1, G_MAXUINT, DEFAULT_SEND_QUEUE_BYTES,
+                       rw);
+
+  /**
+   * SofiaWsWebSocket:send-timeout:
+   *
+   * Seconds a peer may take nothing of what waits for it (30 by default; 0 for no limit),
+   * as Kamailio's `tcp_send_timeout`. A peer that does not read for that long, while
+   * messages or a close wait, is closed with 1008 (`transport-error` carries
+   * %SOFIA_WS_ERROR_PEER_TIMEOUT) and its queue freed; a close that has not completed
+   * send-timeout later (its close frame could not be written either) drops the connection.
+   */
+  properties[PROP_SEND_TIMEOUT] =
+    g_param_spec_uint ("send-timeout", NULL, NULL, 0, 86400, DEFAULT_SEND_TIMEOUT, rw);
+
+  /**
    * SofiaWsWebSocket:ping-interval:
    *
    * Seconds without a PONG after which a WebSocket PING is sent (RFC 7118 6); 0, the
@@ -1799,6 +2049,16 @@ sofia_ws_websocket_class_init (SofiaWsWebSocketClass *klass)
   properties[PROP_CLOSE_CODE] =
     g_param_spec_uint ("close-code", NULL, NULL, 0, G_MAXUINT16, 0,
                        G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * SofiaWsWebSocket:buffered-amount:
+   *
+   * The bytes queued but not yet handed to the socket (see
+   * sofia_ws_websocket_get_buffered_amount()). Not notified.
+   */
+  properties[PROP_BUFFERED_AMOUNT] =
+    g_param_spec_uint64 ("buffered-amount", NULL, NULL, 0, G_MAXUINT64, 0,
+                         G_PARAM_READABLE | G_PARAM_STATIC_STRINGS);
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
 

@@ -82,6 +82,10 @@ struct _WsPrimary {
   guint crlf_keepalive;
   guint reconnect;
   guint max_message_size;
+
+  /* Both: the send queue's bounds (WSTAG_SEND_QUEUE_BYTES(), WSTAG_SEND_TIMEOUT()). */
+  guint send_queue_bytes;
+  guint send_timeout;
 };
 
 /* Outlives the secondary when callbacks are still pending: a send completing after the tport
@@ -269,6 +273,7 @@ ws_deinit_secondary (tport_t *self)
 
       g_signal_handlers_disconnect_by_data (sec->websocket, sec);
       _sofia_ws_websocket_set_message_sink (SOFIA_WS_WEBSOCKET (sec->websocket), NULL, NULL);
+      _sofia_ws_websocket_set_activity_sink (SOFIA_WS_WEBSOCKET (sec->websocket), NULL, NULL);
       if (state == SOFIA_WS_TRANSPORT_STATE_CONNECTED ||
           state == SOFIA_WS_TRANSPORT_STATE_CONNECTING)
         {
@@ -443,22 +448,24 @@ ws_send (tport_t const *self,
     }
 
   for (size_t i = 0; i < iovused; i++)
-    {
-      /* The backend's strings, and so SIP.js, would cut such a message short. */
-      if (memchr (iov[i].mv_base, '\0', iov[i].mv_len) != NULL)
-        {
-          SU_DEBUG_3 (("tport_ws(%p): cannot send a message with a NUL byte to " TPN_FORMAT "\n",
-                       (void *) self, TPN_ARGS (self->tp_name)));
-          su_seterrno (EINVAL);
-          return -1;
-        }
-      total += iov[i].mv_len;
-    }
+    total += iov[i].mv_len;
 
   if (state == SOFIA_WS_TRANSPORT_STATE_CONNECTING ||
       (((WsPrimary *) self->tp_pri)->client && ((WsPrimary *) self->tp_pri)->reconnect > 0))
     {
       g_autoptr(GString) text = g_string_sized_new (total);
+
+      /* These wait as strings, which a NUL byte would cut short. A binary message goes out
+       * (as a binary frame) on the direct path below only. */
+      for (size_t i = 0; i < iovused; i++)
+        if (memchr (iov[i].mv_base, '\0', iov[i].mv_len) != NULL)
+          {
+            SU_DEBUG_3 (("tport_ws(%p): cannot queue a message with a NUL byte for "
+                         TPN_FORMAT " while it connects\n", (void *) self,
+                         TPN_ARGS (self->tp_name)));
+            su_seterrno (EINVAL);
+            return -1;
+          }
 
       for (size_t i = 0; i < iovused; i++)
         g_string_append_len (text, iov[i].mv_base, iov[i].mv_len);
@@ -508,8 +515,10 @@ ws_send (tport_t const *self,
     }
 }
 
-/* Browsers write "SIP/2.0/WS" in any case; NTA compares the Via protocol with its own
- * case-sensitively, so the top Via is rewritten to ours before NTA sees it. */
+/* NTA drops a request whose top Via protocol is not, to the byte, its transport's ("Via check:
+ * invalid transport", nta.c). Browsers write "SIP/2.0/WS" in any case, and over wss some
+ * (JsSIP) write WS where SIP.js writes WSS: a WS or WSS Via, in any case, is taken as ours
+ * before NTA sees it (the response's Via then carries ours). Any other is logged here. */
 static void
 ws_deliver (tport_t  *self,
             msg_t    *msg,
@@ -517,10 +526,25 @@ ws_deliver (tport_t  *self,
 {
   WsPrimary *pri = (WsPrimary *) self->tp_pri;
   sip_t *sip = sip_object (msg);
+  const char *protocol;
 
-  if (sip != NULL && sip->sip_via != NULL && sip->sip_via->v_protocol != NULL &&
-      pri->via != NULL && su_casematch (sip->sip_via->v_protocol, pri->via->v_protocol))
-    sip->sip_via->v_protocol = pri->via->v_protocol;
+  if (sip != NULL && sip->sip_via != NULL &&
+      (protocol = sip->sip_via->v_protocol) != NULL && pri->via != NULL &&
+      strcmp (protocol, pri->via->v_protocol) != 0)
+    {
+      if (su_casematch (protocol, "SIP/2.0/WS") || su_casematch (protocol, "SIP/2.0/WSS"))
+        {
+          if (!su_casematch (protocol, pri->via->v_protocol))
+            SU_DEBUG_5 (("tport_ws(%p): %s message from " TPN_FORMAT " with a %s Via: taken "
+                         "as %s\n", (void *) self, pri->via->v_protocol + 8,
+                         TPN_ARGS (self->tp_name), protocol, pri->via->v_protocol));
+          sip->sip_via->v_protocol = pri->via->v_protocol;
+        }
+      else if (sip->sip_request != NULL)
+        SU_DEBUG_3 (("tport_ws(%p): request from " TPN_FORMAT " with a %s Via over %s: NTA "
+                     "drops it (Via check)\n", (void *) self, TPN_ARGS (self->tp_name), protocol,
+                     pri->via->v_protocol + 8));
+    }
   /* A message NTA will answer 400 (it did not parse, or a header did not) is an error. */
   tport_recv_message (self, msg, sip == NULL || msg_has_error (msg) || sip->sip_error != NULL);
   tport_base_deliver (self, msg, now);
@@ -663,6 +687,8 @@ ws_connect (tport_primary_t    *base,
                                  "keepalive-interval", pri->crlf_keepalive,
                                  "reconnection-attempts", pri->reconnect,
                                  "max-message-size", MAX (pri->max_message_size, 1u),
+                                 "send-queue-bytes", pri->send_queue_bytes,
+                                 "send-timeout", pri->send_timeout,
                                  NULL);
   connect_signals (sec);
   sofia_ws_transport_connect_async (SOFIA_WS_TRANSPORT (sec->websocket), NULL, NULL,
@@ -698,6 +724,20 @@ on_message (SofiaWsWebSocket *websocket,
   tport_recv_event (self);
   sec->rx = NULL;
   tport_unref (self);
+}
+
+/* A CRLF keepalive from the peer: activity, as tport's tcp counts it, so that TPTAG_IDLE()
+ * closes only connections that are really idle. */
+static void
+on_activity (SofiaWsWebSocket *websocket,
+             gpointer          user_data)
+{
+  tport_t *self = user_data;
+
+  if (tport_is_closed (self))
+    return;
+  su_time (&self->tp_rtime);
+  tport_set_secondary_timer (self);
 }
 
 static void
@@ -786,6 +826,7 @@ connect_signals (WsSecondary *sec)
   g_signal_connect (sec->websocket, "connected", G_CALLBACK (on_connected), sec);
   /* Not the message signal: a sink takes the bytes with no emission and no copy. */
   _sofia_ws_websocket_set_message_sink (SOFIA_WS_WEBSOCKET (sec->websocket), on_message, sec);
+  _sofia_ws_websocket_set_activity_sink (SOFIA_WS_WEBSOCKET (sec->websocket), on_activity, sec);
   g_signal_connect (sec->websocket, "disconnected", G_CALLBACK (on_disconnected), sec);
   g_signal_connect (sec->websocket, "transport-error", G_CALLBACK (on_transport_error), sec);
 }
@@ -883,6 +924,8 @@ on_accepted (SofiaWsListener  *listener,
   self->tp_verified = pri->secure;
 
   sec->websocket = g_object_ref (websocket);
+  g_object_set (websocket, "send-queue-bytes", pri->send_queue_bytes,
+                "send-timeout", pri->send_timeout, NULL);
   connect_signals (sec);
 
   ws_tprb_append (&base->pri_open, self);
@@ -1144,6 +1187,7 @@ ws_add_listener_here (nta_agent_t  *agent,
   unsigned max_partial_bytes = listener_default ("max-partial-bytes");
   unsigned handshake_timeout = listener_default ("handshake-timeout");
   unsigned connect_timeout = 5, crlf_keepalive = 0, reconnect = 0;
+  unsigned send_queue_bytes = 1024 * 1024, send_timeout = 30;
   int tls_verify = 1;
   gboolean client = client_protocol != NULL;
   su_sockaddr_t su;
@@ -1220,6 +1264,8 @@ ws_add_listener_here (nta_agent_t  *agent,
            WSTAG_CONNECT_TIMEOUT_REF (connect_timeout),
            WSTAG_CRLF_KEEPALIVE_REF (crlf_keepalive),
            WSTAG_RECONNECT_REF (reconnect),
+           WSTAG_SEND_QUEUE_BYTES_REF (send_queue_bytes),
+           WSTAG_SEND_TIMEOUT_REF (send_timeout),
            TAG_END ());
 
   if (!client && url.secure && (certificate == NULL || key == NULL))
@@ -1375,6 +1421,8 @@ ws_add_listener_here (nta_agent_t  *agent,
   pri->crlf_keepalive = crlf_keepalive;
   pri->reconnect = reconnect;
   pri->max_message_size = max_message_size;
+  pri->send_queue_bytes = MAX (send_queue_bytes, 1u);
+  pri->send_timeout = send_timeout;
   if (!client)
     {
       pri->listener = g_steal_pointer (&listener);

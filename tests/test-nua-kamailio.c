@@ -282,6 +282,7 @@ test_register_message_restart (Fixture *f, gconstpointer data)
 {
   g_autofree char *modules = g_test_build_filename (G_TEST_DIST, "interop", "node",
                                                     "node_modules", "sip.js", NULL);
+  g_autofree char *preload_value = NULL;
   g_autofree char *module = g_build_filename (g_getenv ("SOFIA_WS_PLUGIN_DIR"), "tport-ws.so",
                                               NULL);
   g_autofree char *proxy = NULL;
@@ -301,7 +302,8 @@ test_register_message_restart (Fixture *f, gconstpointer data)
   /* stdin: a pipe the child watches, so that it stops if this test dies. */
   launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE |
                                         G_SUBPROCESS_FLAGS_STDIN_PIPE);
-  g_subprocess_launcher_setenv (launcher, "LD_PRELOAD", module, TRUE);
+  preload_value = test_preload_value (module);
+  g_subprocess_launcher_setenv (launcher, "LD_PRELOAD", preload_value, TRUE);
   argv = g_ptr_array_new_with_free_func (g_free);
   /* Under `meson test --setup valgrind`, the NUA program (the module's client path) runs under
    * memcheck too. */

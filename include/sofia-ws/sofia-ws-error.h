@@ -35,7 +35,8 @@ G_BEGIN_DECLS
  * @SOFIA_WS_ERROR_INVALID_MESSAGE: a message cannot be carried: empty, or not valid UTF-8 in a
  *   text frame
  * @SOFIA_WS_ERROR_QUEUE_FULL: the send queue of the connection is full (back-pressure)
- * @SOFIA_WS_ERROR_PEER_TIMEOUT: the peer stopped answering keepalives and was declared dead
+ * @SOFIA_WS_ERROR_PEER_TIMEOUT: the peer stopped answering keepalives and was declared dead,
+ *   or read nothing of what was sent to it within the send timeout
  * @SOFIA_WS_ERROR_INVALID_ARGUMENT: a URL, option or setting is not acceptable
  * @SOFIA_WS_ERROR_ABI_MISMATCH: the loaded Sofia-SIP library has a private layout the tport
  *   module does not know, so the module refuses to register

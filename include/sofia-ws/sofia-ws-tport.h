@@ -111,6 +111,27 @@ SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_max_connections;
 SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_max_connections_ref;
 
 /**
+ * WSTAG_SEND_QUEUE_BYTES:
+ * @x: (type guint): bytes that may wait to be sent on a connection (default 1048576); a
+ *   message beyond fails to send (ENOBUFS), as #SofiaWsWebSocket:send-queue-bytes
+ */
+#define WSTAG_SEND_QUEUE_BYTES(x) wstag_send_queue_bytes, tag_uint_v (x)
+#define WSTAG_SEND_QUEUE_BYTES_REF(x) wstag_send_queue_bytes_ref, tag_uint_vr (&(x))
+SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_send_queue_bytes;
+SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_send_queue_bytes_ref;
+
+/**
+ * WSTAG_SEND_TIMEOUT:
+ * @x: (type guint): seconds a peer may read nothing of what waits for it before its connection
+ *   is closed with 1008, and dropped if the close does not complete as long again (default
+ *   30; 0: never), as #SofiaWsWebSocket:send-timeout
+ */
+#define WSTAG_SEND_TIMEOUT(x) wstag_send_timeout, tag_uint_v (x)
+#define WSTAG_SEND_TIMEOUT_REF(x) wstag_send_timeout_ref, tag_uint_vr (&(x))
+SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_send_timeout;
+SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_send_timeout_ref;
+
+/**
  * WSTAG_MAX_CONNECTIONS_PER_ADDRESS:
  * @x: (type guint): connections one IPv4 address or IPv6 /64 may have open at once, counted
  *   as WSTAG_MAX_CONNECTIONS() counts them; more are closed as soon as they are accepted
@@ -147,7 +168,8 @@ SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_handshake_timeout_ref;
 /* ---- tags for outgoing connections (sofia_ws_tport_add_client()) ------------------------- */
 
 /* WSTAG_PATH() is the HTTP path requested (default "/"); WSTAG_KEEPALIVE(),
- * WSTAG_KEEPALIVE_TIMEOUT() and WSTAG_MAX_MESSAGE_SIZE() apply as for listeners. */
+ * WSTAG_KEEPALIVE_TIMEOUT(), WSTAG_MAX_MESSAGE_SIZE(), WSTAG_SEND_QUEUE_BYTES() and
+ * WSTAG_SEND_TIMEOUT() apply as for listeners. */
 
 /**
  * WSTAG_TLS_CA_FILE:

@@ -25,6 +25,8 @@ guint16           sofia_ws_websocket_get_close_code     (SofiaWsWebSocket *self)
 SOFIA_WS_AVAILABLE_IN_1_0
 gboolean          sofia_ws_websocket_get_is_secure      (SofiaWsWebSocket *self);
 SOFIA_WS_AVAILABLE_IN_1_0
+gsize             sofia_ws_websocket_get_buffered_amount (SofiaWsWebSocket *self);
+SOFIA_WS_AVAILABLE_IN_1_0
 gboolean          sofia_ws_websocket_send_vectors       (SofiaWsWebSocket     *self,
                                                          const GOutputVector  *vectors,
                                                          gsize                 n_vectors,

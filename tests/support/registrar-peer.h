@@ -20,6 +20,10 @@ RegistrarPeer *registrar_peer_start     (const char *const *args);
 guint16        registrar_peer_get_port  (RegistrarPeer *self,
                                          const char    *transport);
 
+/* The registrar's process ID (under valgrind: valgrind's, which is the same process); 0 once
+ * it has exited. */
+GPid           registrar_peer_get_pid   (RegistrarPeer *self);
+
 /* The registrar's next output line that starts with @prefix (the lines before it are logged
  * and skipped). While waiting, @iterate (if not NULL) is called again and again, for a test
  * whose own loop must keep running for the registrar to get there. */
@@ -34,6 +38,15 @@ void           registrar_peer_stop      (RegistrarPeer *self);
 /* Puts valgrind and its options before a child's command when this process runs under valgrind;
  * @argv owns its strings. */
 void           test_wrap_in_valgrind    (GPtrArray *argv);
+
+/* The value of LD_PRELOAD that loads @module into a program: @module itself, or, in the
+ * sanitizer build ($SOFIA_WS_ASAN_PRELOAD), the ASan runtime first (it must come before every
+ * other library) and then @module. */
+char          *test_preload_value       (const char *module);
+
+/* TRUE in the sanitizer build ($SOFIA_WS_TEST_SANITIZED), where RSS includes ASan's
+ * quarantine of freed memory and says nothing about our own. */
+gboolean       test_is_sanitized        (void);
 
 /* A self-signed certificate for 127.0.0.1 (CN @name), made with openssl in a new temporary
  * directory: "<dir>/server.pem" and "<dir>/server.key". */
