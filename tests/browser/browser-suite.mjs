@@ -465,13 +465,14 @@ try {
 for (const scenario of scenarios) {
   const context = { registrar, certificates, pages: [], log: null };
   const lines = [];
+  const t0 = Date.now();
   context.log = (line) => {
+    line = `[${((Date.now() - t0) / 1000).toFixed(2)}] ${line}`;
     lines.push(line);
     log(line);
   };
   sharedLines = lines;
   let outcome;
-  const t0 = Date.now();
   const budget = Math.min(scenario.timeout, deadline - Date.now());
   if (setupError) {
     outcome = { ok: false, error: `setup failed: ${setupError.stack ?? setupError}` };

@@ -124,7 +124,7 @@ export function startStaticServer({ pagesDir, nodeModulesDir }) {
     }
     response.writeHead(200, {
       "content-type": TYPES[extname(file ?? path)] ?? "application/octet-stream",
-      "cache-control": "no-store"
+      "cache-control": "max-age=600"
     });
     response.end(body);
   });
