@@ -41,6 +41,7 @@ const SUITE_BUDGET_MS = 110_000;
 const MESSAGE_TIMEOUT_MS = 15_000;
 const CALL_TIMEOUT_MS = 25_000;
 const MEDIA_WAIT_MS = 10_000;
+const MEDIA_PACKETS = 10;
 const NOT_RELAYED = "registrar does not relay INVITE";
 
 const started = Date.now();
@@ -306,14 +307,15 @@ async function messageScenario({ a, b, transport }, context) {
   await stopPhones([alice, bob]);
 }
 
-// Polls phone.media() on each page until audio came in (inbound-rtp bytes and a live remote
-// track); returns what each saw.
+// Polls phone.media() on each page until audio came in (a live remote track, and inbound-rtp
+// bytes in MEDIA_PACKETS packets at least: 0.2 s of 20 ms frames); returns what each saw.
 async function mediaFlows(phones) {
   const until = Date.now() + MEDIA_WAIT_MS;
   let seen = [];
   for (;;) {
     seen = await Promise.all(phones.map((p) => p.call("media")));
-    if (seen.every((m) => m.bytesReceived > 0 && m.remoteTracks > 0))
+    if (seen.every((m) => m.remoteTracks > 0 && m.bytesReceived > 0 &&
+                           m.packetsReceived >= MEDIA_PACKETS))
       return seen;
     if (Date.now() > until)
       throw new Error(`no media within ${MEDIA_WAIT_MS / 1000} s: ` +
@@ -344,7 +346,9 @@ async function callScenario({ a, b, transport, hangup }, context) {
     throw new Error(`${alice.label}: INVITE got ${answered.status}`);
 
   const media = await mediaFlows([alice, bob]);
-  context.log(`media: ${alice.label} ${JSON.stringify(media[0])}, ${bob.label} ${JSON.stringify(media[1])}`);
+  context.notes.push(`inbound audio: ${alice.label} ${media[0].packetsReceived} packets ` +
+                     `(${media[0].bytesReceived} bytes), ${bob.label} ` +
+                     `${media[1].packetsReceived} packets (${media[1].bytesReceived} bytes)`);
 
   const [hanging, other] = hangup === "caller" ? [alice, bob] : [bob, alice];
   const otherEnded = other.call("ended");
@@ -463,7 +467,8 @@ try {
 }
 
 for (const scenario of scenarios) {
-  const context = { registrar, certificates, pages: [], log: null };
+  // notes: printed after the point (as TAP comments), whatever the outcome.
+  const context = { registrar, certificates, pages: [], log: null, notes: [] };
   const lines = [];
   const t0 = Date.now();
   context.log = (line) => {
@@ -488,7 +493,8 @@ for (const scenario of scenarios) {
   }
   for (const page of context.pages)
     await page.close().catch(() => {});
-  report(`${scenario.name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`, outcome, lines);
+  report(scenario.name, outcome, lines);
+  diag(`${((Date.now() - t0) / 1000).toFixed(1)} s${context.notes.map((n) => `; ${n}`).join("")}`);
 }
 
 // Teardown: Chromium, the server, and the registrar, which must exit 0.

@@ -165,16 +165,19 @@
     async media() {
       const pc = session && session.connection;
       let bytesReceived = 0;
+      let packetsReceived = 0;
       if (!pc)
-        return { remoteTracks: 0, bytesReceived };
+        return { remoteTracks: 0, bytesReceived, packetsReceived };
       const stats = await pc.getStats();
       stats.forEach((report) => {
-        if (report.type === "inbound-rtp" && report.kind === "audio")
+        if (report.type === "inbound-rtp" && report.kind === "audio") {
           bytesReceived += report.bytesReceived || 0;
+          packetsReceived += report.packetsReceived || 0;
+        }
       });
       const remoteTracks = pc.getReceivers()
         .filter((r) => r.track && r.track.readyState === "live").length;
-      return { remoteTracks, bytesReceived };
+      return { remoteTracks, bytesReceived, packetsReceived };
     },
 
     stop() {

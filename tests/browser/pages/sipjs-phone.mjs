@@ -11,7 +11,8 @@
 //   answer()                       200 it; resolves once the ACK is in (established)
 //   hangup()                       BYE; the final status
 //   ended()                        resolves once the session ends: {by: "local"|"remote"}
-//   media()                        {remoteTracks, bytesReceived} (inbound-rtp audio)
+//   media()                        {remoteTracks, bytesReceived, packetsReceived} (inbound-rtp
+//                                  audio)
 //   stop()                         unREGISTER and disconnect
 
 import { Inviter, Messager, Registerer, SessionState, UserAgent } from "sip.js";
@@ -162,17 +163,20 @@ window.phone = {
   async media() {
     const sdh = session?.sessionDescriptionHandler;
     let bytesReceived = 0;
+    let packetsReceived = 0;
     if (!sdh?.peerConnection)
-      return { remoteTracks: 0, bytesReceived };
+      return { remoteTracks: 0, bytesReceived, packetsReceived };
     const stats = await sdh.peerConnection.getStats();
     stats.forEach((report) => {
-      if (report.type === "inbound-rtp" && report.kind === "audio")
+      if (report.type === "inbound-rtp" && report.kind === "audio") {
         bytesReceived += report.bytesReceived ?? 0;
+        packetsReceived += report.packetsReceived ?? 0;
+      }
     });
     const remoteTracks = sdh.remoteMediaStream
       .getTracks()
       .filter((t) => t.readyState === "live").length;
-    return { remoteTracks, bytesReceived };
+    return { remoteTracks, bytesReceived, packetsReceived };
   },
 
   async stop() {
