@@ -118,6 +118,9 @@ function emergencyCleanup() {
   rmSync(tmp, { recursive: true, force: true });
 }
 
+// Whatever way this process ends (an exception, stdout closed), nothing it started is left.
+process.on("exit", emergencyCleanup);
+process.stdout.on("error", () => process.exit(1));
 for (const signal of ["SIGINT", "SIGTERM"]) {
   process.on(signal, () => {
     diag(`stopped by ${signal}`);
@@ -333,8 +336,10 @@ async function callScenario({ a, b, transport, hangup }, context) {
   const first = await withTimeout(Promise.race([ringing.then(() => "ringing"), calling]),
                                   10_000, `${bob.label} receives the INVITE`);
   if (first !== "ringing") {
-    if (first.status === 405)
+    if (first.status === 405) {
+      context.notes.push(`${alice.label}: INVITE answered 405 Method Not Allowed by the registrar`);
       return { skip: NOT_RELAYED };
+    }
     throw new Error(`${alice.label}: INVITE to ${bob.user} got ${first.status}`);
   }
   const incoming = await ringing;
@@ -442,7 +447,8 @@ try {
     "--listen", "sips:127.0.0.1:0;transport=wss",
     `--tls-certificate=${certificates.server.certificate}`,
     `--tls-key=${certificates.server.key}`,
-    `--allowed-origins=${server.origin}`
+    `--allowed-origins=${server.origin}`,
+    "--verbose" // every transport event, for the diagnostics of a failure
   ], sharedLog);
   browser = await puppeteer.launch({
     executablePath: chromium,
@@ -514,6 +520,5 @@ try {
 }
 sharedLines = [];
 report("the registrar exits 0 on SIGTERM, Chromium closes", teardown);
-emergencyCleanup(); // whatever is left, and the temporary files
 diag(`the suite took ${((Date.now() - started) / 1000).toFixed(1)} s`);
 process.exit(failures > 0 ? 1 : 0);

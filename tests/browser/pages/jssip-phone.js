@@ -92,8 +92,14 @@
       });
       for (const name of ["connected", "disconnected"])
         ua.on(name, () => log("transport", name));
-      return new Promise((resolve) => {
+      return new Promise((resolve, reject) => {
         ua.on("registered", (event) => resolve(event.response.status_code));
+        // JsSIP would retry for ever: the first loss of the connection before the REGISTER
+        // was answered fails the start.
+        ua.on("disconnected", (event) => {
+          if (!ua.isRegistered())
+            reject(new Error(`WebSocket to ${server} closed (${event.code ?? ""} ${event.reason ?? ""})`));
+        });
         ua.on("registrationFailed", (event) =>
           resolve(event.response ? event.response.status_code : `failed: ${event.cause}`));
         ua.start();

@@ -88,6 +88,7 @@ window.phone = {
       displayName: user,
       transportOptions: { server, connectionTimeout: 5, traceSip: true },
       logBuiltinEnabled: false,
+      logConfiguration: false,
       logConnector: (level, category, label, content) => log(level, category, content),
       // No STUN: host candidates on this machine only, and a short gathering wait.
       sessionDescriptionHandlerFactoryOptions: {
@@ -107,7 +108,7 @@ window.phone = {
       }
     });
     await ua.start();
-    registerer = new Registerer(ua, { expires: 300 });
+    registerer = new Registerer(ua, { expires: 300, logConfiguration: false });
     return statusOf((requestDelegate) => registerer.register({ requestDelegate }));
   },
 
