@@ -19,7 +19,8 @@
 // each scenario has its own timeout and the whole suite stops within 110 s. Every process it
 // starts (the registrars, Chromium) is stopped by its PID, and its temporary files removed.
 // Environment: SOFIA_WS_REGISTRAR (required), SOFIA_WS_CHROMIUM (default /usr/bin/chromium),
-// SOFIA_WS_BROWSER_TRACE=1 prints every page and registrar line as TAP comments.
+// SOFIA_WS_BROWSER_TRACE=1 prints every page and registrar line as TAP comments;
+// SOFIA_WS_BROWSER_VALGRIND=1 runs the registrars under memcheck.
 
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -36,6 +37,7 @@ const nodeDir = join(here, "..", "interop", "node");
 const chromium = process.env.SOFIA_WS_CHROMIUM ?? "/usr/bin/chromium";
 const registrarPath = process.env.SOFIA_WS_REGISTRAR;
 const trace = process.env.SOFIA_WS_BROWSER_TRACE === "1";
+const valgrind = process.env.SOFIA_WS_BROWSER_VALGRIND === "1";
 
 const SUITE_BUDGET_MS = 110_000;
 const MESSAGE_TIMEOUT_MS = 15_000;
@@ -197,8 +199,16 @@ function trustInNss(home, ca) {
 
 // Starts sofia-ws-registrar with `args`; resolves once it printed one "listening" line per
 // --listen: {ports: {ws: N, wss: N}, lines, stop()}.
+// With SOFIA_WS_BROWSER_VALGRIND=1 it runs under memcheck (suppressions from
+// $SOFIA_WS_VALGRIND_SUPPRESSIONS): an error or a definite leak makes it exit 99.
 function startRegistrar(name, args, log) {
-  const child = spawn(registrarPath, args, { stdio: ["ignore", "pipe", "pipe"] });
+  const suppressions = (process.env.SOFIA_WS_VALGRIND_SUPPRESSIONS ?? "").split(":").filter(Boolean);
+  const argv = valgrind
+    ? ["valgrind", "--error-exitcode=99", "--leak-check=full", "--errors-for-leak-kinds=definite",
+       "--show-leak-kinds=definite", ...suppressions.map((f) => `--suppressions=${f}`),
+       registrarPath, ...args]
+    : [registrarPath, ...args];
+  const child = spawn(argv[0], argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
   const entry = { name, process: child };
   const exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
   const wanted = args.filter((a) => a === "--listen").length;
@@ -209,7 +219,7 @@ function startRegistrar(name, args, log) {
   createInterface({ input: child.stderr }).on("line", (line) => log(`${name} (stderr): ${line}`));
 
   const ready = new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`${name}: no "listening" lines in 10 s`)), 10_000);
+    const timer = setTimeout(() => reject(new Error(`${name}: no "listening" lines in 20 s`)), 20_000);
     lines.on("line", (line) => {
       log(`${name}: ${line}`);
       const m = /^listening sips?:.*:(\d+);transport=(\w+)$/.exec(line);
