@@ -140,8 +140,7 @@ process.on("unhandledRejection", (e) => {
 
 // The backstop, should a step hang past every timeout.
 const watchdog = setTimeout(() => {
-  process.stdout.write(`not ok ${point + 1} - the suite finished within ${SUITE_BUDGET_MS / 1000} s\n`);
-  process.stdout.write(`1..${point + 1}\n`);
+  process.stdout.write(`Bail out! the suite did not finish within ${SUITE_BUDGET_MS / 1000 + 5} s\n`);
   emergencyCleanup();
   process.exit(1);
 }, SUITE_BUDGET_MS + 5_000);
