@@ -932,7 +932,8 @@ route_to_user (Registrar      *self,
       target.callee = binding->flow;
     }
   say ("%s from %s to %s: relaying to %s\n", method,
-       sip->sip_from ? sip->sip_from->a_url->url_user : "?", name, binding->uri);
+       sip->sip_from && sip->sip_from->a_url->url_user ? sip->sip_from->a_url->url_user : "?",
+       name, binding->uri);
   relay_request (self, irq, sip, request, inbound, &target);
   su_home_deinit (home);
 }

@@ -335,6 +335,25 @@ test_duplicate_header (Fixture *f, gconstpointer data)
   }
 }
 
+/* A request that has been through the registrar already (its Via among the request's) is a
+ * loop: 482, not relayed again. */
+static void
+test_loop (Fixture *f, gconstpointer data)
+{
+  g_autoptr(SipSocket) bob = sip_socket_connect (f->tcp_port);
+  g_autoptr(SipSocket) alice = sip_socket_connect (f->tcp_port);
+  g_autofree char *via = g_strdup_printf ("Via: SIP/2.0/TCP 127.0.0.1:%u;branch=z9hG4bK-loop\r\n",
+                                          f->tcp_port);
+  g_autofree char *request = sip_text_over_tcp (message_to_bob (via));
+  g_autofree char *response = NULL;
+
+  g_assert_cmpuint (register_over (bob, "bob"), ==, 200);
+  sip_socket_send (alice, request);
+  response = sip_socket_read (alice, 20000);
+  g_assert_nonnull (response);
+  g_assert_cmpuint (sip_text_status (response), ==, 482);
+}
+
 /* A relay in flight when the registrar stops: answered 503 and freed (under valgrind, a leak
  * makes the registrar exit 99 and registrar_peer_stop() fail). */
 static void
@@ -591,6 +610,7 @@ main (int argc, char **argv)
   ADD ("sipjs-keepalive", test_sipjs_keepalive);
   ADD ("tcp-beside", test_tcp_beside);
   ADD ("pending-relay-at-exit", test_pending_relay_at_exit);
+  ADD ("loop", test_loop);
   ADD ("sigterm-closes-websockets", test_sigterm_closes);
   ADD ("flow-routing", test_flow_routing);
   ADD ("call-sipjs", test_call_sipjs);
