@@ -1,23 +1,25 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* sofia-ws-registrar: a SIP registrar and MESSAGE relay on Sofia-SIP's NTA, serving SIP over
+/* sofia-ws-registrar: a SIP registrar and stateful relay on Sofia-SIP's NTA, serving SIP over
  * WebSocket (RFC 7118) through sofia-ws, and SIP over TCP or UDP beside it.
  *
  *   sofia-ws-registrar --listen 'sip:127.0.0.1:5066;transport=ws' \
  *                      --listen 'sip:127.0.0.1:5060;transport=tcp' [--verbose]
  *
  * Prints "listening <url>" for each listener once it is ready (port 0 becomes the port the
- * system chose), then serves until SIGTERM or SIGINT:
+ * system chose), then serves until SIGTERM or SIGINT (then closes the WebSockets with 1001):
  *   REGISTER  stores the Contacts of the To user (Expires or ;expires=, 0 removes them) with the
  *             connection the request came on, and answers 200 with the bindings;
- *   OPTIONS   200, with Allow, Accept and Supported;
- *   MESSAGE   to a registered user: relayed over that user's own connection (NTATAG_TPORT),
- *             and the user's final response relayed back; 404 for an unknown user, 480 when
- *             its connection is gone.
+ *   OPTIONS   without a user: 200, with Allow, Accept and Supported;
+ *   any request to a registered user: relayed statefully over that user's own connection
+ *             (NTATAG_TPORT), with a Record-Route carrying flow tokens for in-dialog requests;
+ *             see registrar-core.c.
  * Each request prints one line (--quiet: none, for benchmarks); --verbose also prints every
  * WebSocket transport event.
  * Sofia's own dumps work as usual: TPORT_LOG=1 prints every SIP message, TPORT_WS_DEBUG=5 the
  * ws module's log.
  */
+#include "registrar-core.h"
+
 #include <sofia-ws/sofia-ws-tport.h>
 
 #include <glib-unix.h>
@@ -36,303 +38,21 @@
 #include <sofia-sip/tport_tag.h>
 #include <sofia-sip/url.h>
 
-#define DEFAULT_EXPIRES 600
-#define MAX_EXPIRES 3600
-
-typedef struct {
-  char *contact;                  /* the Contact URI, as registered */
-  tport_t *tport;                 /* the connection it came on (a reference), or NULL */
-  gint64 expires_at;              /* monotonic microseconds */
-} Binding;
-
+/* The program: its loop, root, agent and the registrar on them. */
 typedef struct {
   su_root_t *root;
   GMainLoop *loop;
   nta_agent_t *agent;
-  nta_leg_t *leg;
-  GHashTable *bindings;           /* user -> GPtrArray of Binding */
-} Registrar;
+  Registrar *registrar;
+  GPtrArray *listeners;           /* SofiaWsListener of the ws and wss transports */
+  guint stopping;                 /* listeners whose connections are still closing */
+  gint64 stop_deadline;           /* monotonic microseconds */
+} Program;
 
-typedef struct {
-  nta_incoming_t *irq;
-  nta_outgoing_t *orq;
-} Relay;
+/* Bounds the wait for the close handshakes on SIGTERM (the listener's own grace is 2 s). */
+#define STOP_WAIT_US (3 * G_USEC_PER_SEC)
 
 static gboolean quiet;            /* --quiet: no line per request */
-
-/* One line about a request, unless --quiet. */
-static void say (const char *format, ...) G_GNUC_PRINTF (1, 2);
-
-static void
-say (const char *format,
-     ...)
-{
-  va_list args;
-
-  if (quiet)
-    return;
-  va_start (args, format);
-  vprintf (format, args);
-  va_end (args);
-}
-
-static void
-binding_free (Binding *binding)
-{
-  g_free (binding->contact);
-  if (binding->tport != NULL)
-    tport_unref (binding->tport);
-  g_free (binding);
-}
-
-static const char *
-tport_label (tport_t *tport, char *buffer, gsize size)
-{
-  tp_name_t const *name = tport != NULL ? tport_name (tport) : NULL;
-
-  if (name == NULL)
-    return "?";
-  g_snprintf (buffer, size, "%s %s:%s", name->tpn_proto, name->tpn_host, name->tpn_port);
-  return buffer;
-}
-
-static void
-reply (nta_incoming_t *irq,
-       int             status,
-       const char     *phrase,
-       tag_type_t      tag,
-       tag_value_t     value,
-       ...)
-{
-  ta_list ta;
-
-  ta_start (ta, tag, value);
-  nta_incoming_treply (irq, status, phrase, ta_tags (ta));
-  ta_end (ta);
-  nta_incoming_destroy (irq);
-}
-
-/* ---- REGISTER ------------------------------------------------------------------------------ */
-
-static int
-on_register (Registrar      *self,
-             nta_incoming_t *irq,
-             sip_t const    *sip,
-             tport_t        *tport)
-{
-  su_home_t home[1] = { SU_HOME_INIT (home) };
-  const char *user = sip->sip_to && sip->sip_to->a_url->url_user ? sip->sip_to->a_url->url_user
-                                                                   : NULL;
-  unsigned default_expires = sip->sip_expires ? sip->sip_expires->ex_delta : DEFAULT_EXPIRES;
-  GPtrArray *bindings;
-  sip_contact_t *answer = NULL, **tail = &answer;
-  char label[128];
-
-  if (user == NULL)
-    {
-      reply (irq, SIP_400_BAD_REQUEST, TAG_END ());
-      return 0;
-    }
-
-  bindings = g_hash_table_lookup (self->bindings, user);
-  if (bindings == NULL)
-    {
-      bindings = g_ptr_array_new_with_free_func ((GDestroyNotify) binding_free);
-      g_hash_table_insert (self->bindings, g_strdup (user), bindings);
-    }
-
-  for (sip_contact_t const *m = sip->sip_contact; m != NULL; m = m->m_next)
-    {
-      char *uri;                  /* in home */
-      unsigned expires = default_expires;
-
-      if (m->m_url->url_type == url_any)  /* "Contact: *" */
-        {
-          if (default_expires == 0)
-            g_ptr_array_set_size (bindings, 0);
-          continue;
-        }
-      if (m->m_expires != NULL)
-        expires = (unsigned) strtoul (m->m_expires, NULL, 10);
-      expires = MIN (expires, MAX_EXPIRES);
-      uri = url_as_string (home, m->m_url);
-
-      for (guint i = 0; i < bindings->len; i++)
-        if (g_strcmp0 (((Binding *) g_ptr_array_index (bindings, i))->contact, uri) == 0)
-          g_ptr_array_remove_index (bindings, i--);
-
-      if (expires > 0)
-        {
-          Binding *binding = g_new0 (Binding, 1);
-          GString *answered = g_string_new (NULL);
-          sip_contact_t *copy;
-
-          binding->contact = g_strdup (uri);
-          binding->tport = tport != NULL ? tport_ref (tport) : NULL;
-          binding->expires_at = g_get_monotonic_time () + (gint64) expires * G_USEC_PER_SEC;
-          g_ptr_array_add (bindings, binding);
-
-          /* The Contact as registered, its parameters kept (+sip.instance, reg-id, ob), and
-           * the expiry granted. */
-          g_string_append_printf (answered, "<%s>", uri);
-          for (int i = 0; m->m_params != NULL && m->m_params[i] != NULL; i++)
-            if (g_ascii_strncasecmp (m->m_params[i], "expires=", 8) != 0)
-              g_string_append_printf (answered, ";%s", m->m_params[i]);
-          g_string_append_printf (answered, ";expires=%u", expires);
-          copy = sip_contact_make (home, answered->str);
-          g_string_free (answered, TRUE);
-          if (copy != NULL)
-            {
-              *tail = copy;
-              tail = &copy->m_next;
-            }
-        }
-    }
-
-  say ("REGISTER %s from %s: %u binding(s)\n", user,
-           tport_label (tport, label, sizeof label), bindings->len);
-  reply (irq, SIP_200_OK, SIPTAG_CONTACT (answer), TAG_END ());
-  su_home_deinit (home);
-  return 0;
-}
-
-/* ---- MESSAGE ------------------------------------------------------------------------------- */
-
-static int
-on_relay_response (nta_outgoing_magic_t *magic,
-                   nta_outgoing_t       *orq,
-                   sip_t const          *sip)
-{
-  Relay *relay = (Relay *) magic;
-  int status = sip ? sip->sip_status->st_status : 408;
-  const char *phrase = sip ? sip->sip_status->st_phrase : "Request Timeout";
-
-  if (status < 200)
-    return 0;
-  say ("MESSAGE relayed: %d %s\n", status, phrase);
-  reply (relay->irq, status, phrase, TAG_END ());
-  nta_outgoing_destroy (orq);
-  g_free (relay);
-  return 0;
-}
-
-static Binding *
-find_binding (Registrar  *self,
-              const char *user)
-{
-  GPtrArray *bindings = user ? g_hash_table_lookup (self->bindings, user) : NULL;
-  gint64 now = g_get_monotonic_time ();
-
-  if (bindings == NULL)
-    return NULL;
-  for (guint i = 0; i < bindings->len; i++)
-    if (((Binding *) g_ptr_array_index (bindings, i))->expires_at <= now)
-      g_ptr_array_remove_index (bindings, i--);
-  /* The newest binding first. */
-  return bindings->len > 0 ? g_ptr_array_index (bindings, bindings->len - 1) : NULL;
-}
-
-static int
-on_message (Registrar      *self,
-            nta_incoming_t *irq,
-            sip_t const    *sip)
-{
-  const char *user = sip->sip_request->rq_url->url_user;
-  Binding *binding = find_binding (self, user);
-  msg_t *request, *forward;
-  sip_t *fsip;
-  url_t *target;
-  Relay *relay;
-
-  if (binding == NULL)
-    {
-      say ("MESSAGE for %s: not registered\n", user ? user : "(no user)");
-      reply (irq, SIP_404_NOT_FOUND, TAG_END ());
-      return 0;
-    }
-  if (binding->tport != NULL && tport_is_closed (binding->tport))
-    {
-      say ("MESSAGE for %s: its connection is gone\n", user);
-      reply (irq, SIP_480_TEMPORARILY_UNAVAILABLE, TAG_END ());
-      return 0;
-    }
-
-  request = nta_incoming_getrequest (irq);
-  forward = msg_copy (request);
-  msg_destroy (request);
-  fsip = sip_object (forward);
-  target = url_hdup (msg_home (forward), URL_STRING_MAKE (binding->contact)->us_url);
-  msg_header_replace (forward, NULL, (msg_header_t *) fsip->sip_request,
-                      (msg_header_t *) sip_request_create (msg_home (forward), SIP_METHOD_MESSAGE,
-                                                           (url_string_t *) target, NULL));
-  if (fsip->sip_max_forwards != NULL && fsip->sip_max_forwards->mf_count > 0)
-    fsip->sip_max_forwards->mf_count--;
-
-  relay = g_new0 (Relay, 1);
-  relay->irq = irq;
-  /* Over the user's own connection: a WebSocket client cannot be dialled, and its Contact
-   * host (often "xyz.invalid") is not to be resolved. */
-  relay->orq = nta_outgoing_mcreate (self->agent, on_relay_response, (nta_outgoing_magic_t *) relay,
-                                     (url_string_t *) target, forward,
-                                     TAG_IF (binding->tport != NULL,
-                                             NTATAG_TPORT (binding->tport)),
-                                     TAG_END ());
-  if (relay->orq == NULL)
-    {
-      say ("MESSAGE for %s: cannot relay\n", user);
-      msg_destroy (forward);
-      g_free (relay);
-      reply (irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END ());
-      return 0;
-    }
-  say ("MESSAGE from %s to %s: relaying to %s\n",
-           sip->sip_from ? sip->sip_from->a_url->url_user : "?", user, binding->contact);
-  return 0;
-}
-
-/* ---- all requests -------------------------------------------------------------------------- */
-
-static int
-on_request (nta_leg_magic_t *magic,
-            nta_leg_t       *leg,
-            nta_incoming_t  *irq,
-            sip_t const     *sip)
-{
-  Registrar *self = (Registrar *) magic;
-  tport_t *tport = nta_incoming_transport (self->agent, irq, NULL);
-  int result = 0;
-  char label[128];
-
-  switch (sip->sip_request->rq_method)
-    {
-    case sip_method_register:
-      result = on_register (self, irq, sip, tport);
-      break;
-    case sip_method_options:
-      say ("OPTIONS from %s: 200\n", tport_label (tport, label, sizeof label));
-      reply (irq, SIP_200_OK,
-             SIPTAG_ALLOW_STR ("REGISTER, OPTIONS, MESSAGE"),
-             SIPTAG_ACCEPT_STR ("text/plain, application/sdp"),
-             SIPTAG_SUPPORTED_STR ("path, outbound"),
-             TAG_END ());
-      break;
-    case sip_method_message:
-      result = on_message (self, irq, sip);
-      break;
-    case sip_method_ack:
-      nta_incoming_destroy (irq);
-      break;
-    default:
-      say ("%s from %s: 405\n", sip->sip_request->rq_method_name,
-               tport_label (tport, label, sizeof label));
-      reply (irq, SIP_405_METHOD_NOT_ALLOWED,
-             SIPTAG_ALLOW_STR ("REGISTER, OPTIONS, MESSAGE"), TAG_END ());
-      break;
-    }
-  if (tport != NULL)
-    tport_unref (tport);
-  return result;
-}
 
 /* ---- transport events (--verbose) ---------------------------------------------------------- */
 
@@ -410,6 +130,68 @@ on_signal (gpointer data)
   return G_SOURCE_CONTINUE;
 }
 
+/* ---- stopping: every WebSocket closed with 1001, then exit ---------------------------------- */
+
+static void
+on_listener_stopped (GObject *source, GAsyncResult *result, gpointer data)
+{
+  Program *self = data;
+
+  sofia_ws_listener_stop_finish (SOFIA_WS_LISTENER (source), result, NULL);
+  self->stopping--;
+  if (self->stopping == 0 && self->loop != NULL)
+    g_main_loop_quit (self->loop);
+}
+
+static gboolean
+on_stop_timeout (gpointer data)
+{
+  g_main_loop_quit (data);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+on_stop_wait (su_root_magic_t *magic, su_timer_t *timer, su_timer_arg_t *arg)
+{
+  Program *self = (Program *) arg;
+
+  if (self->stopping == 0 || g_get_monotonic_time () >= self->stop_deadline)
+    su_root_break (self->root);
+}
+
+/* Stops the ws listeners, which close their connections with 1001 (going away), and runs the
+ * loop until they are closed or STOP_WAIT_US has passed. */
+static void
+stop_listeners (Program  *self,
+                gboolean  plain_root)
+{
+  if (self->listeners->len == 0)
+    return;
+  self->stopping = self->listeners->len;
+  self->stop_deadline = g_get_monotonic_time () + STOP_WAIT_US;
+  for (guint i = 0; i < self->listeners->len; i++)
+    sofia_ws_listener_stop_async (self->listeners->pdata[i], NULL, on_listener_stopped, self);
+  if (plain_root)
+    {
+      su_timer_t *wait = su_timer_create (su_root_task (self->root), 20);
+
+      su_timer_set_for_ever (wait, on_stop_wait, (su_timer_arg_t *) self);
+      if (self->stopping > 0)
+        su_root_run (self->root);
+      su_timer_destroy (wait);
+    }
+  else if (self->stopping > 0)
+    {
+      GSource *timeout = g_timeout_source_new (STOP_WAIT_US / 1000);
+
+      g_source_set_callback (timeout, on_stop_timeout, self->loop, NULL);
+      g_source_attach (timeout, NULL);
+      g_main_loop_run (self->loop);
+      g_source_destroy (timeout);
+      g_source_unref (timeout);
+    }
+}
+
 static gboolean
 is_ws_url (const char *text)
 {
@@ -433,6 +215,9 @@ main (int argc, char **argv)
   gint idle = -1;
   gboolean verbose = FALSE;
   gboolean plain_root = FALSE;
+  gint max_users = REGISTRAR_DEFAULT_MAX_USERS;
+  gint max_bindings = REGISTRAR_DEFAULT_MAX_BINDINGS;
+  gint max_contacts = REGISTRAR_DEFAULT_MAX_CONTACTS;
   GOptionEntry entries[] = {
     { "listen", 'l', 0, G_OPTION_ARG_STRING_ARRAY, &listen,
       "Listen on URL, such as 'sip:127.0.0.1:5066;transport=ws' (repeatable; tcp, udp, ws, "
@@ -451,11 +236,18 @@ main (int argc, char **argv)
       "Print no line per request (for benchmarks)", NULL },
     { "plain-root", 0, 0, G_OPTION_ARG_NONE, &plain_root,
       "Run on Sofia's own event loop (su_root_create) instead of GLib's", NULL },
+    { "max-users", 0, 0, G_OPTION_ARG_INT, &max_users,
+      "Registered users at most (default 100000; past it REGISTER gets 503)", "N" },
+    { "max-bindings", 0, 0, G_OPTION_ARG_INT, &max_bindings,
+      "Contacts of one user at most (default 10; past it REGISTER gets 403)", "N" },
+    { "max-contacts", 0, 0, G_OPTION_ARG_INT, &max_contacts,
+      "Contacts in one REGISTER at most (default 10; past it 400)", "N" },
     { NULL }
   };
   g_autoptr(GOptionContext) options = g_option_context_new ("- SIP registrar over WebSocket");
   g_autoptr(GError) error = NULL;
-  Registrar self = { 0 };
+  Program self = { 0 };
+  RegistrarOptions registrar_options = { 0 };
   GSource *source;
   int status = 0;
 
@@ -466,6 +258,12 @@ main (int argc, char **argv)
       g_printerr ("sofia-ws-registrar: %s\n", error->message);
       return 2;
     }
+  if (max_users < 1 || max_bindings < 1 || max_contacts < 1 || max_contacts > 1000)
+    {
+      g_printerr ("sofia-ws-registrar: --max-users, --max-bindings and --max-contacts take a "
+                  "number from 1 (--max-contacts: to 1000)\n");
+      return 2;
+    }
   if (listen == NULL || listen[0] == NULL)
     {
       g_printerr ("sofia-ws-registrar: give at least one --listen URL\n");
@@ -474,6 +272,7 @@ main (int argc, char **argv)
 
   su_init ();
   self.loop = g_main_loop_new (NULL, FALSE);
+  self.listeners = g_ptr_array_new_with_free_func (g_object_unref);
   if (plain_root)
     self.root = su_root_create (&self);
   else
@@ -482,8 +281,6 @@ main (int argc, char **argv)
       source = su_glib_root_gsource (self.root);
       g_source_attach (source, NULL);
     }
-  self.bindings = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
-                                         (GDestroyNotify) g_ptr_array_unref);
 
   /* Before any "listening" line: whoever reads them may send SIGTERM at once. */
   if (plain_root)
@@ -504,8 +301,16 @@ main (int argc, char **argv)
       g_printerr ("sofia-ws-registrar: cannot create the NTA agent\n");
       return 1;
     }
-  self.leg = nta_leg_tcreate (self.agent, on_request, (nta_leg_magic_t *) &self,
-                              NTATAG_NO_DIALOG (1), TAG_END ());
+  registrar_options.quiet = quiet;
+  registrar_options.max_users = (guint) max_users;
+  registrar_options.max_bindings = (guint) max_bindings;
+  registrar_options.max_contacts = (guint) max_contacts;
+  self.registrar = registrar_new (self.root, self.agent, &registrar_options);
+  if (self.registrar == NULL)
+    {
+      g_printerr ("sofia-ws-registrar: cannot create the registrar's leg\n");
+      return 1;
+    }
 
   /* Sofia's own transports first, so that their "listening" lines come out in order too. */
   for (char **url = listen; *url != NULL; url++)
@@ -552,6 +357,7 @@ main (int argc, char **argv)
       if (verbose)
         g_signal_connect (sofia_ws_tport_get_listener (tp), "accepted", G_CALLBACK (on_accepted),
                           NULL);
+      g_ptr_array_add (self.listeners, g_object_ref (sofia_ws_tport_get_listener (tp)));
       name = tport_name (tp);
       proto = g_ascii_strdown (name->tpn_proto, -1);
       g_print ("listening sip:%s%s%s:%s;transport=%s\n",
@@ -570,13 +376,13 @@ main (int argc, char **argv)
   else
     g_main_loop_run (self.loop);
   g_print ("stopping\n");
+  stop_listeners (&self, plain_root);
 
 out:
   /* Bindings hold references on tports: drop them before the agent goes. */
-  g_hash_table_remove_all (self.bindings);
-  nta_leg_destroy (self.leg);
+  registrar_free (self.registrar);
+  g_ptr_array_unref (self.listeners);
   nta_agent_destroy (self.agent);
-  g_hash_table_unref (self.bindings);
   su_root_destroy (self.root);
   g_main_loop_unref (self.loop);
   su_deinit ();

@@ -5,10 +5,10 @@
 // exits 0 whenever it could report, 2 on bad usage.
 //
 //   node ws-probe.mjs --url ws://127.0.0.1:PORT/ --case NAME [--origin O] [--size N]
-//                     [--protocol P|--no-protocol]
+//                     [--protocol P|--no-protocol] [--text SIP]
 //
 // Cases: options, fragmented, binary, crlf, invalid-utf8, nul, oversize, handshake, terminate,
-// wait-close.
+// wait-close, text (sends the --text message as it is and reports the first reply).
 import WebSocket from 'ws';
 
 const OPTIONS = [
@@ -28,7 +28,7 @@ function parseArgs(argv) {
         const a = argv[i];
         if (a === '--no-protocol')
             args.protocol = null;
-        else if (['--url', '--case', '--origin', '--size', '--protocol'].includes(a) &&
+        else if (['--url', '--case', '--origin', '--size', '--protocol', '--text'].includes(a) &&
                  i + 1 < argv.length)
             args[a.slice(2)] = argv[++i];
         else
@@ -124,6 +124,9 @@ ws.on('open', () => {
         break;
     case 'wait-close':
         ws.send(OPTIONS);
+        break;
+    case 'text':
+        ws.send(args.text ?? '');
         break;
     default:
         finish({error: `unknown case ${args.case}`});

@@ -1,0 +1,272 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/* The registrar's core (examples/registrar-core.c) in this process, on an NTA agent with a TCP
+ * listener on 127.0.0.1 and a GLib su_root, spoken to over raw TCP connections; its tables are
+ * read with registrar_get_stats(). Issue 12: no REGISTER may leave an entry behind once its
+ * bindings expire or its connection closes, and every table has a bound. */
+#include <string.h>
+
+#include <sofia-sip/nta.h>
+#include <sofia-sip/nta_tport.h>
+#include <sofia-sip/su_glib.h>
+#include <sofia-sip/tport.h>
+
+#include "registrar-core.h"
+#include "support/sip-socket.h"
+#include "support/sip-text.h"
+
+typedef struct {
+  su_root_t *root;
+  nta_agent_t *agent;
+  Registrar *registrar;
+  guint16 port;
+} Fixture;
+
+static void
+fixture_setup (Fixture *f, gconstpointer data)
+{
+  const RegistrarOptions *options = data;
+  RegistrarOptions defaults = { .quiet = TRUE, .sweep_interval_ms = 100 };
+  tport_t *primary;
+
+  su_init ();
+  f->root = su_glib_root_create (NULL);
+  g_assert_nonnull (f->root);
+  g_source_attach (su_glib_root_gsource (f->root), NULL);
+  f->agent = nta_agent_create (f->root, URL_STRING_MAKE ("sip:127.0.0.1:0;transport=tcp"),
+                               NULL, NULL, NTATAG_UA (0), NTATAG_SERVER_RPORT (1), TAG_END ());
+  g_assert_nonnull (f->agent);
+  primary = tport_primaries (nta_agent_tports (f->agent));
+  g_assert_nonnull (primary);
+  f->port = (guint16) g_ascii_strtoull (tport_name (primary)->tpn_port, NULL, 10);
+  f->registrar = registrar_new (f->root, f->agent, options != NULL ? options : &defaults);
+  g_assert_nonnull (f->registrar);
+}
+
+static void
+fixture_teardown (Fixture *f, gconstpointer data)
+{
+  g_clear_pointer (&f->registrar, registrar_free);
+  nta_agent_destroy (f->agent);
+  /* The GSource goes with the root. */
+  su_root_destroy (f->root);
+  su_deinit ();
+}
+
+static RegistrarStats
+stats (Fixture *f)
+{
+  RegistrarStats s;
+
+  registrar_get_stats (f->registrar, &s);
+  return s;
+}
+
+/* Iterates until @done says so or @seconds have passed; returns what @done says. */
+static gboolean
+wait_for (Fixture *f, gboolean (*done) (Fixture *f), guint seconds)
+{
+  gint64 deadline = g_get_monotonic_time () + seconds * G_USEC_PER_SEC;
+
+  while (!done (f) && g_get_monotonic_time () < deadline)
+    g_main_context_iteration (NULL, TRUE);
+  return done (f);
+}
+
+/* REGISTER of @user with @contacts (a "Contact: ..." line each, or NULL) and @expires (or
+ * -1: no Expires), over @socket; the status of the answer. */
+static guint
+do_register (SipSocket  *socket,
+             const char *user,
+             const char *contacts,
+             int         expires,
+             char      **response)
+{
+  static guint cseq;
+  g_autofree char *to = g_strdup_printf ("sip:%s@127.0.0.1", user);
+  g_autofree char *call_id = g_strdup_printf ("reg-%s", user);
+  g_autofree char *extra = g_strdup_printf ("%s%s", contacts ? contacts : "",
+                                            expires >= 0 ? "Expires: " : "");
+  g_autofree char *headers = expires >= 0 ? g_strdup_printf ("%s%d\r\n", extra, expires)
+                                          : g_strdup (extra);
+  g_autofree char *request = sip_text_over_tcp (sip_text_request ("REGISTER", "sip:127.0.0.1",
+                                                                  user, to, call_id, ++cseq,
+                                                                  headers, NULL));
+  char *answer;
+  guint status;
+
+  sip_socket_send (socket, request);
+  answer = sip_socket_read (socket, 10000);
+  g_assert_nonnull (answer);
+  status = sip_text_status (answer);
+  if (response != NULL)
+    *response = answer;
+  else
+    g_free (answer);
+  return status;
+}
+
+static char *
+contact_line (const char *user, guint i)
+{
+  return g_strdup_printf ("Contact: <sip:%s-%u@%s.invalid;transport=tcp>\r\n", user, i, user);
+}
+
+static gboolean
+no_users (Fixture *f)
+{
+  RegistrarStats s = stats (f);
+
+  return s.users == 0 && s.bindings == 0;
+}
+
+static gboolean
+no_flows (Fixture *f)
+{
+  return stats (f).flows == 0;
+}
+
+/* Many users register, some with Expires: 0 only; once the bindings expire no entry is left. */
+static void
+test_expiry (Fixture *f, gconstpointer data)
+{
+  g_autoptr(SipSocket) socket = sip_socket_connect (f->port);
+  const guint users = 400, ghosts = 100;
+
+  for (guint i = 0; i < users; i++)
+    {
+      g_autofree char *user = g_strdup_printf ("user%u", i);
+      g_autofree char *contact = contact_line (user, 0);
+
+      g_assert_cmpuint (do_register (socket, user, contact, 4, NULL), ==, 200);
+    }
+  /* Expires: 0 for a user never registered creates nothing. */
+  for (guint i = 0; i < ghosts; i++)
+    {
+      g_autofree char *user = g_strdup_printf ("ghost%u", i);
+      g_autofree char *contact = contact_line (user, 0);
+
+      g_assert_cmpuint (do_register (socket, user, contact, 0, NULL), ==, 200);
+    }
+  g_assert_cmpuint (stats (f).users, ==, users);
+  g_assert_cmpuint (stats (f).bindings, ==, users);
+  g_assert_cmpuint (stats (f).flows, ==, 1);
+
+  g_assert_true (wait_for (f, no_users, 10));
+  /* The connection is still open: its flow stays, bindings or not. */
+  g_assert_cmpuint (stats (f).flows, ==, 1);
+  g_clear_pointer (&socket, sip_socket_close);
+  g_assert_true (wait_for (f, no_flows, 5));
+}
+
+static gboolean
+one_user (Fixture *f)
+{
+  RegistrarStats s = stats (f);
+
+  return s.users == 1 && s.bindings == 1 && s.flows == 1;
+}
+
+/* A closed connection takes its bindings (and the tport references they hold) along. */
+static void
+test_connection_close (Fixture *f, gconstpointer data)
+{
+  g_autoptr(SipSocket) first = sip_socket_connect (f->port);
+  g_autoptr(SipSocket) second = sip_socket_connect (f->port);
+  g_autofree char *alice = contact_line ("alice", 0);
+  g_autofree char *bob = contact_line ("bob", 0);
+  g_autofree char *carol = contact_line ("carol", 0);
+
+  g_assert_cmpuint (do_register (first, "alice", alice, 600, NULL), ==, 200);
+  g_assert_cmpuint (do_register (second, "bob", bob, 600, NULL), ==, 200);
+  g_assert_cmpuint (do_register (second, "carol", carol, 600, NULL), ==, 200);
+  g_assert_cmpuint (stats (f).users, ==, 3);
+  g_assert_cmpuint (stats (f).flows, ==, 2);
+
+  g_clear_pointer (&second, sip_socket_close);
+  g_assert_true (wait_for (f, one_user, 5));
+
+  /* And alice is still reachable: an unREGISTER of her only binding leaves nothing. */
+  g_assert_cmpuint (do_register (first, "alice", alice, 0, NULL), ==, 200);
+  g_assert_cmpuint (stats (f).users, ==, 0);
+  g_assert_cmpuint (stats (f).bindings, ==, 0);
+}
+
+static const RegistrarOptions small = {
+  .quiet = TRUE, .sweep_interval_ms = 100, .max_users = 5, .max_bindings = 3, .max_contacts = 4,
+};
+
+/* Past each bound: 403 (bindings of a user), 503 (users), 400 (Contacts in one REGISTER);
+ * nothing of a refused REGISTER is applied. */
+static void
+test_limits (Fixture *f, gconstpointer data)
+{
+  g_autoptr(SipSocket) socket = sip_socket_connect (f->port);
+  g_autofree char *three = NULL, *fourth = contact_line ("alice", 3);
+  g_autofree char *response = NULL;
+  GString *many = g_string_new (NULL);
+  gint64 start;
+
+  {
+    g_autofree char *c0 = contact_line ("alice", 0), *c1 = contact_line ("alice", 1);
+    g_autofree char *c2 = contact_line ("alice", 2);
+
+    three = g_strconcat (c0, c1, c2, NULL);
+  }
+  g_assert_cmpuint (do_register (socket, "alice", three, 600, &response), ==, 200);
+  g_assert_nonnull (strstr (response, "alice-2@"));
+  g_assert_cmpuint (do_register (socket, "alice", fourth, 600, NULL), ==, 403);
+  g_assert_cmpuint (stats (f).bindings, ==, 3);
+  /* A refresh of a binding she has is no new one. */
+  g_assert_cmpuint (do_register (socket, "alice", three, 600, NULL), ==, 200);
+  g_assert_cmpuint (stats (f).bindings, ==, 3);
+
+  /* Five Contacts in one REGISTER: refused whole. */
+  for (guint i = 0; i < 5; i++)
+    g_string_append_printf (many, "Contact: <sip:dave-%u@dave.invalid;transport=tcp>\r\n", i);
+  g_assert_cmpuint (do_register (socket, "dave", many->str, 600, NULL), ==, 400);
+  g_assert_cmpuint (stats (f).users, ==, 1);
+
+  /* A REGISTER with 2000 Contacts is refused at once, not matched against anything. */
+  g_string_truncate (many, 0);
+  for (guint i = 0; i < 2000; i++)
+    g_string_append_printf (many, "Contact: <sip:eve-%u@eve.invalid;transport=tcp>\r\n", i);
+  start = g_get_monotonic_time ();
+  g_assert_cmpuint (do_register (socket, "eve", many->str, 600, NULL), ==, 400);
+  g_test_message ("2000 Contacts refused in %" G_GINT64_FORMAT " us",
+                  g_get_monotonic_time () - start);
+  g_string_free (many, TRUE);
+
+  /* Users: five at most. */
+  for (guint i = 1; i < 5; i++)
+    {
+      g_autofree char *user = g_strdup_printf ("user%u", i);
+      g_autofree char *contact = contact_line (user, 0);
+
+      g_assert_cmpuint (do_register (socket, user, contact, 600, NULL), ==, 200);
+    }
+  {
+    g_autofree char *contact = contact_line ("user5", 0);
+
+    g_assert_cmpuint (do_register (socket, "user5", contact, 600, NULL), ==, 503);
+    g_assert_cmpuint (stats (f).users, ==, 5);
+    /* Once alice is gone (Contact: *), there is room again. */
+    g_assert_cmpuint (do_register (socket, "alice", "Contact: *\r\n", 0, NULL), ==, 200);
+    g_assert_cmpuint (stats (f).users, ==, 4);
+    g_assert_cmpuint (do_register (socket, "user5", contact, 600, NULL), ==, 200);
+  }
+}
+
+int
+main (int argc, char **argv)
+{
+  g_test_init (&argc, &argv, NULL);
+
+  g_test_add ("/registrar-core/expiry", Fixture, NULL, fixture_setup, test_expiry,
+              fixture_teardown);
+  g_test_add ("/registrar-core/connection-close", Fixture, NULL, fixture_setup,
+              test_connection_close, fixture_teardown);
+  g_test_add ("/registrar-core/limits", Fixture, &small, fixture_setup, test_limits,
+              fixture_teardown);
+
+  return g_test_run ();
+}
