@@ -155,7 +155,8 @@
       await confirmed;
     },
 
-    // JsSIP reports no status for its BYE: 200 once the session has ended locally.
+    // JsSIP reports no status for its BYE: 200 once the session has ended locally (the suite
+    // checks the BYE's 200 in the registrar's output).
     async hangup() {
       endedBy = "local";
       session.terminate();
