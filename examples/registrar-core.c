@@ -82,6 +82,7 @@ typedef struct {
   nta_outgoing_t *orq;
   sip_method_t method;
   char *method_name;
+  tport_t *tport;                 /* a reference: where the request went */
   gint64 linger_until;            /* 0 while pending; then when a 2xx'd INVITE may go */
   GList link;                     /* in Registrar.relays */
 } Relay;
@@ -554,6 +555,8 @@ relay_free (Relay *relay)
         nta_incoming_treply (relay->irq, 503, "Service Unavailable (stopping)", TAG_END ());
       nta_incoming_destroy (relay->irq);
     }
+  if (relay->tport != NULL)
+    tport_unref (relay->tport);
   g_free (relay->method_name);
   g_free (relay);
 }
@@ -612,6 +615,45 @@ on_relay_response (nta_outgoing_magic_t *magic,
   return 0;
 }
 
+/* A CANCEL of the INVITE we sent, over the same connection. nta_outgoing_tcancel() would look
+ * the transport up by name, which finds no ws connection. */
+static void
+send_cancel (Relay *relay)
+{
+  Registrar *self = relay->self;
+  msg_t *invite = nta_outgoing_getrequest (relay->orq);
+  sip_t const *isip = sip_object (invite);
+  msg_t *cancel;
+  su_home_t *home;
+
+  if (isip == NULL || isip->sip_request == NULL || tport_is_gone (relay->tport))
+    {
+      if (invite != NULL)
+        msg_destroy (invite);
+      return;
+    }
+  cancel = nta_msg_create (self->agent, 0);
+  home = msg_home (cancel);
+  if (sip_add_tl (cancel, sip_object (cancel),
+                  SIPTAG_REQUEST (sip_request_create (home, SIP_METHOD_CANCEL,
+                                                      (url_string_t *) isip->sip_request->rq_url,
+                                                      NULL)),
+                  SIPTAG_FROM (isip->sip_from),
+                  SIPTAG_TO (isip->sip_to),
+                  SIPTAG_CALL_ID (isip->sip_call_id),
+                  SIPTAG_CSEQ (sip_cseq_create (home, isip->sip_cseq->cs_seq, SIP_METHOD_CANCEL)),
+                  SIPTAG_ROUTE (isip->sip_route),
+                  SIPTAG_MAX_FORWARDS_STR ("70"),
+                  TAG_END ()) < 0 ||
+      nta_outgoing_mcreate (self->agent, NULL, NULL,
+                            (url_string_t *) isip->sip_request->rq_url, cancel,
+                            NTATAG_TPORT (relay->tport),
+                            NTATAG_BRANCH_KEY (nta_outgoing_branch (relay->orq)),
+                            TAG_END ()) == NULL)
+    msg_destroy (cancel);
+  msg_destroy (invite);
+}
+
 /* CANCEL of a relayed INVITE: NTA has answered it (200) and the INVITE (487); forward it. */
 static int
 on_relay_cancel (nta_incoming_magic_t *magic,
@@ -625,7 +667,7 @@ on_relay_cancel (nta_incoming_magic_t *magic,
       relay->linger_until == 0)
     {
       say ("CANCEL of %s: forwarded\n", relay->method_name);
-      nta_outgoing_tcancel (relay->orq, NULL, NULL, TAG_END ());
+      send_cancel (relay);
     }
   return 0;
 }
@@ -751,6 +793,7 @@ relay_request (Registrar      *self,
   relay->irq = irq;
   relay->method = sip->sip_request->rq_method;
   relay->method_name = g_strdup (method);
+  relay->tport = tport_ref (target->tport);
   relay->link.data = relay;
   relay->orq = nta_outgoing_mcreate (self->agent, on_relay_response,
                                      (nta_outgoing_magic_t *) relay, (url_string_t *) url,
@@ -759,6 +802,7 @@ relay_request (Registrar      *self,
     {
       say ("%s: cannot relay\n", method);
       relay->irq = NULL;
+      tport_unref (relay->tport);
       g_free (relay->method_name);
       g_free (relay);
       reply (irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END ());
@@ -888,7 +932,8 @@ route_to_user (Registrar      *self,
       target.callee = binding->flow;
     }
   say ("%s from %s to %s: relaying to %s\n", method,
-       sip->sip_from ? sip->sip_from->a_url->url_user : "?", name, binding->uri);
+       sip->sip_from && sip->sip_from->a_url->url_user ? sip->sip_from->a_url->url_user : "?",
+       name, binding->uri);
   relay_request (self, irq, sip, request, inbound, &target);
   su_home_deinit (home);
 }

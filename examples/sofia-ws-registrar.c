@@ -1,18 +1,18 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
-/* sofia-ws-registrar: a SIP registrar and MESSAGE relay on Sofia-SIP's NTA, serving SIP over
+/* sofia-ws-registrar: a SIP registrar and stateful relay on Sofia-SIP's NTA, serving SIP over
  * WebSocket (RFC 7118) through sofia-ws, and SIP over TCP or UDP beside it.
  *
  *   sofia-ws-registrar --listen 'sip:127.0.0.1:5066;transport=ws' \
  *                      --listen 'sip:127.0.0.1:5060;transport=tcp' [--verbose]
  *
  * Prints "listening <url>" for each listener once it is ready (port 0 becomes the port the
- * system chose), then serves until SIGTERM or SIGINT:
+ * system chose), then serves until SIGTERM or SIGINT (then closes the WebSockets with 1001):
  *   REGISTER  stores the Contacts of the To user (Expires or ;expires=, 0 removes them) with the
  *             connection the request came on, and answers 200 with the bindings;
- *   OPTIONS   200, with Allow, Accept and Supported;
- *   MESSAGE   to a registered user: relayed over that user's own connection (NTATAG_TPORT),
- *             and the user's final response relayed back; 404 for an unknown user, 480 when
- *             its connection is gone.
+ *   OPTIONS   without a user: 200, with Allow, Accept and Supported;
+ *   any request to a registered user: relayed statefully over that user's own connection
+ *             (NTATAG_TPORT), with a Record-Route carrying flow tokens for in-dialog requests;
+ *             see registrar-core.c.
  * Each request prints one line (--quiet: none, for benchmarks); --verbose also prints every
  * WebSocket transport event.
  * Sofia's own dumps work as usual: TPORT_LOG=1 prints every SIP message, TPORT_WS_DEBUG=5 the

@@ -407,6 +407,25 @@ test_duplicate_header (Fixture *f, gconstpointer data)
   }
 }
 
+/* A request that has been through the registrar already (its Via among the request's) is a
+ * loop: 482, not relayed again. */
+static void
+test_loop (Fixture *f, gconstpointer data)
+{
+  g_autoptr(SipSocket) bob = sip_socket_connect (f->tcp_port);
+  g_autoptr(SipSocket) alice = sip_socket_connect (f->tcp_port);
+  g_autofree char *via = g_strdup_printf ("Via: SIP/2.0/TCP 127.0.0.1:%u;branch=z9hG4bK-loop\r\n",
+                                          f->tcp_port);
+  g_autofree char *request = sip_text_over_tcp (message_to_bob (via));
+  g_autofree char *response = NULL;
+
+  g_assert_cmpuint (register_over (bob, "bob"), ==, 200);
+  sip_socket_send (alice, request);
+  response = sip_socket_read (alice, 20000);
+  g_assert_nonnull (response);
+  g_assert_cmpuint (sip_text_status (response), ==, 482);
+}
+
 /* A relay in flight when the registrar stops: answered 503 and freed (under valgrind, a leak
  * makes the registrar exit 99 and registrar_peer_stop() fail). */
 static void
@@ -535,7 +554,9 @@ test_flow_routing (Fixture *f, gconstpointer data)
   g_assert_nonnull (strstr (relayed, "\r\n\r\nv=0"));
 
   /* bob: 200 with the Record-Route and his Contact. */
-  response = g_string_new (sip_text_response (relayed, 200, "OK"));
+  answer = sip_text_response (relayed, 200, "OK");
+  response = g_string_new (answer);
+  g_clear_pointer (&answer, g_free);
   length = strstr (response->str, "Content-Length: 0");
   g_assert_nonnull (length);
   g_string_insert (response, length - response->str,
@@ -590,6 +611,65 @@ test_flow_routing (Fixture *f, gconstpointer data)
   g_assert_cmpuint (sip_text_status (failed), ==, 430);
 }
 
+/* ---- issue 13 item 5: calls ------------------------------------------------------------- */
+
+/* Two browser stacks under Node call each other through the registrar (sip-call.mjs): INVITE
+ * answered, re-INVITE, INFO, BYE from the caller; BYE from the callee (over the caller's
+ * connection, by the Record-Route's flow token); CANCEL while ringing. */
+static void
+run_call (Fixture *f, const char *lib)
+{
+  g_autoptr(GSubprocessLauncher) launcher = NULL;
+  g_autoptr(GSubprocess) clients = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *server = g_strdup_printf ("%s://127.0.0.1:%u/", f->scheme, f->ws_port);
+  g_autofree char *out = NULL, *err = NULL, *line = NULL;
+
+  if (!node_available (f))
+    return;
+  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE |
+                                        G_SUBPROCESS_FLAGS_STDERR_PIPE);
+  g_subprocess_launcher_set_cwd (launcher, f->node_dir);
+  clients = g_subprocess_launcher_spawn (launcher, &error, "node", "sip-call.mjs", "--lib", lib,
+                                         "--server", server, "--domain", "127.0.0.1",
+                                         "--timeout", "60", NULL);
+  g_assert_no_error (error);
+  g_subprocess_communicate_utf8 (clients, NULL, NULL, &out, &err, &error);
+  g_assert_no_error (error);
+  g_test_message ("%s call:\n%s%s", lib, out, err);
+  g_assert_true (g_subprocess_get_if_exited (clients));
+  g_assert_cmpint (g_subprocess_get_exit_status (clients), ==, 0);
+  g_assert_nonnull (strstr (out, "{\"result\":\"ok\""));
+  g_assert_nonnull (strstr (out, "\"step\":\"call1-reinvite\",\"status\":200"));
+  g_assert_nonnull (strstr (out, "\"step\":\"call1-info\",\"status\":200"));
+  g_assert_nonnull (strstr (out, "\"step\":\"call1-bye\",\"status\":200"));
+  g_assert_nonnull (strstr (out, "\"step\":\"call2-bye\",\"status\":200"));
+  g_assert_nonnull (strstr (out, "\"step\":\"call3-cancelled\""));
+
+  /* As the registrar saw it: the callee's BYE went in dialog, the CANCEL was forwarded and
+   * the callee's 487 came back. */
+  line = registrar_peer_read_line (f->registrar, "INVITE relayed: ", NULL, NULL);
+  g_assert_cmpstr (line, ==, "INVITE relayed: 200 OK");
+  g_clear_pointer (&line, g_free);
+  line = registrar_peer_read_line (f->registrar, "BYE relayed: ", NULL, NULL);
+  g_assert_cmpstr (line, ==, "BYE relayed: 200 OK");
+  g_clear_pointer (&line, g_free);
+  line = registrar_peer_read_line (f->registrar, "CANCEL of INVITE: ", NULL, NULL);
+  g_assert_cmpstr (line, ==, "CANCEL of INVITE: forwarded");
+}
+
+static void
+test_call_sipjs (Fixture *f, gconstpointer data)
+{
+  run_call (f, "sipjs");
+}
+
+static void
+test_call_jssip (Fixture *f, gconstpointer data)
+{
+  run_call (f, "jssip");
+}
+
 int
 main (int argc, char **argv)
 {
@@ -602,8 +682,11 @@ main (int argc, char **argv)
   ADD ("sipjs-keepalive", test_sipjs_keepalive);
   ADD ("tcp-beside", test_tcp_beside);
   ADD ("pending-relay-at-exit", test_pending_relay_at_exit);
+  ADD ("loop", test_loop);
   ADD ("sigterm-closes-websockets", test_sigterm_closes);
   ADD ("flow-routing", test_flow_routing);
+  ADD ("call-sipjs", test_call_sipjs);
+  ADD ("call-jssip", test_call_jssip);
 #undef ADD
   g_test_add ("/registrar/duplicate-header/tcp", Fixture, "tcp", fixture_setup,
               test_duplicate_header, fixture_teardown);
