@@ -16,4 +16,17 @@ tport_t *tport_ws_preload_connection (nta_agent_t *agent,
                                       const char  *url,
                                       gboolean     secure);
 
+/* libsofia-sip-ua's functions the interposed ones forward to, when the module hooks the calls
+ * instead of being preloaded (tport-ws-hook.c). */
+void     tport_ws_preload_set_next   (gpointer leg_tcreate,
+                                      gpointer leg_destroy,
+                                      gpointer outgoing_tcreate,
+                                      gpointer outgoing_mcreate);
+
+/* The module's own interposed functions (hidden aliases). */
+extern __typeof (nta_leg_tcreate) tport_ws_hooked_leg_tcreate;
+extern __typeof (nta_leg_destroy) tport_ws_hooked_leg_destroy;
+extern __typeof (nta_outgoing_tcreate) tport_ws_hooked_outgoing_tcreate;
+extern __typeof (nta_outgoing_mcreate) tport_ws_hooked_outgoing_mcreate;
+
 G_END_DECLS
