@@ -320,6 +320,28 @@ route_key (nta_agent_t *agent,
   return TPORT_WS_ROUTE_NONE;
 }
 
+/* NTA's own requests (ACK to a non-2xx, CANCEL) go by the tport name of their INVITE. */
+tport_t *
+tport_ws_flows_by_name (tport_t const   *self,
+                        tp_name_t const *tpn)
+{
+  g_autofree char *key = NULL;
+  tport_t *found = NULL;
+  Flow *flow;
+
+  if (self == NULL || tpn == NULL || tpn->tpn_proto == NULL ||
+      (!su_casematch (tpn->tpn_proto, "ws") && !su_casematch (tpn->tpn_proto, "wss")))
+    return NULL;
+  key = address_key (tpn->tpn_host, tpn->tpn_port);
+  G_LOCK (flows);
+  flow = key != NULL && live != NULL ? g_hash_table_lookup (live, key) : NULL;
+  if (flow != NULL && flow->tport->tp_master == self->tp_master &&
+      !tport_is_closed (flow->tport))
+    found = flow->tport;
+  G_UNLOCK (flows);
+  return found;
+}
+
 TportWsRoute
 tport_ws_flows_route (nta_agent_t  *agent,
                       url_t const  *url,

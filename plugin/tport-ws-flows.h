@@ -31,6 +31,10 @@ TportWsRoute tport_ws_flows_route    (nta_agent_t   *agent,
                                       url_t const   *url,
                                       tport_t      **flow);
 
+/* The open inbound connection named by @tpn (WS/address:port) in @self's master, or NULL. */
+tport_t     *tport_ws_flows_by_name  (tport_t const   *self,
+                                      tp_name_t const *tpn);
+
 /* sip:HOST:PORT;transport=ws;lr;ws-flow=TOKEN for an accepted connection, or for the one
  * @request (its Via received/rport) came over when @tport is NULL (g_free). */
 char        *tport_ws_flows_uri      (tport_t       *tport,

@@ -44,17 +44,22 @@ typedef nta_outgoing_t *(*OutgoingMcreate) (nta_agent_t *, nta_response_f *,
 /* libsofia-sip-ua's own functions: found after the preloaded module, or given by
  * tport_ws_preload_set_next() when the module is loaded with GModule and hooks the calls
  * (tport-ws-hook.c). */
+typedef tport_t *(*ByName) (tport_t const *, tp_name_t const *);
+
+static ByName real_by_name;
 static LegCreate real_leg_tcreate;
 static LegDestroy real_leg_destroy;
 static OutgoingTcreate real_outgoing_tcreate;
 static OutgoingMcreate real_outgoing_mcreate;
 
 void
-tport_ws_preload_set_next (gpointer leg_tcreate,
+tport_ws_preload_set_next (gpointer by_name,
+                           gpointer leg_tcreate,
                            gpointer leg_destroy,
                            gpointer outgoing_tcreate,
                            gpointer outgoing_mcreate)
 {
+  real_by_name = (ByName) by_name;
   real_leg_tcreate = (LegCreate) leg_tcreate;
   real_leg_destroy = (LegDestroy) leg_destroy;
   real_outgoing_tcreate = (OutgoingTcreate) outgoing_tcreate;
@@ -69,6 +74,24 @@ next_symbol (const char *name)
   if (symbol == NULL)
     g_error ("sofia-ws: %s not found after the preloaded module: %s", name, dlerror ());
   return symbol;
+}
+
+/* NTA sends its own ACKs to non-2xx responses and its CANCELs by the tport name of their
+ * INVITE (WS/address:port), which it looks up among the primaries it knows: ws primaries are
+ * not among them, so the name of an open inbound connection is looked up here. */
+INTERPOSED tport_t *
+tport_by_name (tport_t const   *self,
+               tp_name_t const *tpn)
+{
+  ByName real = real_by_name;
+  tport_t *tport;
+
+  if (real == NULL)
+    real = real_by_name = (ByName) next_symbol ("tport_by_name");
+  tport = real (self, tpn);
+  if (tport == NULL)
+    tport = tport_ws_flows_by_name (self, tpn);
+  return tport;
 }
 
 G_LOCK_DEFINE_STATIC (legs);
@@ -328,6 +351,8 @@ nta_outgoing_mcreate (nta_agent_t          *agent,
 
 /* The module's own functions, for tport-ws-hook.c: inside the module the names above resolve
  * to libsofia-sip-ua's definitions unless the module was preloaded. */
+extern __typeof (tport_by_name) tport_ws_hooked_by_name
+  __attribute__ ((alias ("tport_by_name"), visibility ("hidden")));
 extern __typeof (nta_leg_tcreate) tport_ws_hooked_leg_tcreate
   __attribute__ ((alias ("nta_leg_tcreate"), visibility ("hidden")));
 extern __typeof (nta_leg_destroy) tport_ws_hooked_leg_destroy
