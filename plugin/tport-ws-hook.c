@@ -7,7 +7,8 @@
  * PLT). Loaded with GModule, or linked after libsofia-sip-ua, they come after it and catch
  * nothing. So here the module points the call slots themselves at its functions: the GOT
  * entries (JUMP_SLOT, and GLOB_DAT for -fno-plt code) that name these symbols (and
- * tport_by_name(), for NTA's own ACKs and CANCELs) in every
+ * tport_by_name(), for NTA's own ACKs and CANCELs, and nta_incoming_mreply(), for the Contact
+ * of NUA's responses) in every
  * object loaded at that time, libsofia-sip-ua (NUA's calls to NTA) and the program among them,
  * except the module itself. Pages under RELRO are made writable for the write and read-only
  * again. The functions the module forwards to are libsofia-sip-ua's, found before the slots
@@ -213,6 +214,7 @@ tport_ws_hook_install (GError **error)
   if (g_once_init_enter (&once))
     {
       Hook hooks[] = {
+        { "nta_incoming_mreply", (gpointer) tport_ws_hooked_incoming_mreply, NULL },
         { "tport_by_name", (gpointer) tport_ws_hooked_by_name, NULL },
         { "nta_leg_tcreate", (gpointer) tport_ws_hooked_leg_tcreate, NULL },
         { "nta_leg_destroy", (gpointer) tport_ws_hooked_leg_destroy, NULL },
@@ -242,7 +244,7 @@ tport_ws_hook_install (GError **error)
               walk.self_base = (uintptr_t) self.dli_fbase;
               tport_ws_preload_set_next (hooks[0].original, hooks[1].original,
                                          hooks[2].original, hooks[3].original,
-                                         hooks[4].original);
+                                         hooks[4].original, hooks[5].original);
               dl_iterate_phdr (patch_object, &walk);
               if (walk.failure != NULL)
                 refusal = g_strdup (walk.failure);

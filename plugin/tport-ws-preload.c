@@ -25,6 +25,7 @@
 #include <sofia-sip/nta_tport.h>
 #include <sofia-sip/sip.h>
 #include <sofia-sip/sip_header.h>
+#include <sofia-sip/su_string.h>
 #include <sofia-sip/su_tagarg.h>
 #include <sofia-sip/url.h>
 
@@ -45,20 +46,24 @@ typedef nta_outgoing_t *(*OutgoingMcreate) (nta_agent_t *, nta_response_f *,
  * tport_ws_preload_set_next() when the module is loaded with GModule and hooks the calls
  * (tport-ws-hook.c). */
 typedef tport_t *(*ByName) (tport_t const *, tp_name_t const *);
+typedef int (*IncomingMreply) (nta_incoming_t *, msg_t *);
 
 static ByName real_by_name;
+static IncomingMreply real_incoming_mreply;
 static LegCreate real_leg_tcreate;
 static LegDestroy real_leg_destroy;
 static OutgoingTcreate real_outgoing_tcreate;
 static OutgoingMcreate real_outgoing_mcreate;
 
 void
-tport_ws_preload_set_next (gpointer by_name,
+tport_ws_preload_set_next (gpointer incoming_mreply,
+                           gpointer by_name,
                            gpointer leg_tcreate,
                            gpointer leg_destroy,
                            gpointer outgoing_tcreate,
                            gpointer outgoing_mcreate)
 {
+  real_incoming_mreply = (IncomingMreply) incoming_mreply;
   real_by_name = (ByName) by_name;
   real_leg_tcreate = (LegCreate) leg_tcreate;
   real_leg_destroy = (LegDestroy) leg_destroy;
@@ -187,6 +192,62 @@ connection_for (nta_agent_t        *agent,
     }
   su_home_deinit (home);
   return connection;
+}
+
+/* NUA writes the agent's own Contact (sip:HOST:PORT;transport=tcp, from NUTAG_URL) in its
+ * requests and in its 18x/2xx: over a ws connection, that Contact becomes the ws one, the
+ * listener's address (sip:user@LISTENER:PORT;transport=ws) on a connection a browser opened,
+ * sip:user@sofia-ws.invalid;transport=ws on an outgoing one, as browsers write it. A Contact
+ * that is not the agent's (another host, or already ws/wss or .invalid) is left as it is. */
+static void
+ws_contact (msg_t   *msg,
+            tport_t *connection)
+{
+  sip_t *sip = sip_object (msg);
+  su_home_t *home = msg_home (msg);
+  nta_agent_t *agent;
+  sip_contact_t const *own;
+  sip_contact_t *old, *m;
+  tport_t const *primary;
+  char transport[8] = "";
+  gboolean secure, accepted;
+  char const *params;
+
+  if (sip == NULL || (old = sip->sip_contact) == NULL || old->m_next != NULL ||
+      connection == NULL || connection->tp_master == NULL)
+    return;
+  agent = (nta_agent_t *) connection->tp_master->mr_stack;
+  own = agent != NULL ? nta_agent_contact (agent) : NULL;
+  if (own == NULL || old->m_url->url_host == NULL ||
+      !su_casematch (old->m_url->url_host, own->m_url->url_host) ||
+      (old->m_url->url_params != NULL &&
+       url_param (old->m_url->url_params, "transport", transport, sizeof transport) > 0 &&
+       (su_casematch (transport, "ws") || su_casematch (transport, "wss"))))
+    return;
+
+  primary = connection->tp_pri->pri_primary;
+  secure = su_casematch (connection->tp_name->tpn_proto, "WSS");
+  accepted = connection->tp_accepted;
+  m = sip_contact_dup (home, old);
+  if (m == NULL)
+    return;
+  if (accepted)
+    {
+      m->m_url->url_host = su_strdup (home, primary->tp_name->tpn_host);
+      m->m_url->url_port = su_strdup (home, primary->tp_name->tpn_port);
+    }
+  else
+    {
+      m->m_url->url_host = "sofia-ws.invalid";
+      m->m_url->url_port = NULL;
+    }
+  params = m->m_url->url_params != NULL
+    ? url_strip_param_string (su_strdup (home, m->m_url->url_params), "transport") : NULL;
+  m->m_url->url_params = su_sprintf (home, "%s%stransport=%s", params && *params ? params : "",
+                                     params && *params ? ";" : "", secure ? "wss" : "ws");
+  if (m->m_url->url_type == url_sips)
+    m->m_url->url_type = url_sip, m->m_url->url_scheme = "sip";
+  msg_header_replace (msg, (msg_pub_t *) sip, (msg_header_t *) old, (msg_header_t *) m);
 }
 
 /* The caller's tags with every NTATAG_TPORT() (NUA puts a NULL one first) set to
@@ -331,6 +392,7 @@ nta_outgoing_mcreate (nta_agent_t          *agent,
     {
       su_home_t home[1] = { SU_HOME_INIT (home) };
 
+      ws_contact (msg, connection);
       orq = real (agent, callback, magic, route_url, msg, NTATAG_TPORT (connection),
                   TAG_NEXT (with_connection (home, ta_args (ta), connection)));
       su_home_deinit (home);
@@ -349,8 +411,34 @@ nta_outgoing_mcreate (nta_agent_t          *agent,
   return orq;
 }
 
+/* NUA's responses (nua_respond()): the Contact of one going over a ws connection is the ws
+ * one (ws_contact()). */
+INTERPOSED int
+nta_incoming_mreply (nta_incoming_t *irq,
+                     msg_t          *msg)
+{
+  IncomingMreply real = real_incoming_mreply;
+  tport_t *connection;
+
+  if (real == NULL)
+    real = real_incoming_mreply = (IncomingMreply) next_symbol ("nta_incoming_mreply");
+  connection = irq != NULL && msg != NULL ? nta_incoming_transport (NULL, irq, NULL) : NULL;
+  if (connection != NULL)
+    {
+      if (connection->tp_pri != NULL && !tport_ws_abi_is_primary (connection) &&
+          connection->tp_pri->pri_vtable != NULL &&
+          (su_casematch (connection->tp_pri->pri_vtable->vtp_name, "WS") ||
+           su_casematch (connection->tp_pri->pri_vtable->vtp_name, "WSS")))
+        ws_contact (msg, connection);
+      tport_unref (connection);
+    }
+  return real (irq, msg);
+}
+
 /* The module's own functions, for tport-ws-hook.c: inside the module the names above resolve
  * to libsofia-sip-ua's definitions unless the module was preloaded. */
+extern __typeof (nta_incoming_mreply) tport_ws_hooked_incoming_mreply
+  __attribute__ ((alias ("nta_incoming_mreply"), visibility ("hidden")));
 extern __typeof (tport_by_name) tport_ws_hooked_by_name
   __attribute__ ((alias ("tport_by_name"), visibility ("hidden")));
 extern __typeof (nta_leg_tcreate) tport_ws_hooked_leg_tcreate

@@ -125,7 +125,11 @@ const ua = new UserAgent({
       emit({ event: "notify", body: notification.request.body });
     },
     onInvite: (invitation) => {
-      emit({ event: "invite", from: invitation.remoteIdentity.uri.toString() });
+      emit({
+        event: "invite",
+        from: invitation.remoteIdentity.uri.toString(),
+        contact: invitation.request.getHeader("contact")
+      });
       watch(invitation);
       if (ringOnly) {
         invitation.progress();
@@ -159,7 +163,8 @@ for await (const line of lines) {
     inviter
       .invite({
         requestDelegate: {
-          onAccept: (r) => emit({ event: "call", status: r.message.statusCode }),
+          onAccept: (r) =>
+            emit({ event: "call", status: r.message.statusCode, contact: r.message.getHeader("contact") }),
           onReject: (r) => emit({ event: "call", status: r.message.statusCode })
         }
       })
