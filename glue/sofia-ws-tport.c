@@ -183,9 +183,6 @@ sofia_ws_tport_add_listener (nta_agent_t  *agent,
   ta_start (ta, tag, value);
   tport = table->add_listener (agent, url, ta_args (ta), error);
   ta_end (ta);
-  /* NTA programs can do without it (NTATAG_TPORT()): said in the module's log only. */
-  if (tport != NULL)
-    table->enable_routing (NULL);
   return tport;
 }
 
@@ -370,8 +367,8 @@ sofia_ws_tport_is_ws (tport_t const *tport)
  * nta_outgoing_mcreate(), nta_leg_tcreate() and nta_leg_destroy() in the objects loaded at
  * the time (libsofia-sip-ua, whose NUA calls NTA through them, and the program) at its own
  * functions, which forward to libsofia-sip-ua's. Call it before creating NTA legs that send
- * requests with nta_outgoing_tcreate(). sofia_ws_tport_add_nua_listener() and
- * sofia_ws_tport_add_listener() call it. Calling it again does nothing.
+ * requests with nta_outgoing_tcreate(). sofia_ws_tport_add_nua_listener() calls it; an NTA
+ * program calls it itself (or gives NTATAG_TPORT()). Calling it again does nothing.
  *
  * Returns: %TRUE when requests are routed (also when the module is preloaded); %FALSE, with
  *   @error saying why, when this cannot take effect in this process

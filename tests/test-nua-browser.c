@@ -20,6 +20,8 @@
 #include <sofia-sip/su_glib.h>
 #include <sofia-sip/su_tag.h>
 
+#include "support/registrar-peer.h"
+
 #define SDP "v=0\r\no=- 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" \
             "m=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
 
@@ -84,7 +86,7 @@ on_nua_event (nua_event_t event, int status, char const *phrase, nua_t *nua,
       break;
     case nua_i_message:
     case nua_i_bye:
-      if (event == nua_i_message)
+      if (event == nua_i_message && !g_ptr_array_find (f->handles, nh, NULL))
         g_ptr_array_add (f->handles, nh);
       g_queue_push_tail (&f->nua_events, g_strdup (nua_event_name (event)));
       break;
@@ -378,6 +380,115 @@ test_gone (Fixture *f, gconstpointer data)
     }
 }
 
+/* ---- NTA ----------------------------------------------------------------------------------- */
+
+static char last_phrase[64];
+
+static int
+on_nta_response (nta_outgoing_magic_t *magic, nta_outgoing_t *orq, sip_t const *sip)
+{
+  int *status = (int *) magic;
+
+  if (sip != NULL && sip->sip_status->st_status >= 200)
+    {
+      *status = sip->sip_status->st_status;
+      g_strlcpy (last_phrase, sip->sip_status->st_phrase, sizeof last_phrase);
+    }
+  else if (sip == NULL)
+    *status = nta_outgoing_status (orq);
+  return 0;
+}
+
+static int
+wait_status (Fixture *f, int *status)
+{
+  gboolean expired = FALSE;
+  guint timer = g_timeout_add_seconds (10, on_timeout, &expired);
+
+  while (*status == 0 && !expired)
+    g_main_context_iteration (NULL, TRUE);
+  if (!expired)
+    g_source_remove (timer);
+  return *status;
+}
+
+/* NTA's own calls, with no NTATAG_TPORT(): nta_outgoing_tcreate() on a leg and
+ * nta_outgoing_mcreate(), to the browser's Contact, then, once it has gone, to its address. */
+static void
+test_nta (Fixture *f, gconstpointer data)
+{
+  g_autoptr(GError) error = NULL;
+  nta_agent_t *agent;
+  nta_leg_t *leg;
+  nta_outgoing_t *orq;
+  msg_t *msg;
+  int status = 0;
+
+  if (f->nua == NULL)
+    return;
+  g_assert_true (sofia_ws_tport_enable_routing (&error));
+  g_assert_no_error (error);
+  agent = sofia_ws_tport_get_nua_agent (f->nua, &error);
+  g_assert_no_error (error);
+  leg = nta_leg_tcreate (agent, NULL, NULL, SIPTAG_FROM_STR ("<sip:nta@127.0.0.1>;tag=nta"),
+                         SIPTAG_TO_STR ("<sip:alice@127.0.0.1>"),
+                         TAG_END ());
+  g_assert_nonnull (leg);
+  orq = nta_outgoing_tcreate (leg, on_nta_response, (nta_outgoing_magic_t *) &status, NULL,
+                              SIP_METHOD_MESSAGE, URL_STRING_MAKE (f->contact),
+                              SIPTAG_CONTENT_TYPE_STR ("text/plain"),
+                              SIPTAG_PAYLOAD_STR ("from nta tcreate"), TAG_END ());
+  g_assert_nonnull (orq);
+  g_assert_cmpint (wait_status (f, &status), ==, 200);
+  nta_outgoing_destroy (orq);
+  browser_expect (f, "\"body\":\"from nta tcreate\"");
+
+  status = 0;
+  msg = nta_msg_create (agent, 0);
+  {
+    g_autofree char *request_line = g_strdup_printf ("MESSAGE %s SIP/2.0", f->contact);
+
+    g_assert_cmpint (sip_add_tl (msg, sip_object (msg), SIPTAG_REQUEST_STR (request_line),
+                                 SIPTAG_TO_STR ("<sip:alice@127.0.0.1>"),
+                                 SIPTAG_FROM_STR ("<sip:nta@127.0.0.1>;tag=mcreate"),
+                                 SIPTAG_CALL_ID_STR ("mcreate@test-nua-browser"),
+                                 SIPTAG_CSEQ_STR ("1 MESSAGE"),
+                                 SIPTAG_CONTENT_TYPE_STR ("text/plain"),
+                                 SIPTAG_PAYLOAD_STR ("from nta mcreate"), TAG_END ()), >=, 0);
+  }
+  orq = nta_outgoing_mcreate (agent, on_nta_response, (nta_outgoing_magic_t *) &status, NULL,
+                              msg, TAG_END ());
+  g_assert_nonnull (orq);
+  g_assert_cmpint (wait_status (f, &status), ==, 200);
+  nta_outgoing_destroy (orq);
+  browser_expect (f, "\"body\":\"from nta mcreate\"");
+
+  /* Gone: 503 at once, by address too, never a connection to the old port. */
+  browser_quit (f);
+  {
+    gboolean expired = FALSE;
+
+    g_timeout_add (500, on_timeout, &expired);
+    while (!expired)
+      g_main_context_iteration (NULL, TRUE);
+  }
+  status = 0;
+  {
+    gint64 start = g_get_monotonic_time ();
+
+    orq = nta_outgoing_tcreate (leg, on_nta_response, (nta_outgoing_magic_t *) &status, NULL,
+                                SIP_METHOD_MESSAGE, URL_STRING_MAKE (f->address),
+                                SIPTAG_CONTENT_TYPE_STR ("text/plain"),
+                                SIPTAG_PAYLOAD_STR ("gone"), TAG_END ());
+    g_assert_nonnull (orq);
+    g_assert_cmpint (wait_status (f, &status), ==, 503);
+    g_assert_cmpint (g_get_monotonic_time () - start, <, G_USEC_PER_SEC);
+    g_assert_cmpstr (last_phrase, ==, "No transport");
+  }
+  nta_outgoing_destroy (orq);
+  nta_leg_destroy (leg);
+}
+
 /* ---- calls --------------------------------------------------------------------------------- */
 
 static void
@@ -498,6 +609,174 @@ test_notify (Fixture *f, gconstpointer data)
   browser_expect (f, "\"event\":\"notify\"");
 }
 
+/* ---- the example program, examples/sofia-ws-nua-pbx.c ---------------------------------------- */
+
+typedef struct {
+  GSubprocess *process;
+  GDataInputStream *out;
+  GQueue lines;
+  gboolean reading;
+  gboolean eof;
+} Peer;
+
+static void peer_read (Peer *peer);
+
+static void
+on_peer_line (GObject *source, GAsyncResult *result, gpointer data)
+{
+  Peer *peer = data;
+  char *line = g_data_input_stream_read_line_finish_utf8 (G_DATA_INPUT_STREAM (source), result,
+                                                          NULL, NULL);
+
+  peer->reading = FALSE;
+  if (line == NULL)
+    {
+      peer->eof = TRUE;
+      return;
+    }
+  if (g_test_verbose ())
+    g_printerr ("# %s\n", line);
+  g_queue_push_tail (&peer->lines, line);
+  peer_read (peer);
+}
+
+static void
+peer_read (Peer *peer)
+{
+  peer->reading = TRUE;
+  g_data_input_stream_read_line_async (peer->out, G_PRIORITY_DEFAULT, NULL, on_peer_line, peer);
+}
+
+static void
+peer_start (Peer *peer, GPtrArray *argv, gboolean preload)
+{
+  g_autoptr(GSubprocessLauncher) launcher = NULL;
+  g_autoptr(GError) error = NULL;
+
+  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE |
+                                        G_SUBPROCESS_FLAGS_STDIN_PIPE);
+  if (!preload)
+    g_subprocess_launcher_unsetenv (launcher, "LD_PRELOAD");
+  g_ptr_array_add (argv, NULL);
+  peer->process = g_subprocess_launcher_spawnv (launcher, (const char *const *) argv->pdata,
+                                                &error);
+  g_assert_no_error (error);
+  peer->out = g_data_input_stream_new (g_subprocess_get_stdout_pipe (peer->process));
+  peer_read (peer);
+}
+
+static void
+peer_say (Peer *peer, const char *command)
+{
+  g_autofree char *line = g_strconcat (command, "\n", NULL);
+  g_autoptr(GError) error = NULL;
+
+  g_output_stream_write_all (g_subprocess_get_stdin_pipe (peer->process), line, strlen (line),
+                             NULL, NULL, &error);
+  g_assert_no_error (error);
+}
+
+/* Waits (60 s at most: the program may run under valgrind) for a line containing @needle. */
+static char *
+peer_expect (Peer *peer, const char *needle)
+{
+  gboolean expired = FALSE;
+  guint timer = g_timeout_add_seconds (60, on_timeout, &expired);
+
+  for (;;)
+    {
+      for (GList *l = peer->lines.head; l != NULL; l = l->next)
+        if (strstr (l->data, needle) != NULL)
+          {
+            char *found = l->data;
+
+            g_queue_delete_link (&peer->lines, l);
+            g_source_remove (timer);
+            return found;
+          }
+      if (expired || peer->eof)
+        g_error ("no \"%s\" from %s", needle, expired ? "the peer within 60 s" : "the peer");
+      g_main_context_iteration (NULL, TRUE);
+    }
+}
+
+static void
+peer_stop (Peer *peer)
+{
+  g_autoptr(GError) error = NULL;
+
+  peer_say (peer, "quit");
+  while (!peer->eof || peer->reading)
+    g_main_context_iteration (NULL, TRUE);
+  g_subprocess_wait_check (peer->process, NULL, &error);
+  g_assert_no_error (error);
+  g_clear_object (&peer->out);
+  g_clear_object (&peer->process);
+  g_queue_clear_full (&peer->lines, g_free);
+}
+
+/* The example does what README says: SIP.js registers, is called, gets a MESSAGE, is hung up
+ * on, and calls it. The example runs linked, or preloaded in the preloaded run (it inherits
+ * LD_PRELOAD): it works the same either way. */
+static void
+test_example_pbx (void)
+{
+  const char *binary = g_getenv ("SOFIA_WS_NUA_PBX");
+  g_autofree char *modules = g_test_build_filename (G_TEST_DIST, "interop", "node",
+                                                    "node_modules", "sip.js", NULL);
+  g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
+  g_autofree char *listening = NULL;
+  g_autofree char *call = NULL;
+  const char *port;
+  Peer pbx = { 0 }, browser = { 0 };
+
+  if (binary == NULL || !g_file_test (modules, G_FILE_TEST_IS_DIR))
+    {
+      g_test_skip (binary == NULL ? "SOFIA_WS_NUA_PBX is not set (run through meson test)"
+                                  : "tests/interop/node has no node_modules: run `npm ci` there");
+      return;
+    }
+  test_wrap_in_valgrind (argv);
+  g_ptr_array_add (argv, g_strdup (binary));
+  g_ptr_array_add (argv, g_strdup ("--listen"));
+  g_ptr_array_add (argv, g_strdup ("sip:127.0.0.1:0;transport=ws"));
+  peer_start (&pbx, argv, TRUE);
+  listening = peer_expect (&pbx, "listening sip:127.0.0.1:");
+  port = strrchr (listening, ':') + 1;
+  *strchr (port, ';') = '\0';
+
+  argv = g_ptr_array_new_with_free_func (g_free);
+  g_ptr_array_add (argv, g_strdup ("node"));
+  g_ptr_array_add (argv, g_test_build_filename (G_TEST_DIST, "interop", "node", "browser.mjs",
+                                                NULL));
+  g_ptr_array_add (argv, g_strdup ("--server"));
+  g_ptr_array_add (argv, g_strdup_printf ("ws://127.0.0.1:%s/", port));
+  peer_start (&browser, argv, FALSE);
+  g_free (peer_expect (&pbx, "registered alice sip:"));
+  g_free (peer_expect (&browser, "\"event\":\"registered\",\"status\":200"));
+
+  peer_say (&pbx, "call alice");
+  g_free (peer_expect (&browser, "\"event\":\"invite\""));
+  g_free (peer_expect (&pbx, "call 200"));
+  g_free (peer_expect (&browser, "\"state\":\"Established\""));
+  peer_say (&pbx, "message alice hello from the pbx");
+  g_free (peer_expect (&pbx, "message-sent 200"));
+  g_free (peer_expect (&browser, "\"body\":\"hello from the pbx\""));
+  peer_say (&pbx, "hangup");
+  g_free (peer_expect (&pbx, "hangup 200"));
+  g_free (peer_expect (&browser, "\"state\":\"Terminated\""));
+
+  call = g_strdup_printf ("call sip:pbx@127.0.0.1:%s;transport=ws", port);
+  peer_say (&browser, call);
+  g_free (peer_expect (&pbx, "incoming call from alice"));
+  g_free (peer_expect (&browser, "\"event\":\"call\",\"status\":200"));
+  peer_say (&browser, "bye");
+  g_free (peer_expect (&pbx, "hung up by the browser"));
+
+  peer_stop (&browser);
+  peer_stop (&pbx);
+}
+
 /* The mode the run is meant to test is the one in effect: NUA's calls reach the preloaded
  * module's nta_outgoing_mcreate() first only when it is preloaded. */
 static void
@@ -544,6 +823,8 @@ main (int argc, char **argv)
   g_test_add ("/nua-browser/call/browser-calls-and-hangs-up", Fixture, NULL, fixture_setup,
               test_browser_calls_and_hangs_up, fixture_teardown);
   g_test_add ("/nua-browser/gone", Fixture, NULL, fixture_setup, test_gone, fixture_teardown);
+  g_test_add_func ("/nua-browser/example-pbx", test_example_pbx);
+  g_test_add ("/nua-browser/nta", Fixture, NULL, fixture_setup, test_nta, fixture_teardown);
   {
     int status = g_test_run ();
 
