@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 //
-// One SIP.js 0.21 user agent, as a browser would run it, driven line by line on stdin, for
-// the tests of a Sofia NUA program serving browsers (tests/test-nua-browser.c).
+// One SIP.js 0.21 (or JsSIP 3) user agent, as a browser would run it, driven line by line on
+// stdin, for the tests of a Sofia NUA program serving browsers (tests/test-nua-browser.c).
 //
 //   node browser.mjs --server ws://127.0.0.1:PORT/ --user alice [--domain 127.0.0.1]
-//                    [--timeout S] [--trace]
+//                    [--lib sipjs|jssip] [--timeout S] [--trace]
+//
+// With JsSIP it registers, accepts MESSAGEs and quits (its calls need WebRTC, which Node
+// lacks).
 //
 // It connects and REGISTERs, then: accepts every MESSAGE and NOTIFY, answers every INVITE
 // (and re-INVITE) with 200 and a fixed SDP (no WebRTC under Node: a session description
@@ -24,6 +27,7 @@ const args = parseArgs({
   options: {
     server: { type: "string" },
     user: { type: "string", default: "alice" },
+    lib: { type: "string", default: "sipjs" },
     domain: { type: "string", default: "127.0.0.1" },
     timeout: { type: "string", default: "60" },
     trace: { type: "boolean", default: false }
@@ -56,6 +60,44 @@ if (typeof globalThis.WebSocket === "undefined") {
   const { WebSocket } = await import("ws");
   globalThis.WebSocket = WebSocket;
 }
+
+if (args.lib === "jssip") {
+  const { createRequire } = await import("node:module");
+  const JsSIP = createRequire(import.meta.url)("jssip");
+  const jua = new JsSIP.UA({
+    sockets: [new JsSIP.WebSocketInterface(args.server)],
+    uri: `sip:${args.user}@${args.domain}`,
+    register: false,
+    register_expires: 300,
+    session_timers: false
+  });
+  jua.on("newMessage", (e) => {
+    if (e.originator === "remote") {
+      e.message.accept();
+      emit({ event: "message", body: e.request.body, uri: e.request.ruri.toString() });
+    }
+  });
+  jua.on("registered", (e) => emit({ event: "registered", status: e.response.status_code }));
+  jua.on("registrationFailed", (e) =>
+    emit({ event: "registered", status: e.response ? e.response.status_code : 0 })
+  );
+  jua.start();
+  jua.register();
+  for await (const line of createInterface({ input: process.stdin })) {
+    if (line.trim() === "quit") {
+      break;
+    }
+    emit({ event: "unsupported", command: line.trim() });
+  }
+  await new Promise((resolve) => {
+    jua.on("disconnected", resolve);
+    setTimeout(resolve, 3000);
+    jua.stop();
+  });
+  emit({ event: "quit" });
+  process.exit(0);
+}
+
 const { UserAgent, Registerer, Inviter, SessionState } = await import("sip.js");
 
 const SDP = [
