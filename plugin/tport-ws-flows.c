@@ -136,14 +136,13 @@ bind_key (Flow *flow,
     }
   if (other != NULL)
     {
-      /* The browser came back on a new connection with the same name: the newest wins. */
-      g_hash_table_remove (live, key);
-      for (guint i = 0; i < other->keys->len; i++)
-        if (strcmp (g_ptr_array_index (other->keys, i), key) == 0)
-          {
-            g_ptr_array_remove_index_fast (other->keys, i);
-            break;
-          }
+      /* Another open connection has that name: it keeps it, or a client could take the
+       * requests meant for another by writing its .invalid host in a Via. (A browser that
+       * reconnects gets its name back once its old connection has closed.) */
+      SU_DEBUG_5 (("tport_ws(%p): %s already names " TPN_FORMAT ", which keeps it\n",
+                   (void *) flow->tport, key + 2, TPN_ARGS (other->tport->tp_name)));
+      g_free (key);
+      return;
     }
   g_hash_table_remove (gone, key);
   g_ptr_array_add (flow->keys, key);

@@ -751,6 +751,7 @@ test_example_pbx (void)
   port = strrchr (listening, ':') + 1;
   *strchr (port, ';') = '\0';
 
+  g_ptr_array_unref (argv);
   argv = g_ptr_array_new_with_free_func (g_free);
   g_ptr_array_add (argv, g_strdup ("node"));
   g_ptr_array_add (argv, g_test_build_filename (G_TEST_DIST, "interop", "node", "browser.mjs",
@@ -781,6 +782,41 @@ test_example_pbx (void)
 
   peer_stop (&browser);
   peer_stop (&pbx);
+}
+
+/* A second client writing the first one's .invalid host in its Via and Contact does not get
+ * the first one's requests: an open connection keeps its names. */
+static void
+test_name_taken (Fixture *f, gconstpointer data)
+{
+  g_autofree char *alice = NULL;
+  g_autofree char *host = NULL;
+  g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
+  Peer mallory = { 0 };
+
+  if (f->nua == NULL)
+    return;
+  alice = g_strdup (f->contact);
+  host = g_strndup (strchr (alice, '@') + 1, strchr (alice, ';') - strchr (alice, '@') - 1);
+  g_ptr_array_add (argv, g_strdup ("node"));
+  g_ptr_array_add (argv, g_test_build_filename (G_TEST_DIST, "interop", "node", "browser.mjs",
+                                                NULL));
+  g_ptr_array_add (argv, g_strdup_printf ("--server=ws://127.0.0.1:%s/", f->ws_port));
+  g_ptr_array_add (argv, g_strdup ("--user=mallory"));
+  g_ptr_array_add (argv, g_strdup_printf ("--via-host=%s", host));
+  peer_start (&mallory, argv, FALSE);
+  nua_expect (f, "i_register");
+  g_free (peer_expect (&mallory, "\"event\":\"registered\",\"status\":200"));
+  g_assert_cmpstr (strchr (f->contact, '@'), ==, strchr (alice, '@'));   /* same host */
+
+  g_free (f->contact);
+  f->contact = g_strdup (alice);
+  send_message (f, BY_CONTACT, "for alice only");
+  nua_expect (f, "r_message 200");
+  browser_expect (f, "\"body\":\"for alice only\"");
+  for (GList *l = mallory.lines.head; l != NULL; l = l->next)
+    g_assert_null (strstr (l->data, "for alice only"));
+  peer_stop (&mallory);
 }
 
 /* The mode the run is meant to test is the one in effect: NUA's calls reach the preloaded
@@ -831,6 +867,8 @@ main (int argc, char **argv)
   g_test_add ("/nua-browser/gone", Fixture, NULL, fixture_setup, test_gone, fixture_teardown);
   g_test_add_func ("/nua-browser/example-pbx", test_example_pbx);
   g_test_add ("/nua-browser/nta", Fixture, NULL, fixture_setup, test_nta, fixture_teardown);
+  g_test_add ("/nua-browser/name-taken", Fixture, NULL, fixture_setup, test_name_taken,
+              fixture_teardown);
   /* JsSIP (no calls: it needs WebRTC, which Node lacks): its Via and Contact hosts differ. */
   g_test_add ("/nua-browser/jssip/message/request-uri", Fixture,
               GINT_TO_POINTER (JSSIP | BY_REQUEST_URI), fixture_setup, test_message,

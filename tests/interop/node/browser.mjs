@@ -4,7 +4,7 @@
 // stdin, for the tests of a Sofia NUA program serving browsers (tests/test-nua-browser.c).
 //
 //   node browser.mjs --server ws://127.0.0.1:PORT/ --user alice [--domain 127.0.0.1]
-//                    [--lib sipjs|jssip] [--timeout S] [--trace]
+//                    [--lib sipjs|jssip] [--via-host H.invalid] [--timeout S] [--trace]
 //
 // With JsSIP it registers, accepts MESSAGEs and quits (its calls need WebRTC, which Node
 // lacks).
@@ -28,6 +28,7 @@ const args = parseArgs({
     server: { type: "string" },
     user: { type: "string", default: "alice" },
     lib: { type: "string", default: "sipjs" },
+    "via-host": { type: "string" },
     domain: { type: "string", default: "127.0.0.1" },
     timeout: { type: "string", default: "60" },
     trace: { type: "boolean", default: false }
@@ -153,6 +154,7 @@ function watch(s) {
 
 const ua = new UserAgent({
   uri: UserAgent.makeURI(`sip:${args.user}@${args.domain}`),
+  ...(args["via-host"] ? { viaHost: args["via-host"] } : {}),
   transportOptions: { server: args.server, connectionTimeout: 5, traceSip: args.trace },
   logBuiltinEnabled: args.trace,
   logLevel: args.trace ? "debug" : "error",
