@@ -10,7 +10,7 @@
 G_BEGIN_DECLS
 
 #define SOFIA_WS_TPORT_MODULE_ENTRY "sofia_ws_tport_module_init"
-#define SOFIA_WS_TPORT_MODULE_VERSION 1u
+#define SOFIA_WS_TPORT_MODULE_VERSION 2u
 
 typedef struct {
   guint version;
@@ -30,6 +30,10 @@ typedef struct {
   SofiaWsTransport *(*get_transport) (tport_t       *tport);
   SofiaWsListener  *(*get_listener)  (tport_t       *tport);
   gboolean          (*is_ws)         (tport_t const *tport);
+  gboolean          (*enable_routing) (GError      **error);
+  char             *(*flow_uri)      (tport_t       *tport,
+                                      sip_t const   *request,
+                                      GError       **error);
 } SofiaWsTportModule;
 
 /* Returns NULL and sets @error when the module cannot work in this process. */

@@ -311,6 +311,9 @@ sofia_ws_tport_add_nua_listener (nua_t       *nua,
   agent = table->nua_agent (nua, error);
   if (agent == NULL)
     return NULL;
+  /* NUA's requests reach ws connections only through the module's routing. */
+  if (!table->enable_routing (error))
+    return NULL;
   ta_start (ta, tag, value);
   tport = table->add_listener (agent, url, ta_args (ta), error);
   ta_end (ta);
@@ -356,4 +359,94 @@ gboolean
 sofia_ws_tport_is_ws (tport_t const *tport)
 {
   return module != NULL && tport != NULL && module->is_ws (tport);
+}
+
+/**
+ * sofia_ws_tport_enable_routing:
+ * @error: return location for a #GError
+ *
+ * Lets NTA and NUA requests reach ws and wss peers without NTATAG_TPORT() when the module
+ * is linked or loaded from the plugin directory, as when it is preloaded: a request whose
+ * target (route URL, default proxy, loose first Route, request URI) names an open connection
+ * a browser made to a listener (its address with `transport=ws`, a `.invalid` host it
+ * presented in a Via or Contact, or a `ws-flow` token, see sofia_ws_tport_flow_uri()) goes
+ * over that connection; one naming a connection that has gone fails at once with 503 (a
+ * client's port is never dialled); any other `transport=ws`/`wss` target goes over the
+ * agent's client connection (sofia_ws_tport_add_client(), a default one otherwise).
+ *
+ * The module does so by pointing the call slots (GOT) of nta_outgoing_tcreate(),
+ * nta_outgoing_mcreate(), nta_leg_tcreate() and nta_leg_destroy() in the objects loaded at
+ * the time (libsofia-sip-ua, whose NUA calls NTA through them, and the program) at its own
+ * functions, which forward to libsofia-sip-ua's. Call it before creating NTA legs that send
+ * requests with nta_outgoing_tcreate(). sofia_ws_tport_add_nua_listener() calls it; an NTA
+ * program calls it itself (or gives NTATAG_TPORT()). Calling it again does nothing.
+ *
+ * Returns: %TRUE when requests are routed (also when the module is preloaded); %FALSE, with
+ *   @error saying why, when this cannot take effect in this process
+ */
+gboolean
+sofia_ws_tport_enable_routing (GError **error)
+{
+  const SofiaWsTportModule *table = load_module (error);
+
+  return table != NULL && table->enable_routing (error);
+}
+
+/**
+ * sofia_ws_tport_flow_uri:
+ * @connection: a connection accepted by a ws/wss listener, such as nta_incoming_transport()
+ *   of a REGISTER from a browser
+ * @error: return location for a #GError
+ *
+ * A URI naming @connection, for an application to put where RFC 5626 puts a flow token: a
+ * Path or Record-Route it adds, or the Contact it stores for a registration:
+ * `sip:LISTENER-HOST:PORT;transport=ws;lr;ws-flow=TOKEN` (`transport=wss` on wss). A request
+ * whose target carries `ws-flow=TOKEN`, in any SIP URI, goes over that connection; once the
+ * connection has gone it fails at once with 503. The token is random (96 bits), and lives as
+ * long as the connection.
+ *
+ * Returns: (transfer full) (nullable): the URI (g_free() it), or %NULL with @error when
+ *   @connection is not an open accepted ws/wss connection
+ */
+char *
+sofia_ws_tport_flow_uri (tport_t  *connection,
+                         GError  **error)
+{
+  const SofiaWsTportModule *table = load_module (error);
+
+  if (connection == NULL)
+    {
+      g_set_error_literal (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_INVALID_ARGUMENT,
+                           "No connection given");
+      return NULL;
+    }
+  return table != NULL ? table->flow_uri (connection, NULL, error) : NULL;
+}
+
+/**
+ * sofia_ws_tport_request_flow_uri:
+ * @request: a request received over a connection accepted by a ws/wss listener, as NUA
+ *   gives it to an application (`nua_i_register`...): its top Via's `received` and `rport`
+ *   name the connection
+ * @error: return location for a #GError
+ *
+ * sofia_ws_tport_flow_uri() for the connection @request came over, for NUA programs, which
+ * do not see tports.
+ *
+ * Returns: (transfer full) (nullable): the URI (g_free() it), or %NULL with @error when that
+ *   connection is not open (any more)
+ */
+char *
+sofia_ws_tport_request_flow_uri (sip_t const  *request,
+                                 GError      **error)
+{
+  const SofiaWsTportModule *table = load_module (error);
+
+  if (request == NULL)
+    {
+      g_set_error_literal (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_INVALID_ARGUMENT,
+                           "No request given");
+      return NULL;
+    }
+  return table != NULL ? table->flow_uri (NULL, request, error) : NULL;
 }

@@ -28,6 +28,8 @@
 #include "sofia-ws-sink-private.h"
 #include "sofia-ws-tport-private.h"
 #include "tport-ws-root.h"
+#include "tport-ws-flows.h"
+#include "tport-ws-hook.h"
 #include "tport-ws-preload.h"
 
 #include <arpa/inet.h>
@@ -259,6 +261,7 @@ ws_deinit_secondary (tport_t *self)
   WsSecondary *sec = (WsSecondary *) self;
 
   SU_DEBUG_7 (("tport_ws(%p): connection freed\n", (void *) self));
+  tport_ws_flows_closed (self);
   g_queue_clear_full (&sec->pending, g_free);
   if (sec->link != NULL)
     {
@@ -301,6 +304,7 @@ ws_shutdown (tport_t *self,
 
   if (how < 1 || sec->closing || sec->websocket == NULL || tport_ws_abi_is_primary (self))
     return;
+  tport_ws_flows_closed (self);
   sec->closing = TRUE;
   if (sofia_ws_transport_get_state (SOFIA_WS_TRANSPORT (sec->websocket)) ==
       SOFIA_WS_TRANSPORT_STATE_CONNECTED)
@@ -545,6 +549,8 @@ ws_deliver (tport_t  *self,
                      "drops it (Via check)\n", (void *) self, TPN_ARGS (self->tp_name), protocol,
                      pri->via->v_protocol + 8));
     }
+  if (self->tp_accepted)
+    tport_ws_flows_received (self, sip);
   /* A message NTA will answer 400 (it did not parse, or a header did not) is an error. */
   tport_recv_message (self, msg, sip == NULL || msg_has_error (msg) || sip->sip_error != NULL);
   tport_base_deliver (self, msg, now);
@@ -766,6 +772,7 @@ on_disconnected (SofiaWsTransport *websocket,
       return;
     }
   sec->closing = TRUE;
+  tport_ws_flows_closed (self);
   if (!tport_is_closed (self))
     {
       tport_ref (self);
@@ -930,6 +937,7 @@ on_accepted (SofiaWsListener  *listener,
 
   ws_tprb_append (&base->pri_open, self);
   tport_set_secondary_timer (self);
+  tport_ws_flows_accepted (self);
 
   SU_DEBUG_5 (("tport_ws(%p): accepted " TPN_FORMAT " on %s:%s\n", (void *) self,
                TPN_ARGS (self->tp_name), base->pri_primary->tp_name->tpn_host,
@@ -1722,6 +1730,8 @@ static const SofiaWsTportModule module_table = {
   .get_transport = ws_get_transport,
   .get_listener = ws_get_listener,
   .is_ws = tport_is_ws,
+  .enable_routing = tport_ws_hook_install,
+  .flow_uri = tport_ws_flows_uri,
 };
 
 G_MODULE_EXPORT const SofiaWsTportModule *sofia_ws_tport_module_init (guint    version,

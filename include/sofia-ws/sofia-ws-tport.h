@@ -19,6 +19,7 @@
 
 #include <sofia-sip/nta.h>
 #include <sofia-sip/nua.h>
+#include <sofia-sip/sip.h>
 #include <sofia-sip/su_tag.h>
 #include <sofia-sip/tport.h>
 
@@ -277,5 +278,16 @@ SofiaWsListener  *sofia_ws_tport_get_listener      (tport_t        *tport);
 
 SOFIA_WS_AVAILABLE_IN_1_0
 gboolean          sofia_ws_tport_is_ws             (tport_t const  *tport);
+
+SOFIA_WS_AVAILABLE_IN_1_0
+gboolean          sofia_ws_tport_enable_routing    (GError        **error);
+
+SOFIA_WS_AVAILABLE_IN_1_0
+char             *sofia_ws_tport_flow_uri          (tport_t        *connection,
+                                                    GError        **error);
+
+SOFIA_WS_AVAILABLE_IN_1_0
+char             *sofia_ws_tport_request_flow_uri  (sip_t const    *request,
+                                                    GError        **error);
 
 G_END_DECLS
