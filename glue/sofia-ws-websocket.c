@@ -430,7 +430,8 @@ out_message_new_vectors (SofiaWsWebSocket    *self,
   m->buffer = g_malloc (LWS_PRE + len + 1);
   for (gsize i = 0; i < n_vectors; i++)
     {
-      memcpy (m->buffer + offset, vectors[i].buffer, vectors[i].size);
+      if (vectors[i].size > 0)
+        memcpy (m->buffer + offset, vectors[i].buffer, vectors[i].size);
       offset += vectors[i].size;
     }
   m->buffer[offset] = '\0';
@@ -977,7 +978,10 @@ on_receive (SofiaWsWebSocket *self,
         self->rx = g_byte_array_new ();
     }
 
-  if (self->rx->len + len > self->max_message_size)
+  /* The frame's declared length counts at its first bytes: a frame announcing more than
+   * max-message-size is refused before anything waits for the rest of it. */
+  if (self->rx->len + len > self->max_message_size ||
+      lws_remaining_packet_payload (wsi) > self->max_message_size - self->rx->len - len)
     {
       self->rx_in_message = FALSE;
       g_clear_pointer (&self->rx, g_byte_array_unref);

@@ -942,6 +942,17 @@ test_garbage (Fixture *f, gconstpointer data)
   ws_frame_append (frame, g->first_byte, g->payload ? g->payload : filler, g->len, g->declared,
                    g->mask);
   g_assert_true (peer_write (p, frame->data, frame->len));
+  if (!g->mask)
+    {
+      /* A known gap, reported as TODO (not as a pass): lws 4.1.6 keeps whether a frame was
+       * masked to itself and does not enforce RFC 6455 5.1 on servers. The frame is then an
+       * ordinary message; the server must at least stay unharmed. */
+      g_clear_pointer (&p, peer_free);
+      assert_recovered (f);
+      g_test_incomplete ("libwebsockets 4.1.6 accepts an unmasked client frame instead of "
+                         "closing with 1002 (RFC 6455 5.1), and gives no way to see the mask");
+      return;
+    }
   g_assert_true (peer_wait_closed (p, under_valgrind ? 10000 : 5000));
   g_test_message ("%s: closed by the server, close code %d", g->name, p->close_code);
   if (p->close_code >= 0)
