@@ -940,11 +940,11 @@ on_message_complete (SofiaWsWebSocket *self,
 
   trace (self, "received from", (const char *) data, len);
   /* A sink (the tport module) takes the bytes as they are; the signal, with its copy as a
-   * string, goes only to whoever listens. Both under one run-to-completion bracket. */
+   * string, goes only to whoever listens. Both under one run-to-completion bracket, the
+   * signal first: the sink may answer at once (Sofia replies inside it), and whoever watches
+   * the signals sees message before the reply's message-sent, in the order they happened. */
   sink = self->sink;
   sofia_ws_transport_enter (transport);
-  if (sink != NULL)
-    sink (self, (const char *) data, len, self->sink_data);
   if (sink == NULL || wants_message (self))
     {
       /* Binary messages that are not UTF-8 are decoded as SIP.js 0.21 does (TextDecoder);
@@ -953,6 +953,8 @@ on_message_complete (SofiaWsWebSocket *self,
                                   : g_utf8_make_valid ((const char *) data, len);
       sofia_ws_transport_emit_message (transport, message);
     }
+  if (sink != NULL)
+    sink (self, (const char *) data, len, self->sink_data);
   sofia_ws_transport_leave (transport);
   return 0;
 }

@@ -63,6 +63,7 @@ typedef struct {
   gboolean cycling;               /* the 1,000-connection test: keep nothing per connection */
   GPtrArray *accepted;            /* SofiaWsWebSocket * (refs), the server sides */
   guint server_messages;          /* "message" signals of those */
+  GString *server_events;         /* "message;" and "message-sent;" of those, in order */
   GPtrArray *seen;                /* Seen * */
   guint n_requests;
   gboolean keep_tport;
@@ -201,6 +202,13 @@ static void
 on_server_message (SofiaWsTransport *t, const char *message, Fixture *f)
 {
   f->server_messages++;
+  g_string_append (f->server_events, "message;");
+}
+
+static void
+on_server_message_sent (SofiaWsTransport *t, const char *message, Fixture *f)
+{
+  g_string_append (f->server_events, "message-sent;");
 }
 
 static void
@@ -210,6 +218,7 @@ on_accepted (SofiaWsListener *listener, SofiaWsWebSocket *connection, Fixture *f
     return;
   g_ptr_array_add (f->accepted, g_object_ref (connection));
   g_signal_connect (connection, "message", G_CALLBACK (on_server_message), f);
+  g_signal_connect (connection, "message-sent", G_CALLBACK (on_server_message_sent), f);
 }
 
 /* ---- fixtures ----------------------------------------------------------------------------- */
@@ -218,6 +227,7 @@ static void
 fixture_init (Fixture *f)
 {
   f->accepted = g_ptr_array_new_with_free_func (g_object_unref);
+  f->server_events = g_string_new (NULL);
   f->seen = g_ptr_array_new_with_free_func ((GDestroyNotify) seen_free);
   f->client_received = g_ptr_array_new_with_free_func (g_free);
   f->nua_handles = g_ptr_array_new ();
@@ -387,6 +397,7 @@ fixture_teardown (Fixture *f, gconstpointer data)
   for (guint i = 0; i < f->accepted->len; i++)
     g_signal_handlers_disconnect_by_data (f->accepted->pdata[i], f);
   g_ptr_array_unref (f->accepted);
+  g_string_free (f->server_events, TRUE);
   if (f->last_tport != NULL)
     tport_unref (f->last_tport);
 
@@ -540,6 +551,8 @@ test_options (Fixture *f, gconstpointer data)
   g_assert_true (seen->transport == f->accepted->pdata[0]);
   g_assert_true (SOFIA_WS_IS_WEBSOCKET (seen->transport));
   g_assert_cmpuint (f->server_messages, ==, 1);
+  /* NTA answers inside the delivery: the signals still tell the request, then its answer. */
+  g_assert_cmpstr (f->server_events->str, ==, "message;message-sent;");
   /* tcp is not ws */
   g_assert_false (sofia_ws_tport_is_ws (tport_primaries (nta_agent_tports (f->agent))));
 }
