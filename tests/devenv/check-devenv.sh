@@ -11,7 +11,12 @@ work=$(mktemp -d)
 registrar_pid=
 status=0
 cleanup() {
-  [ -n "$registrar_pid" ] && kill "$registrar_pid" 2>/dev/null && wait "$registrar_pid" 2>/dev/null
+  # meson devenv stays the registrar's parent: stop the registrar (its child) by PID, then it.
+  if [ -n "$registrar_pid" ]; then
+    for child in $(pgrep -P "$registrar_pid"); do kill "$child" 2>/dev/null; done
+    kill "$registrar_pid" 2>/dev/null
+    wait "$registrar_pid" 2>/dev/null
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
