@@ -27,7 +27,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include <valgrind/valgrind.h>
+#include "support/valgrind-compat.h"
 
 #include "support/registrar-peer.h"
 #include "support/sip-text.h"

@@ -17,7 +17,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include <valgrind/valgrind.h>
+#include "support/valgrind-compat.h"
 
 #include <sofia-sip/msg_header.h>
 #include <sofia-sip/nta.h>

@@ -5,7 +5,7 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <string.h>
-#include <valgrind/valgrind.h>
+#include "valgrind-compat.h"
 
 #define LISTENING "listening sip:"
 
