@@ -425,10 +425,7 @@ nta_incoming_mreply (nta_incoming_t *irq,
   connection = irq != NULL && msg != NULL ? nta_incoming_transport (NULL, irq, NULL) : NULL;
   if (connection != NULL)
     {
-      if (connection->tp_pri != NULL && !tport_ws_abi_is_primary (connection) &&
-          connection->tp_pri->pri_vtable != NULL &&
-          (su_casematch (connection->tp_pri->pri_vtable->vtp_name, "WS") ||
-           su_casematch (connection->tp_pri->pri_vtable->vtp_name, "WSS")))
+      if (tport_ws_is_ws (connection) && !tport_ws_abi_is_primary (connection))
         ws_contact (msg, connection);
       tport_unref (connection);
     }

@@ -7,6 +7,9 @@
 
 G_BEGIN_DECLS
 
+/* From tport-ws.c: whether @tport is a ws/wss listener or connection of this module. */
+gboolean tport_ws_is_ws              (tport_t const *tport);
+
 /* Registers the module on first use; FALSE (after one message on stderr) when it refuses the
  * libsofia-sip-ua of this process. */
 gboolean tport_ws_preload_ready      (void);

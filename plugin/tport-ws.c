@@ -186,8 +186,9 @@ is_ws_primary (tport_primary_t const *pri)
   return pri != NULL && (pri->pri_vtable == &ws_vtable || pri->pri_vtable == &wss_vtable);
 }
 
-static gboolean
-tport_is_ws (tport_t const *tport)
+/* Whether @tport is a listener or connection of this module (tport-ws-preload.h). */
+gboolean
+tport_ws_is_ws (tport_t const *tport)
 {
   return tport != NULL && tport->tp_pri != NULL && is_ws_primary (tport->tp_pri);
 }
@@ -1535,7 +1536,7 @@ ws_client_connect (tport_t    *client,
   su_addrinfo_t ai = { 0 };
   int status;
 
-  if (client == NULL || !tport_is_ws (client) || !tport_ws_abi_is_primary (client) ||
+  if (client == NULL || !tport_ws_is_ws (client) || !tport_ws_abi_is_primary (client) ||
       !((WsPrimary *) client->tp_pri)->client)
     return fail (error, SOFIA_WS_ERROR_INVALID_ARGUMENT,
                  "Not a ws client made by sofia_ws_tport_add_client()");
@@ -1708,7 +1709,7 @@ ws_nua_agent (nua_t   *nua,
 static SofiaWsTransport *
 ws_get_transport (tport_t *tport)
 {
-  if (!tport_is_ws (tport) || tport_ws_abi_is_primary (tport))
+  if (!tport_ws_is_ws (tport) || tport_ws_abi_is_primary (tport))
     return NULL;
   return (SofiaWsTransport *) ((WsSecondary *) tport)->websocket;
 }
@@ -1716,7 +1717,7 @@ ws_get_transport (tport_t *tport)
 static SofiaWsListener *
 ws_get_listener (tport_t *tport)
 {
-  if (!tport_is_ws (tport))
+  if (!tport_ws_is_ws (tport))
     return NULL;
   return ((WsPrimary *) tport->tp_pri)->listener;
 }
@@ -1729,7 +1730,7 @@ static const SofiaWsTportModule module_table = {
   .nua_agent = ws_nua_agent,
   .get_transport = ws_get_transport,
   .get_listener = ws_get_listener,
-  .is_ws = tport_is_ws,
+  .is_ws = tport_ws_is_ws,
   .enable_routing = tport_ws_hook_install,
   .flow_uri = tport_ws_flows_uri,
 };
