@@ -115,12 +115,17 @@ static guint signals[N_SIGNALS];
 
 /* ---- peers ---------------------------------------------------------------------------- */
 
-/* A v4-mapped IPv6 address (a dual-stack socket's IPv4 peer) as the IPv4 address it is. */
-static void
-unmap_v4 (struct sockaddr_storage *sa)
+/* The peer of @fd into @sa, a v4-mapped IPv6 address (a dual-stack socket's IPv4 peer) made
+ * the IPv4 address it is. */
+static gboolean
+get_peer (int                      fd,
+          struct sockaddr_storage *sa)
 {
+  socklen_t len = sizeof *sa;
   struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) sa;
 
+  if (getpeername (fd, (struct sockaddr *) sa, &len) != 0)
+    return FALSE;
   if (sa->ss_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED (&in6->sin6_addr))
     {
       struct sockaddr_in in4 = { .sin_family = AF_INET, .sin_port = in6->sin6_port };
@@ -129,18 +134,17 @@ unmap_v4 (struct sockaddr_storage *sa)
       memset (sa, 0, sizeof *sa);
       memcpy (sa, &in4, sizeof in4);
     }
+  return TRUE;
 }
 
 char *
 sofia_ws_listener_format_peer (int fd)
 {
   struct sockaddr_storage sa;
-  socklen_t len = sizeof sa;
   char host[INET6_ADDRSTRLEN] = "";
 
-  if (getpeername (fd, (struct sockaddr *) &sa, &len) != 0)
+  if (!get_peer (fd, &sa))
     return g_strdup ("unknown");
-  unmap_v4 (&sa);
   if (sa.ss_family == AF_INET)
     {
       struct sockaddr_in *in4 = (struct sockaddr_in *) &sa;
@@ -164,12 +168,10 @@ static char *
 peer_key (int fd)
 {
   struct sockaddr_storage sa;
-  socklen_t len = sizeof sa;
   char host[INET6_ADDRSTRLEN] = "";
 
-  if (getpeername (fd, (struct sockaddr *) &sa, &len) != 0)
+  if (!get_peer (fd, &sa))
     return NULL;
-  unmap_v4 (&sa);
   if (sa.ss_family == AF_INET)
     {
       inet_ntop (AF_INET, &((struct sockaddr_in *) &sa)->sin_addr, host, sizeof host);
