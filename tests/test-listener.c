@@ -884,59 +884,54 @@ assert_refused (const char *host,
   g_assert_cmpint (errno, ==, ECONNREFUSED);
 }
 
-/* Issue 12: an IPv4 address was bound as "::" (every address of both families). */
+/* Issue 12: an IPv4 address was bound as "::" (every address of both families). Each case:
+ * the listener's address, the address its socket is bound to, an address it must refuse,
+ * and a connection (to, from) it accepts, whose remote address it reports with a prefix. */
+typedef struct {
+  const char *address;
+  const char *bound;              /* NULL: "::" with IPv6 loopback, else "0.0.0.0" */
+  const char *refused;            /* or NULL */
+  const char *connect_to;
+  const char *source;             /* or NULL: the kernel's choice */
+  const char *remote_prefix;
+  gboolean needs_ipv6;
+} BindCase;
+
+static const BindCase bind_ipv4 = { "127.0.0.1", "127.0.0.1",
+                                    /* 127.0.0.2 is loopback too on Linux: only the bind
+                                     * keeps it out. */
+                                    "127.0.0.2", "127.0.0.1", NULL, "127.0.0.1:", FALSE };
+static const BindCase bind_other_loopback = { "127.0.0.2", "127.0.0.2", "127.0.0.1",
+                                              "127.0.0.2", "127.0.0.2", "127.0.0.2:", FALSE };
+static const BindCase bind_ipv6 = { "::1", "::1", "127.0.0.1", "::1", NULL, "[::1]:", TRUE };
+/* "*": every address of both families, IPv4 peers reported as IPv4. */
+static const BindCase bind_all = { "*", NULL, NULL, "127.0.0.2", "127.0.0.2", "127.0.0.2:",
+                                   FALSE };
+static const BindCase bind_all_ipv4 = { "0.0.0.0", "0.0.0.0", NULL, "127.0.0.1", NULL,
+                                        "127.0.0.1:", FALSE };
+
 static void
-test_bind_ipv4 (Fixture *f, gconstpointer data)
+test_bind (Fixture *f, gconstpointer data)
 {
+  const BindCase *c = data;
   g_autofree char *bound = NULL;
   const char *remote;
   guint16 port;
 
-  start_on (f, "127.0.0.1");
-  port = sofia_ws_listener_get_port (f->listener);
-  bound = listening_on (port);
-  g_assert_cmpstr (bound, ==, "127.0.0.1");
-  /* 127.0.0.2 is loopback too on Linux: only the bind keeps it out. */
-  assert_refused ("127.0.0.2", port);
-  remote = accepted_from (f, "127.0.0.1", NULL);
-  g_assert_true (g_str_has_prefix (remote, "127.0.0.1:"));
-}
-
-static void
-test_bind_other_loopback (Fixture *f, gconstpointer data)
-{
-  g_autofree char *bound = NULL;
-  const char *remote;
-  guint16 port;
-
-  start_on (f, "127.0.0.2");
-  port = sofia_ws_listener_get_port (f->listener);
-  bound = listening_on (port);
-  g_assert_cmpstr (bound, ==, "127.0.0.2");
-  assert_refused ("127.0.0.1", port);
-  remote = accepted_from (f, "127.0.0.2", "127.0.0.2");
-  g_assert_true (g_str_has_prefix (remote, "127.0.0.2:"));
-}
-
-static void
-test_bind_ipv6 (Fixture *f, gconstpointer data)
-{
-  g_autofree char *bound = NULL;
-  const char *remote;
-  guint16 port;
-
-  if (!have_ipv6_loopback ())
+  if (c->needs_ipv6 && !have_ipv6_loopback ())
     {
       g_test_skip ("no IPv6 loopback (::1) on this machine");
       return;
     }
-  start_on (f, "::1");
+  start_on (f, c->address);
   port = sofia_ws_listener_get_port (f->listener);
   bound = listening_on (port);
-  g_assert_cmpstr (bound, ==, "::1");
-  assert_refused ("127.0.0.1", port);
-  remote = accepted_from (f, "::1", NULL);
-  g_assert_true (g_str_has_prefix (remote, "[::1]:"));
+  g_assert_cmpstr (bound, ==, c->bound != NULL ? c->bound
+                                               : have_ipv6_loopback () ? "::" : "0.0.0.0");
+  if (c->refused != NULL)
+    assert_refused (c->refused, port);
+  remote = accepted_from (f, c->connect_to, c->source);
+  g_assert_true (g_str_has_prefix (remote, c->remote_prefix));
 }
 
 static void
@@ -956,33 +951,6 @@ test_bind_host_name (Fixture *f, gconstpointer data)
       remote = accepted_from (f, "127.0.0.1", NULL);
     }
   g_assert_nonnull (remote);
-}
-
-/* "*": every address of both families, IPv4 peers reported as IPv4. */
-static void
-test_bind_all (Fixture *f, gconstpointer data)
-{
-  g_autofree char *bound = NULL;
-  const char *remote;
-
-  start_on (f, "*");
-  bound = listening_on (sofia_ws_listener_get_port (f->listener));
-  g_assert_cmpstr (bound, ==, have_ipv6_loopback () ? "::" : "0.0.0.0");
-  remote = accepted_from (f, "127.0.0.2", "127.0.0.2");
-  g_assert_true (g_str_has_prefix (remote, "127.0.0.2:"));
-}
-
-static void
-test_bind_all_ipv4 (Fixture *f, gconstpointer data)
-{
-  g_autofree char *bound = NULL;
-  const char *remote;
-
-  start_on (f, "0.0.0.0");
-  bound = listening_on (sofia_ws_listener_get_port (f->listener));
-  g_assert_cmpstr (bound, ==, "0.0.0.0");
-  remote = accepted_from (f, "127.0.0.1", NULL);
-  g_assert_true (g_str_has_prefix (remote, "127.0.0.1:"));
 }
 
 /* Issue 12: "https://good.example\0.evil" passed the allowlist as "https://good.example". */
@@ -1305,12 +1273,15 @@ main (int argc, char **argv)
   ADD ("handshake-timeout-wss", test_handshake_timeout_wss);
   ADD ("slowloris", test_slowloris);
   ADD ("partial-budget", test_partial_budget);
-  ADD ("bind/ipv4", test_bind_ipv4);
-  ADD ("bind/other-loopback", test_bind_other_loopback);
-  ADD ("bind/ipv6", test_bind_ipv6);
+#define ADD_BIND(path, c) \
+  g_test_add ("/listener/bind/" path, Fixture, &c, fixture_setup, test_bind, fixture_teardown)
+  ADD_BIND ("ipv4", bind_ipv4);
+  ADD_BIND ("other-loopback", bind_other_loopback);
+  ADD_BIND ("ipv6", bind_ipv6);
   ADD ("bind/host-name", test_bind_host_name);
-  ADD ("bind/all", test_bind_all);
-  ADD ("bind/all-ipv4", test_bind_all_ipv4);
+  ADD_BIND ("all", bind_all);
+  ADD_BIND ("all-ipv4", bind_all_ipv4);
+#undef ADD_BIND
 
 #undef ADD
 
