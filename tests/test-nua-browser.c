@@ -28,6 +28,132 @@
 /* In a test's data: the browser runs JsSIP rather than SIP.js. */
 #define JSSIP 0x100
 
+static gboolean
+on_timeout (gpointer data)
+{
+  *(gboolean *) data = TRUE;
+  return G_SOURCE_REMOVE;
+}
+
+/* Waits (@seconds at most, or until *@eof when @eof is not NULL) for an item containing
+ * @needle in @queue, and takes it. */
+static char *
+wait_in (GQueue *queue, const gboolean *eof, const char *needle, guint seconds)
+{
+  gboolean expired = FALSE;
+  guint timer = g_timeout_add_seconds (seconds, on_timeout, &expired);
+
+  for (;;)
+    {
+      for (GList *l = queue->head; l != NULL; l = l->next)
+        if (strstr (l->data, needle) != NULL)
+          {
+            char *found = l->data;
+
+            g_queue_delete_link (queue, l);
+            g_source_remove (timer);
+            return found;
+          }
+      if (expired || (eof != NULL && *eof))
+        {
+          for (GList *l = queue->head; l != NULL; l = l->next)
+            g_printerr ("# seen: %s\n", (char *) l->data);
+          g_error ("no \"%s\" within %u s", needle, seconds);
+        }
+      g_main_context_iteration (NULL, TRUE);
+    }
+}
+
+/* A program the test talks to by lines: the browser (browser.mjs) or the example. */
+typedef struct {
+  const char *name;               /* in verbose output */
+  GSubprocess *process;
+  GDataInputStream *out;
+  GQueue lines;
+  gboolean reading;
+  gboolean eof;
+} Peer;
+
+static void peer_read (Peer *peer);
+
+static void
+on_peer_line (GObject *source, GAsyncResult *result, gpointer data)
+{
+  Peer *peer = data;
+  char *line = g_data_input_stream_read_line_finish_utf8 (G_DATA_INPUT_STREAM (source), result,
+                                                          NULL, NULL);
+
+  peer->reading = FALSE;
+  if (line == NULL)
+    {
+      peer->eof = TRUE;
+      return;
+    }
+  if (g_test_verbose ())
+    g_printerr ("# %s: %s\n", peer->name, line);
+  g_queue_push_tail (&peer->lines, line);
+  peer_read (peer);
+}
+
+static void
+peer_read (Peer *peer)
+{
+  peer->reading = TRUE;
+  g_data_input_stream_read_line_async (peer->out, G_PRIORITY_DEFAULT, NULL, on_peer_line, peer);
+}
+
+static void
+peer_start (Peer *peer, const char *name, GPtrArray *argv, gboolean preload)
+{
+  g_autoptr(GSubprocessLauncher) launcher = NULL;
+  g_autoptr(GError) error = NULL;
+
+  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE |
+                                        G_SUBPROCESS_FLAGS_STDIN_PIPE);
+  if (!preload)
+    g_subprocess_launcher_unsetenv (launcher, "LD_PRELOAD");
+  peer->name = name;
+  g_ptr_array_add (argv, NULL);
+  peer->process = g_subprocess_launcher_spawnv (launcher, (const char *const *) argv->pdata,
+                                                &error);
+  g_assert_no_error (error);
+  peer->out = g_data_input_stream_new (g_subprocess_get_stdout_pipe (peer->process));
+  peer_read (peer);
+}
+
+static void
+peer_say (Peer *peer, const char *command)
+{
+  g_autofree char *line = g_strconcat (command, "\n", NULL);
+  g_autoptr(GError) error = NULL;
+
+  g_output_stream_write_all (g_subprocess_get_stdin_pipe (peer->process), line, strlen (line),
+                             NULL, NULL, &error);
+  g_assert_no_error (error);
+}
+
+/* Waits (60 s at most: the program may run under valgrind) for a line containing @needle. */
+static char *
+peer_expect (Peer *peer, const char *needle)
+{
+  return wait_in (&peer->lines, &peer->eof, needle, 60);
+}
+
+static void
+peer_stop (Peer *peer)
+{
+  g_autoptr(GError) error = NULL;
+
+  peer_say (peer, "quit");
+  while (!peer->eof || peer->reading)
+    g_main_context_iteration (NULL, TRUE);
+  g_subprocess_wait_check (peer->process, NULL, &error);
+  g_assert_no_error (error);
+  g_clear_object (&peer->out);
+  g_clear_object (&peer->process);
+  g_queue_clear_full (&peer->lines, g_free);
+}
+
 typedef struct {
   su_root_t *root;
   nua_t *nua;
@@ -37,11 +163,7 @@ typedef struct {
   GQueue nua_events;              /* "r_message 200 OK", "i_invite", "state terminated"... */
   gboolean shutdown_done;
 
-  GSubprocess *browser;
-  GDataInputStream *out;
-  GQueue browser_events;          /* the browser's JSON lines */
-  gboolean reading;
-  gboolean browser_eof;
+  Peer browser;                   /* browser.mjs: its lines are JSON events */
 
   /* What the REGISTER showed. */
   char *contact;                  /* sip:xyz@abc.invalid;transport=ws */
@@ -121,91 +243,16 @@ on_nua_event (nua_event_t event, int status, char const *phrase, nua_t *nua,
 
 /* ---- the browser --------------------------------------------------------------------------- */
 
-static void read_next (Fixture *f);
-
-static void
-on_line (GObject *source, GAsyncResult *result, gpointer data)
-{
-  Fixture *f = data;
-  g_autoptr(GError) error = NULL;
-  char *line = g_data_input_stream_read_line_finish_utf8 (G_DATA_INPUT_STREAM (source), result,
-                                                          NULL, &error);
-
-  f->reading = FALSE;
-  if (line == NULL)
-    {
-      f->browser_eof = TRUE;
-      return;
-    }
-  if (g_test_verbose ())
-    g_printerr ("# browser: %s\n", line);
-  g_queue_push_tail (&f->browser_events, line);
-  read_next (f);
-}
-
-static void
-read_next (Fixture *f)
-{
-  f->reading = TRUE;
-  g_data_input_stream_read_line_async (f->out, G_PRIORITY_DEFAULT, NULL, on_line, f);
-}
-
-static void
-browser_say (Fixture *f, const char *command)
-{
-  GOutputStream *in = g_subprocess_get_stdin_pipe (f->browser);
-  g_autofree char *line = g_strconcat (command, "\n", NULL);
-  g_autoptr(GError) error = NULL;
-
-  g_output_stream_write_all (in, line, strlen (line), NULL, NULL, &error);
-  g_assert_no_error (error);
-}
-
-static gboolean
-on_timeout (gpointer data)
-{
-  *(gboolean *) data = TRUE;
-  return G_SOURCE_REMOVE;
-}
-
-/* Waits (10 s at most) for an event containing @needle in @queue, and takes it. */
-static char *
-wait_for (Fixture *f, GQueue *queue, const char *needle)
-{
-  gboolean expired = FALSE;
-  guint timer = g_timeout_add_seconds (10, on_timeout, &expired);
-
-  for (;;)
-    {
-      for (GList *l = queue->head; l != NULL; l = l->next)
-        if (strstr (l->data, needle) != NULL)
-          {
-            char *found = l->data;
-
-            g_queue_delete_link (queue, l);
-            g_source_remove (timer);
-            return found;
-          }
-      if (expired || (queue == &f->browser_events && f->browser_eof))
-        {
-          for (GList *l = queue->head; l != NULL; l = l->next)
-            g_printerr ("# seen: %s\n", (char *) l->data);
-          g_error ("no \"%s\" within 10 s", needle);
-        }
-      g_main_context_iteration (NULL, TRUE);
-    }
-}
-
 static void
 browser_expect (Fixture *f, const char *needle)
 {
-  g_free (wait_for (f, &f->browser_events, needle));
+  g_free (wait_in (&f->browser.lines, &f->browser.eof, needle, 10));
 }
 
 static void
 nua_expect (Fixture *f, const char *needle)
 {
-  g_free (wait_for (f, &f->nua_events, needle));
+  g_free (wait_in (&f->nua_events, NULL, needle, 10));
 }
 
 /* ---- fixture ------------------------------------------------------------------------------- */
@@ -217,8 +264,7 @@ fixture_setup (Fixture *f, gconstpointer data)
                                                     "node_modules", "sip.js", NULL);
   g_autofree char *script = g_test_build_filename (G_TEST_DIST, "interop", "node",
                                                    "browser.mjs", NULL);
-  g_autofree char *server = NULL;
-  g_autoptr(GSubprocessLauncher) launcher = NULL;
+  g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
   g_autoptr(GError) error = NULL;
 
   memset (f, 0, sizeof *f);
@@ -245,19 +291,18 @@ fixture_setup (Fixture *f, gconstpointer data)
   g_assert_nonnull (f->ws);
   f->ws_port = g_strdup (tport_name (f->ws)->tpn_port);
 
-  server = g_strdup_printf ("ws://127.0.0.1:%s/", f->ws_port);
-  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE |
-                                        G_SUBPROCESS_FLAGS_STDIN_PIPE);
-  /* The browser is Node, not a Sofia program. */
-  g_subprocess_launcher_unsetenv (launcher, "LD_PRELOAD");
-  f->browser = g_subprocess_launcher_spawn (launcher, &error, "node", script, "--server", server,
-                                            "--user", "alice", "--timeout", "60",
-                                            "--lib", GPOINTER_TO_INT (data) & JSSIP ? "jssip"
-                                                                                  : "sipjs",
-                                            NULL);
-  g_assert_no_error (error);
-  f->out = g_data_input_stream_new (g_subprocess_get_stdout_pipe (f->browser));
-  read_next (f);
+  /* The browser is Node, not a Sofia program: no LD_PRELOAD. */
+  g_ptr_array_add (argv, g_strdup ("node"));
+  g_ptr_array_add (argv, g_steal_pointer (&script));
+  g_ptr_array_add (argv, g_strdup ("--server"));
+  g_ptr_array_add (argv, g_strdup_printf ("ws://127.0.0.1:%s/", f->ws_port));
+  g_ptr_array_add (argv, g_strdup ("--user"));
+  g_ptr_array_add (argv, g_strdup ("alice"));
+  g_ptr_array_add (argv, g_strdup ("--timeout"));
+  g_ptr_array_add (argv, g_strdup ("60"));
+  g_ptr_array_add (argv, g_strdup ("--lib"));
+  g_ptr_array_add (argv, g_strdup (GPOINTER_TO_INT (data) & JSSIP ? "jssip" : "sipjs"));
+  peer_start (&f->browser, "browser", argv, FALSE);
   nua_expect (f, "i_register");
   browser_expect (f, "\"event\":\"registered\",\"status\":200");
   g_assert_true (g_str_has_suffix (f->contact, ".invalid;transport=ws"));
@@ -269,12 +314,12 @@ browser_quit (Fixture *f)
 {
   g_autoptr(GError) error = NULL;
 
-  if (f->browser == NULL || f->browser_eof)
+  if (f->browser.process == NULL || f->browser.eof)
     return;
-  browser_say (f, "quit");
-  while (!f->browser_eof)
+  peer_say (&f->browser, "quit");
+  while (!f->browser.eof)
     g_main_context_iteration (NULL, TRUE);
-  g_subprocess_wait (f->browser, NULL, &error);
+  g_subprocess_wait (f->browser.process, NULL, &error);
   g_assert_no_error (error);
 }
 
@@ -284,10 +329,10 @@ fixture_teardown (Fixture *f, gconstpointer data)
   if (f->nua == NULL)
     return;
   browser_quit (f);
-  while (f->reading)
+  while (f->browser.reading)
     g_main_context_iteration (NULL, TRUE);
-  g_clear_object (&f->out);
-  g_clear_object (&f->browser);
+  g_clear_object (&f->browser.out);
+  g_clear_object (&f->browser.process);
   for (guint i = 0; i < f->handles->len; i++)
     nua_handle_destroy (g_ptr_array_index (f->handles, i));
   g_ptr_array_unref (f->handles);
@@ -299,7 +344,7 @@ fixture_teardown (Fixture *f, gconstpointer data)
   while (g_main_context_iteration (NULL, FALSE))
     ;
   g_queue_clear_full (&f->nua_events, g_free);
-  g_queue_clear_full (&f->browser_events, g_free);
+  g_queue_clear_full (&f->browser.lines, g_free);
   g_free (f->contact);
   g_free (f->address);
   g_free (f->flow);
@@ -542,7 +587,7 @@ test_nua_cancels (Fixture *f, gconstpointer data)
 {
   if (f->nua == NULL)
     return;
-  browser_say (f, "ring");
+  peer_say (&f->browser, "ring");
   browser_expect (f, "\"event\":\"ring\"");
   f->call = nua_handle (f->nua, NULL, NUTAG_URL (f->contact),
                         SIPTAG_TO_STR ("<sip:alice@127.0.0.1>"),
@@ -566,7 +611,7 @@ browser_calls (Fixture *f)
                                              "\"contact\":\"<sip:127.0.0.1:%s;transport=ws>\"",
                                              f->ws_port);
 
-  browser_say (f, call);
+  peer_say (&f->browser, call);
   nua_expect (f, "i_invite");
   browser_expect (f, answer);
   browser_expect (f, "\"state\":\"Established\"");
@@ -590,7 +635,7 @@ test_browser_calls_and_hangs_up (Fixture *f, gconstpointer data)
   if (f->nua == NULL)
     return;
   browser_calls (f);
-  browser_say (f, "bye");
+  peer_say (&f->browser, "bye");
   nua_expect (f, "i_bye");
   nua_expect (f, "state terminated");
   browser_expect (f, "\"state\":\"Terminated\"");
@@ -617,110 +662,6 @@ test_notify (Fixture *f, gconstpointer data)
 
 /* ---- the example program, examples/sofia-ws-nua-pbx.c ---------------------------------------- */
 
-typedef struct {
-  GSubprocess *process;
-  GDataInputStream *out;
-  GQueue lines;
-  gboolean reading;
-  gboolean eof;
-} Peer;
-
-static void peer_read (Peer *peer);
-
-static void
-on_peer_line (GObject *source, GAsyncResult *result, gpointer data)
-{
-  Peer *peer = data;
-  char *line = g_data_input_stream_read_line_finish_utf8 (G_DATA_INPUT_STREAM (source), result,
-                                                          NULL, NULL);
-
-  peer->reading = FALSE;
-  if (line == NULL)
-    {
-      peer->eof = TRUE;
-      return;
-    }
-  if (g_test_verbose ())
-    g_printerr ("# %s\n", line);
-  g_queue_push_tail (&peer->lines, line);
-  peer_read (peer);
-}
-
-static void
-peer_read (Peer *peer)
-{
-  peer->reading = TRUE;
-  g_data_input_stream_read_line_async (peer->out, G_PRIORITY_DEFAULT, NULL, on_peer_line, peer);
-}
-
-static void
-peer_start (Peer *peer, GPtrArray *argv, gboolean preload)
-{
-  g_autoptr(GSubprocessLauncher) launcher = NULL;
-  g_autoptr(GError) error = NULL;
-
-  launcher = g_subprocess_launcher_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE |
-                                        G_SUBPROCESS_FLAGS_STDIN_PIPE);
-  if (!preload)
-    g_subprocess_launcher_unsetenv (launcher, "LD_PRELOAD");
-  g_ptr_array_add (argv, NULL);
-  peer->process = g_subprocess_launcher_spawnv (launcher, (const char *const *) argv->pdata,
-                                                &error);
-  g_assert_no_error (error);
-  peer->out = g_data_input_stream_new (g_subprocess_get_stdout_pipe (peer->process));
-  peer_read (peer);
-}
-
-static void
-peer_say (Peer *peer, const char *command)
-{
-  g_autofree char *line = g_strconcat (command, "\n", NULL);
-  g_autoptr(GError) error = NULL;
-
-  g_output_stream_write_all (g_subprocess_get_stdin_pipe (peer->process), line, strlen (line),
-                             NULL, NULL, &error);
-  g_assert_no_error (error);
-}
-
-/* Waits (60 s at most: the program may run under valgrind) for a line containing @needle. */
-static char *
-peer_expect (Peer *peer, const char *needle)
-{
-  gboolean expired = FALSE;
-  guint timer = g_timeout_add_seconds (60, on_timeout, &expired);
-
-  for (;;)
-    {
-      for (GList *l = peer->lines.head; l != NULL; l = l->next)
-        if (strstr (l->data, needle) != NULL)
-          {
-            char *found = l->data;
-
-            g_queue_delete_link (&peer->lines, l);
-            g_source_remove (timer);
-            return found;
-          }
-      if (expired || peer->eof)
-        g_error ("no \"%s\" from %s", needle, expired ? "the peer within 60 s" : "the peer");
-      g_main_context_iteration (NULL, TRUE);
-    }
-}
-
-static void
-peer_stop (Peer *peer)
-{
-  g_autoptr(GError) error = NULL;
-
-  peer_say (peer, "quit");
-  while (!peer->eof || peer->reading)
-    g_main_context_iteration (NULL, TRUE);
-  g_subprocess_wait_check (peer->process, NULL, &error);
-  g_assert_no_error (error);
-  g_clear_object (&peer->out);
-  g_clear_object (&peer->process);
-  g_queue_clear_full (&peer->lines, g_free);
-}
-
 /* The example does what README says: SIP.js registers, is called, gets a MESSAGE, is hung up
  * on, and calls it. The example runs linked, or preloaded in the preloaded run (it inherits
  * LD_PRELOAD): it works the same either way. */
@@ -746,7 +687,7 @@ test_example_pbx (void)
   g_ptr_array_add (argv, g_strdup (binary));
   g_ptr_array_add (argv, g_strdup ("--listen"));
   g_ptr_array_add (argv, g_strdup ("sip:127.0.0.1:0;transport=ws"));
-  peer_start (&pbx, argv, TRUE);
+  peer_start (&pbx, "pbx", argv, TRUE);
   listening = peer_expect (&pbx, "listening sip:127.0.0.1:");
   port = strrchr (listening, ':') + 1;
   *strchr (port, ';') = '\0';
@@ -758,7 +699,7 @@ test_example_pbx (void)
                                                 NULL));
   g_ptr_array_add (argv, g_strdup ("--server"));
   g_ptr_array_add (argv, g_strdup_printf ("ws://127.0.0.1:%s/", port));
-  peer_start (&browser, argv, FALSE);
+  peer_start (&browser, "browser", argv, FALSE);
   g_free (peer_expect (&pbx, "registered alice sip:"));
   g_free (peer_expect (&browser, "\"event\":\"registered\",\"status\":200"));
 
@@ -804,7 +745,7 @@ test_name_taken (Fixture *f, gconstpointer data)
   g_ptr_array_add (argv, g_strdup_printf ("--server=ws://127.0.0.1:%s/", f->ws_port));
   g_ptr_array_add (argv, g_strdup ("--user=mallory"));
   g_ptr_array_add (argv, g_strdup_printf ("--via-host=%s", host));
-  peer_start (&mallory, argv, FALSE);
+  peer_start (&mallory, "mallory", argv, FALSE);
   nua_expect (f, "i_register");
   g_free (peer_expect (&mallory, "\"event\":\"registered\",\"status\":200"));
   g_assert_cmpstr (strchr (f->contact, '@'), ==, strchr (alice, '@'));   /* same host */
