@@ -15,8 +15,25 @@
  * not come on; 430 Flow Failed at once when that flow is gone (RFC 5626). Any other request
  * whose Request-URI names a registered user goes to that user's newest binding over the
  * binding's own connection (NTATAG_TPORT: browsers' Contacts are ".invalid" hosts, never
- * dialled). Dialog-creating requests get our Record-Route with the flow token. */
+ * dialled). Dialog-creating requests get our Record-Route with the flow token.
+ *
+ * Edge mode (RegistrarOptions.upstream: sofia-ws-edge) keeps no users. Flows are only the
+ * connections WebSocket clients made to our listeners; everything else (the upstream server,
+ * SIP peers over tcp/udp, the ws servers we connect to) is "the network", flow 0:
+ *   from a client       to the upstream server, whatever the Request-URI; a REGISTER gets
+ *                       a Path, a dialog-creating request a Record-Route, with the token
+ *                       "<client>.0" on our listener of the upstream's transport;
+ *   our Route/Path      (popped) over the client's flow, 430 when gone; from the client
+ *                       itself, on to the network;
+ *   from the network    to the next Route, else the Request-URI: a transport=ws/wss target
+ *                       over our own client connection to it (sofia_ws_tport_connect(): one
+ *                       per target, CRLF keep-alives), anything else as NTA routes it; a
+ *                       dialog-creating request gets a Record-Route "0.0" (or "0.<client>").
+ * Loops: our Via branch is a hash of what identifies the request as it reached us (RFC 3261
+ * 16.6 step 8); a request that comes back with it in one of our Vias gets 482. */
 #include "registrar-core.h"
+
+#include <sofia-ws/sofia-ws-tport.h>
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -100,6 +117,11 @@ struct _Registrar {
   GSequence *expiry;              /* Binding, soonest first (not owned) */
   GQueue relays;                  /* Relay */
   guint bindings;
+  /* edge mode */
+  su_home_t home[1];
+  url_t *upstream;                /* NULL: the registrar */
+  char upstream_proto[8];         /* "udp", "tcp", "tls" */
+  tport_t *clients[2];            /* the ws and wss client primaries, made on first use */
 };
 
 static gboolean quiet;            /* RegistrarOptions.quiet: no line per request */
@@ -166,6 +188,9 @@ flow_for (Registrar *self,
   Flow *flow;
 
   if (tport == NULL || !tport_is_secondary (tport) || tport_is_gone (tport))
+    return NULL;
+  /* The edge's flows are its WebSocket clients' connections, the rest is the network. */
+  if (self->upstream != NULL && sofia_ws_tport_get_listener (tport) == NULL)
     return NULL;
   flow = g_hash_table_lookup (self->flows, tport);
   if (flow != NULL)
@@ -499,23 +524,80 @@ is_own_route (sip_route_t const *route)
          parse_flow_token (route->r_url->url_user, a, b);
 }
 
+/* Whether @host:@port (NULL: 5060) is the address of one of our listeners. */
+static gboolean
+is_own_address (Registrar  *self,
+                const char *host,
+                const char *port)
+{
+  if (host == NULL)
+    return FALSE;
+  if (port == NULL)
+    port = "5060";
+  for (tport_t *tp = tport_primaries (nta_agent_tports (self->agent)); tp != NULL;
+       tp = tport_next (tp))
+    {
+      tp_name_t const *name = tport_name (tp);
+
+      if (name != NULL && name->tpn_host != NULL && name->tpn_port != NULL &&
+          g_ascii_strcasecmp (host, name->tpn_host) == 0 && g_str_equal (port, name->tpn_port))
+        return TRUE;
+    }
+  return FALSE;
+}
+
 /* Whether a Via of the request is one of ours: the request has been here before. */
 static gboolean
 has_own_via (Registrar         *self,
              sip_via_t const   *via)
 {
   for (; via != NULL; via = via->v_next)
-    for (tport_t *tp = tport_primaries (nta_agent_tports (self->agent)); tp != NULL;
-         tp = tport_next (tp))
-      {
-        tp_name_t const *name = tport_name (tp);
-        const char *port = via->v_port != NULL ? via->v_port : "5060";
+    if (is_own_address (self, via->v_host, via->v_port))
+      return TRUE;
+  return FALSE;
+}
 
-        if (name != NULL && name->tpn_host != NULL && name->tpn_port != NULL &&
-            g_ascii_strcasecmp (via->v_host, name->tpn_host) == 0 &&
-            g_str_equal (port, name->tpn_port))
-          return TRUE;
-      }
+/* The edge's Via branch for a request as it reached us: a hash of its Request-URI, top Route,
+ * Call-ID, tags, CSeq and Proxy-Require (RFC 3261 16.6 step 8), so that the same request
+ * coming back is known (16.3 step 4) while a spiral, changed on the way, is not. */
+static char *
+edge_branch (sip_t const *sip)
+{
+  su_home_t home[1] = { SU_HOME_INIT (home) };
+  g_autoptr(GChecksum) sum = g_checksum_new (G_CHECKSUM_SHA256);
+  const char *parts[] = {
+    url_as_string (home, sip->sip_request->rq_url),
+    sip->sip_route != NULL ? url_as_string (home, sip->sip_route->r_url) : "",
+    sip->sip_call_id != NULL ? sip->sip_call_id->i_id : "",
+    sip->sip_from != NULL && sip->sip_from->a_tag != NULL ? sip->sip_from->a_tag : "",
+    sip->sip_to != NULL && sip->sip_to->a_tag != NULL ? sip->sip_to->a_tag : "",
+    sip->sip_cseq != NULL ? su_sprintf (home, "%u %s", sip->sip_cseq->cs_seq,
+                                        sip->sip_cseq->cs_method_name) : "",
+    sip->sip_proxy_require != NULL ? sip_header_as_string (home, (sip_header_t const *)
+                                                           sip->sip_proxy_require) : "",
+  };
+  char *branch;
+
+  for (guint i = 0; i < G_N_ELEMENTS (parts); i++)
+    {
+      g_checksum_update (sum, (const guchar *) (parts[i] != NULL ? parts[i] : ""), -1);
+      g_checksum_update (sum, (const guchar *) "\n", 1);
+    }
+  branch = g_strdup_printf ("z9hG4bK%.32s", g_checksum_get_string (sum));
+  su_home_deinit (home);
+  return branch;
+}
+
+/* Whether one of our Vias carries @branch: the request has come round. */
+static gboolean
+edge_is_loop (Registrar   *self,
+              sip_t const *sip,
+              const char  *branch)
+{
+  for (sip_via_t const *via = sip->sip_via; via != NULL; via = via->v_next)
+    if (via->v_branch != NULL && g_ascii_strcasecmp (via->v_branch, branch) == 0 &&
+        is_own_address (self, via->v_host, via->v_port))
+      return TRUE;
   return FALSE;
 }
 
@@ -621,11 +703,19 @@ static void
 send_cancel (Relay *relay)
 {
   Registrar *self = relay->self;
-  msg_t *invite = nta_outgoing_getrequest (relay->orq);
-  sip_t const *isip = sip_object (invite);
+  msg_t *invite;
+  sip_t const *isip;
   msg_t *cancel;
   su_home_t *home;
 
+  if (relay->tport == NULL)
+    {
+      /* The edge's request to the network went where NTA routed it: so does its CANCEL. */
+      nta_outgoing_tcancel (relay->orq, NULL, NULL, TAG_END ());
+      return;
+    }
+  invite = nta_outgoing_getrequest (relay->orq);
+  isip = sip_object (invite);
   if (isip == NULL || isip->sip_request == NULL || tport_is_gone (relay->tport))
     {
       if (invite != NULL)
@@ -675,26 +765,45 @@ on_relay_cancel (nta_incoming_magic_t *magic,
 /* Where a request goes. */
 typedef struct {
   const url_t *url;               /* the new Request-URI, or NULL to keep it */
-  tport_t *tport;                 /* over which */
+  tport_t *tport;                 /* over which; NULL: where NTA routes @hop */
   gboolean pop_route;             /* our Route is the top one */
   gboolean record_route;
   Flow *caller;                   /* for the Record-Route: the flow it came on */
   Flow *callee;
+  const url_t *hop;               /* the edge's next hop, or NULL: the Request-URI */
+  gboolean path;                  /* the edge's Path, for a REGISTER */
 } Target;
 
-static void
-add_record_route (Registrar *self,
-                  msg_t     *forward,
-                  sip_t     *fsip,
-                  tport_t   *inbound,
-                  Target    *target)
+/* The edge's listener of the upstream's transport: its address is the edge's in Path and
+ * Record-Route, where the upstream server and the network send requests for our clients. */
+static tport_t *
+network_primary (Registrar *self)
 {
-  tport_t *primary = inbound == NULL ? NULL
+  for (tport_t *tp = tport_primaries (nta_agent_tports (self->agent)); tp != NULL;
+       tp = tport_next (tp))
+    if (tport_name (tp) != NULL &&
+        g_ascii_strcasecmp (tport_name (tp)->tpn_proto, self->upstream_proto) == 0)
+      return tp;
+  return NULL;
+}
+
+/* Our Record-Route (or, for the edge's REGISTER, Path) with the flow token of the two
+ * parties: on the listener the request came to, or the edge's network listener. */
+static void
+add_own_route (Registrar *self,
+               msg_t     *forward,
+               sip_t     *fsip,
+               tport_t   *inbound,
+               Target    *target,
+               gboolean   path)
+{
+  tport_t *primary = self->upstream != NULL ? network_primary (self)
+                     : inbound == NULL ? NULL
                      : tport_is_primary (inbound) ? inbound : tport_parent (inbound);
   tp_name_t const *name = primary != NULL ? tport_name (primary) : NULL;
   g_autofree char *proto = NULL;
   char *text;
-  sip_record_route_t *rr;
+  msg_header_t *header;
 
   if (name == NULL || name->tpn_host == NULL)
     return;
@@ -704,9 +813,12 @@ add_record_route (Registrar *self,
                      target->callee != NULL ? target->callee->id : NO_FLOW,
                      strchr (name->tpn_host, ':') ? "[" : "", name->tpn_host,
                      strchr (name->tpn_host, ':') ? "]" : "", name->tpn_port, proto);
-  rr = text != NULL ? sip_record_route_make (msg_home (forward), text) : NULL;
-  if (rr != NULL)
-    msg_header_insert (forward, (msg_pub_t *) fsip, (msg_header_t *) rr);
+  if (text == NULL)
+    return;
+  header = path ? (msg_header_t *) sip_path_make (msg_home (forward), text)
+                : (msg_header_t *) sip_record_route_make (msg_home (forward), text);
+  if (header != NULL)
+    msg_header_insert (forward, (msg_pub_t *) fsip, header);
 }
 
 static void
@@ -722,6 +834,8 @@ relay_request (Registrar      *self,
   Relay *relay;
   const char *method = sip->sip_request->rq_method_name;
   const url_t *url = target->url != NULL ? target->url : sip->sip_request->rq_url;
+  const url_t *hop = target->hop != NULL ? target->hop : url;
+  g_autofree char *branch = self->upstream != NULL ? edge_branch (sip) : NULL;
 
   if (sip->sip_max_forwards != NULL && sip->sip_max_forwards->mf_count == 0)
     {
@@ -732,7 +846,7 @@ relay_request (Registrar      *self,
         reply (irq, SIP_483_TOO_MANY_HOPS, TAG_END ());
       return;
     }
-  if (has_own_via (self, sip->sip_via))
+  if (branch != NULL ? edge_is_loop (self, sip, branch) : has_own_via (self, sip->sip_via))
     {
       say ("%s: 482, a loop\n", method);
       if (sip->sip_request->rq_method == sip_method_ack)
@@ -742,9 +856,9 @@ relay_request (Registrar      *self,
       return;
     }
   /* Never dial: a connectionless binding is sent to a numeric address only. */
-  if (!tport_is_secondary (target->tport) && !host_is_ip_address (url->url_host))
+  if (!tport_is_secondary (target->tport) && !host_is_ip_address (hop->url_host))
     {
-      say ("%s to %s: 480, no connection and no address\n", method, url->url_host);
+      say ("%s to %s: 480, no connection and no address\n", method, hop->url_host);
       if (sip->sip_request->rq_method == sip_method_ack)
         nta_incoming_destroy (irq);
       else
@@ -769,12 +883,14 @@ relay_request (Registrar      *self,
     msg_header_insert (forward, (msg_pub_t *) fsip,
                        (msg_header_t *) sip_max_forwards_make (msg_home (forward), "70"));
   if (target->record_route)
-    add_record_route (self, forward, fsip, inbound, target);
+    add_own_route (self, forward, fsip, inbound, target, FALSE);
+  if (target->path)
+    add_own_route (self, forward, fsip, inbound, target, TRUE);
 
   if (sip->sip_request->rq_method == sip_method_ack)
     {
       /* The ACK of a 2xx is a transaction of its own: forwarded statelessly. */
-      nta_msg_tsend (self->agent, forward, (url_string_t *) url, NTATAG_TPORT (target->tport),
+      nta_msg_tsend (self->agent, forward, (url_string_t *) hop, NTATAG_TPORT (target->tport),
                      TAG_END ());
       nta_incoming_destroy (irq);
       return;
@@ -796,13 +912,16 @@ relay_request (Registrar      *self,
   relay->tport = tport_ref (target->tport);
   relay->link.data = relay;
   relay->orq = nta_outgoing_mcreate (self->agent, on_relay_response,
-                                     (nta_outgoing_magic_t *) relay, (url_string_t *) url,
-                                     forward, NTATAG_TPORT (target->tport), TAG_END ());
+                                     (nta_outgoing_magic_t *) relay, (url_string_t *) hop,
+                                     forward, NTATAG_TPORT (target->tport),
+                                     TAG_IF (branch != NULL, NTATAG_BRANCH_KEY (branch)),
+                                     TAG_END ());
   if (relay->orq == NULL)
     {
       say ("%s: cannot relay\n", method);
       relay->irq = NULL;
-      tport_unref (relay->tport);
+      if (relay->tport != NULL)
+        tport_unref (relay->tport);
       g_free (relay->method_name);
       g_free (relay);
       reply (irq, SIP_500_INTERNAL_SERVER_ERROR, TAG_END ());
@@ -826,6 +945,14 @@ refuse (nta_incoming_t *irq,
     reply (irq, status, phrase, TAG_END ());
 }
 
+static gboolean creates_dialog (sip_t const *sip);
+static void     edge_forward   (Registrar      *self,
+                                nta_incoming_t *irq,
+                                sip_t const    *sip,
+                                msg_t          *request,
+                                tport_t        *inbound,
+                                gboolean        pop_route);
+
 /* A request routed by our Record-Route: over the flow of the party it did not come from. */
 static void
 route_in_dialog (Registrar      *self,
@@ -839,7 +966,7 @@ route_in_dialog (Registrar      *self,
   const char *from_id = from != NULL ? from->id : NO_FLOW;
   const char *to_id;
   Target target = { NULL, NULL, TRUE, FALSE, NULL, NULL };
-  Flow *to;
+  Flow *to = NULL;
   char label[128];
 
   parse_flow_token (sip->sip_route->r_url->url_user, a, b);
@@ -854,6 +981,12 @@ route_in_dialog (Registrar      *self,
       say ("%s from %s: 430, not on a flow of its dialog\n", sip->sip_request->rq_method_name,
            tport_label (inbound, label, sizeof label));
       refuse (irq, sip, 430, "Flow Failed");
+      return;
+    }
+  if (g_str_equal (to_id, NO_FLOW) && self->upstream != NULL)
+    {
+      /* The edge: from a client (or the network) on to the network. */
+      edge_forward (self, irq, sip, request, inbound, TRUE);
       return;
     }
   if (g_str_equal (to_id, NO_FLOW))
@@ -873,6 +1006,13 @@ route_in_dialog (Registrar      *self,
       refuse (irq, sip, 430, "Flow Failed");
       return;
     }
+  if (self->upstream != NULL && creates_dialog (sip))
+    {
+      /* The edge: an INVITE the upstream sends a client by its Path. */
+      target.record_route = TRUE;
+      target.caller = from;
+      target.callee = to;
+    }
   say ("%s from %s: in dialog, relaying\n", sip->sip_request->rq_method_name,
        tport_label (inbound, label, sizeof label));
   relay_request (self, irq, sip, request, inbound, &target);
@@ -891,6 +1031,111 @@ creates_dialog (sip_t const *sip)
     default:
       return FALSE;
     }
+}
+
+/* ---- edge mode ------------------------------------------------------------------------------ */
+
+/* The edge's connection to a ws/wss target, such as a WebSocket SIP server: the open one, or
+ * a new one (sofia_ws_tport_connect()); NULL when none can be made. */
+static tport_t *
+edge_connection (Registrar   *self,
+                 const url_t *hop,
+                 gboolean     secure)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *url = NULL;
+  tport_t **client = &self->clients[secure ? 1 : 0];
+  tport_t *connection;
+
+  if (*client == NULL)
+    *client = sofia_ws_tport_add_client (self->agent, secure ? "wss" : "ws", &error,
+                                         WSTAG_CRLF_KEEPALIVE (self->options.crlf_keepalive),
+                                         TAG_IF (self->options.tls_ca_file != NULL,
+                                                 WSTAG_TLS_CA_FILE (self->options.tls_ca_file)),
+                                         TAG_END ());
+  if (*client == NULL)
+    {
+      say ("cannot make %s connections: %s\n", secure ? "wss" : "ws", error->message);
+      return NULL;
+    }
+  url = g_strdup_printf ("sip:%s%s%s:%s;transport=%s", strchr (hop->url_host, ':') ? "[" : "",
+                         hop->url_host, strchr (hop->url_host, ':') ? "]" : "",
+                         hop->url_port != NULL ? hop->url_port : secure ? "443" : "80",
+                         secure ? "wss" : "ws");
+  connection = sofia_ws_tport_connect (*client, url, &error);
+  if (connection == NULL)
+    say ("cannot connect to %s: %s\n", url, error->message);
+  return connection;
+}
+
+/* The edge, towards the network: a client's request to the upstream server; any other to its
+ * next Route (ours popped if @pop_route), else its Request-URI. */
+static void
+edge_forward (Registrar      *self,
+              nta_incoming_t *irq,
+              sip_t const    *sip,
+              msg_t          *request,
+              tport_t        *inbound,
+              gboolean        pop_route)
+{
+  Flow *from = flow_for (self, inbound);
+  const char *method = sip->sip_request->rq_method_name;
+  Target target = { NULL, NULL, pop_route, creates_dialog (sip), from, NULL, NULL, FALSE };
+  sip_route_t const *route = sip->sip_route;
+  char transport[8] = "";
+  char label[128];
+
+  if (from != NULL)
+    {
+      target.hop = self->upstream;
+      target.path = sip->sip_request->rq_method == sip_method_register;
+      say ("%s from %s: to the upstream\n", method, tport_label (inbound, label, sizeof label));
+      relay_request (self, irq, sip, request, inbound, &target);
+      return;
+    }
+
+  if (pop_route && route != NULL)
+    route = route->r_next;
+  target.hop = route != NULL ? route->r_url : sip->sip_request->rq_url;
+  if (route == NULL && sip->sip_request->rq_method == sip_method_options &&
+      target.hop->url_user == NULL &&
+      is_own_address (self, target.hop->url_host, target.hop->url_port))
+    {
+      say ("OPTIONS from %s: 200\n", tport_label (inbound, label, sizeof label));
+      reply (irq, SIP_200_OK, SIPTAG_ALLOW_STR (ALLOW), SIPTAG_SUPPORTED_STR ("path"),
+             TAG_END ());
+      return;
+    }
+  if (target.hop->url_host == NULL)
+    {
+      refuse (irq, sip, SIP_416_UNSUPPORTED_URI);
+      return;
+    }
+  if (target.hop->url_params != NULL)
+    url_param (target.hop->url_params, "transport", transport, sizeof transport);
+  if (g_ascii_strcasecmp (transport, "ws") == 0 || g_ascii_strcasecmp (transport, "wss") == 0)
+    {
+      /* A browser's made-up host names a connection we do not know (an old token, or none):
+       * it is gone, never dialled. */
+      if (g_str_has_suffix (target.hop->url_host, ".invalid"))
+        {
+          say ("%s from %s to %s: 430, no such connection\n", method,
+               tport_label (inbound, label, sizeof label), target.hop->url_host);
+          refuse (irq, sip, 430, "Flow Failed");
+          return;
+        }
+      target.tport = edge_connection (self, target.hop,
+                                      g_ascii_strcasecmp (transport, "wss") == 0);
+      if (target.tport == NULL)
+        {
+          refuse (irq, sip, 503, "Service Unavailable (no connection)");
+          return;
+        }
+    }
+  say ("%s from %s: to %s%s%s\n", method, tport_label (inbound, label, sizeof label),
+       target.hop->url_host, target.hop->url_port != NULL ? ":" : "",
+       target.hop->url_port != NULL ? target.hop->url_port : "");
+  relay_request (self, irq, sip, request, inbound, &target);
 }
 
 /* A request to a registered user: to its newest binding, over the binding's own connection. */
@@ -997,12 +1242,14 @@ on_request (nta_leg_magic_t *magic,
            tport_label (tport, label, sizeof label), phrase);
       refuse (irq, sip, 400, phrase);
     }
-  else if (method == sip_method_register)
+  else if (method == sip_method_register && self->upstream == NULL)
     on_register (self, irq, sip, tport);
   else if (method == sip_method_cancel)
     reply (irq, SIP_481_NO_TRANSACTION, TAG_END ());  /* a CANCEL of no INVITE we relay */
   else if (is_own_route (sip->sip_route))
     route_in_dialog (self, irq, sip, request, tport);
+  else if (self->upstream != NULL)
+    edge_forward (self, irq, sip, request, tport, FALSE);
   else if (sip->sip_request->rq_url->url_user != NULL)
     route_to_user (self, irq, sip, request, tport);
   else if (method == sip_method_options)
@@ -1092,6 +1339,26 @@ registrar_new (su_root_t              *root,
 #undef DEFAULT
   self->options.max_contacts = MIN (self->options.max_contacts, 1000);
   quiet = self->options.quiet;
+  su_home_init (self->home);
+  self->options.tls_ca_file = su_strdup (self->home, self->options.tls_ca_file);
+  self->options.upstream = NULL;
+  if (options != NULL && options->upstream != NULL)
+    {
+      self->upstream = url_hdup (self->home, URL_STRING_MAKE (options->upstream)->us_url);
+      if (self->upstream == NULL || self->upstream->url_host == NULL ||
+          (self->upstream->url_type != url_sip && self->upstream->url_type != url_sips))
+        {
+          g_warning ("not a SIP URI: %s", options->upstream);
+          su_home_deinit (self->home);
+          g_free (self);
+          return NULL;
+        }
+      if (self->upstream->url_params == NULL ||
+          url_param (self->upstream->url_params, "transport", self->upstream_proto,
+                     sizeof self->upstream_proto) == 0)
+        g_strlcpy (self->upstream_proto, self->upstream->url_type == url_sips ? "tls" : "udp",
+                   sizeof self->upstream_proto);
+    }
   self->users = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, (GDestroyNotify) user_free);
   self->flows = g_hash_table_new (g_direct_hash, g_direct_equal);
   self->flow_ids = g_hash_table_new (g_str_hash, g_str_equal);
@@ -1144,6 +1411,7 @@ registrar_free (Registrar *self)
   g_hash_table_unref (self->flow_ids);
   g_hash_table_unref (self->flow_peers);
   g_sequence_free (self->expiry);
+  su_home_deinit (self->home);
   g_free (self);
 }
 

@@ -2,7 +2,11 @@
 /* The registrar of examples/sofia-ws-registrar as a library: the NTA leg that answers REGISTER
  * and OPTIONS and relays requests to registered users, and its tables. The program around it
  * (sofia-ws-registrar.c) owns the root, the agent, the listeners and the options; tests and
- * fuzzers link this core directly (registrar_core_dep in examples/meson.build). */
+ * fuzzers link this core directly (registrar_core_dep in examples/meson.build).
+ *
+ * With RegistrarOptions.upstream the same core is sofia-ws-edge, a proxy between WebSocket
+ * clients and one SIP server (its flows, relay, CANCEL and limits are the registrar's): see
+ * "edge mode" in registrar-core.c. */
 #pragma once
 
 #include <glib.h>
@@ -25,6 +29,13 @@ typedef struct {
   guint max_contacts;             /* Contacts in one REGISTER (400 past it) */
   guint max_relays;               /* requests being relayed at once (503 past it) */
   guint sweep_interval_ms;        /* how often expired bindings and closed flows go (1000) */
+  /* Edge mode (sofia-ws-edge): the SIP server every request from a WebSocket client goes to,
+   * such as "sip:192.0.2.1:5060;transport=tcp"; NULL for the registrar. The agent must have a
+   * listener of that transport: it is the edge's address in Path and Record-Route. */
+  const char *upstream;
+  const char *tls_ca_file;        /* edge: CAs for wss targets (NULL: the system's) */
+  guint crlf_keepalive;           /* edge: seconds between CRLF keep-alives to ws targets
+                                   * (0: none; sofia-ws-edge's default is 30) */
 } RegistrarOptions;
 
 /* What the tables hold now. */

@@ -17,6 +17,17 @@
  * WebSocket transport event.
  * Sofia's own dumps work as usual: TPORT_LOG=1 prints every SIP message, TPORT_WS_DEBUG=5 the
  * ws module's log.
+ *
+ * Built with -DSOFIA_WS_EDGE it is sofia-ws-edge, the same core in edge mode (registrar-core.c):
+ *
+ *   sofia-ws-edge --listen 'sip:127.0.0.1:5066;transport=ws' \
+ *                 --upstream 'sip:127.0.0.1:5060;transport=tcp' [--config /etc/sofia-ws/edge.conf]
+ *
+ * WebSocket clients' requests go to the upstream SIP server (Path and Record-Route carry their
+ * flow tokens) and the server's requests come back over the clients' connections; requests
+ * to transport=ws/wss targets go over the edge's own connections to them. Without a listener
+ * of the upstream's transport, one is added on the host of the first --listen (port 0), and
+ * its "listening" line comes last.
  */
 #include "registrar-core.h"
 
@@ -54,6 +65,13 @@ typedef struct {
 #define STOP_WAIT_US (3 * G_USEC_PER_SEC)
 
 static gboolean quiet;            /* --quiet: no line per request */
+
+#ifdef SOFIA_WS_EDGE
+#define PROGRAM "sofia-ws-edge"
+#define CONFIG_GROUP "edge"
+#else
+#define PROGRAM "sofia-ws-registrar"
+#endif
 
 /* ---- transport events (--verbose) ---------------------------------------------------------- */
 
@@ -208,6 +226,120 @@ is_ws_url (const char *text)
   return ws;
 }
 
+#ifdef SOFIA_WS_EDGE
+/* Options the command line left unset, from the [edge] group of a GKeyFile:
+ *   [edge]
+ *   listen=sip:0.0.0.0:443;transport=wss;sip:127.0.0.1:5080;transport=tcp
+ * (a list: entries separated by ';' would split URLs, so the separator is ','); unknown keys
+ * are errors, so that a misspelt one is not silently ignored. */
+typedef struct {
+  const char *key;
+  GOptionArg type;
+  gpointer value;
+} ConfigKey;
+
+static gboolean
+load_config (const char      *file,
+             const ConfigKey *keys,
+             guint            n_keys,
+             GError         **error)
+{
+  g_autoptr(GKeyFile) config = g_key_file_new ();
+  g_auto(GStrv) names = NULL;
+
+  g_key_file_set_list_separator (config, ',');
+  if (!g_key_file_load_from_file (config, file, G_KEY_FILE_NONE, error))
+    return FALSE;
+  names = g_key_file_get_keys (config, CONFIG_GROUP, NULL, error);
+  if (names == NULL)
+    return FALSE;
+  for (char **name = names; *name != NULL; name++)
+    {
+      const ConfigKey *key = NULL;
+      g_autoptr(GError) local = NULL;
+
+      for (guint i = 0; i < n_keys && key == NULL; i++)
+        if (g_str_equal (keys[i].key, *name))
+          key = &keys[i];
+      if (key == NULL)
+        {
+          g_set_error (error, G_KEY_FILE_ERROR, G_KEY_FILE_ERROR_KEY_NOT_FOUND,
+                       "%s: unknown key \"%s\" in [%s]", file, *name, CONFIG_GROUP);
+          return FALSE;
+        }
+      switch (key->type)
+        {
+        case G_OPTION_ARG_STRING_ARRAY:
+          if (*(char ***) key->value == NULL)
+            *(char ***) key->value = g_key_file_get_string_list (config, CONFIG_GROUP, *name,
+                                                                  NULL, &local);
+          break;
+        case G_OPTION_ARG_STRING:
+        case G_OPTION_ARG_FILENAME:
+          if (*(char **) key->value == NULL)
+            *(char **) key->value = g_key_file_get_string (config, CONFIG_GROUP, *name, &local);
+          break;
+        case G_OPTION_ARG_INT:
+          if (*(gint *) key->value == -1)
+            *(gint *) key->value = g_key_file_get_integer (config, CONFIG_GROUP, *name, &local);
+          break;
+        case G_OPTION_ARG_NONE:
+          if (!*(gboolean *) key->value)
+            *(gboolean *) key->value = g_key_file_get_boolean (config, CONFIG_GROUP, *name,
+                                                               &local);
+          break;
+        default:
+          g_assert_not_reached ();
+        }
+      if (local != NULL)
+        {
+          g_propagate_prefixed_error (error, g_steal_pointer (&local), "%s: ", file);
+          return FALSE;
+        }
+    }
+  return TRUE;
+}
+
+/* The edge's address in Path and Record-Route is its listener of the upstream's transport:
+ * without one among --listen, one on the host of the first --listen, port 0. */
+static tport_t *
+add_upstream_listener (nta_agent_t  *agent,
+                       const char   *upstream,
+                       const char   *first_listen,
+                       gint          idle,
+                       gboolean     *added)
+{
+  su_home_t home[1] = { SU_HOME_INIT (home) };
+  url_t *up = url_make (home, upstream);
+  url_t *first = url_make (home, first_listen);
+  char proto[8] = "";
+  tport_t *found = NULL;
+  char *url;
+
+  *added = FALSE;
+  if (up == NULL || up->url_host == NULL || first == NULL || first->url_host == NULL)
+    goto out;
+  if (up->url_params == NULL || url_param (up->url_params, "transport", proto, sizeof proto) == 0)
+    g_strlcpy (proto, up->url_type == url_sips ? "tls" : "udp", sizeof proto);
+  for (tport_t *tp = tport_primaries (nta_agent_tports (agent)); tp && !found; tp = tport_next (tp))
+    if (g_ascii_strcasecmp (tport_name (tp)->tpn_proto, proto) == 0)
+      found = tp;
+  if (found != NULL)
+    goto out;
+  url = su_sprintf (home, "sip:%s:0;transport=%s", first->url_host, proto);
+  if (nta_agent_add_tport (agent, URL_STRING_MAKE (url),
+                           TAG_IF (idle >= 0, TPTAG_IDLE ((unsigned) idle)), TAG_END ()) < 0)
+    goto out;
+  for (tport_t *tp = tport_primaries (nta_agent_tports (agent)); tp && !found; tp = tport_next (tp))
+    if (g_ascii_strcasecmp (tport_name (tp)->tpn_proto, proto) == 0)
+      found = tp;
+  *added = found != NULL;
+out:
+  su_home_deinit (home);
+  return found;
+}
+#endif
+
 int
 main (int argc, char **argv)
 {
@@ -220,6 +352,26 @@ main (int argc, char **argv)
   gint max_users = REGISTRAR_DEFAULT_MAX_USERS;
   gint max_bindings = REGISTRAR_DEFAULT_MAX_BINDINGS;
   gint max_contacts = REGISTRAR_DEFAULT_MAX_CONTACTS;
+#ifdef SOFIA_WS_EDGE
+  g_autofree char *upstream = NULL, *config = NULL, *ca_file = NULL;
+  gint crlf_keepalive = -1;
+  gboolean added = FALSE;
+  tport_t *network = NULL;
+  GOptionEntry edge_entries[] = {
+    { "upstream", 'u', 0, G_OPTION_ARG_STRING, &upstream,
+      "The SIP server every WebSocket client's request goes to, such as "
+      "'sip:127.0.0.1:5060;transport=tcp' (udp, tcp or tls)", "URL" },
+    { "config", 'c', 0, G_OPTION_ARG_FILENAME, &config,
+      "Read unset options from the [edge] group of this key file (keys: the long option names)",
+      "FILE" },
+    { "tls-ca-file", 0, 0, G_OPTION_ARG_FILENAME, &ca_file,
+      "PEM file of the CAs trusted for wss targets (default: the system's)", "FILE" },
+    { "crlf-keepalive", 0, 0, G_OPTION_ARG_INT, &crlf_keepalive,
+      "Seconds between CRLF keep-alives on connections to ws/wss targets (default 30, 0: none)",
+      "S" },
+    { NULL }
+  };
+#endif
   GOptionEntry entries[] = {
     { "listen", 'l', 0, G_OPTION_ARG_STRING_ARRAY, &listen,
       "Listen on URL, such as 'sip:127.0.0.1:5066;transport=ws' (repeatable; tcp, udp, ws, "
@@ -257,7 +409,12 @@ main (int argc, char **argv)
       "Contacts in one REGISTER at most (default 10; past it 400)", "N" },
     { NULL }
   };
+#ifdef SOFIA_WS_EDGE
+  g_autoptr(GOptionContext) options =
+    g_option_context_new ("- SIP over WebSocket in front of and behind SIP servers");
+#else
   g_autoptr(GOptionContext) options = g_option_context_new ("- SIP registrar over WebSocket");
+#endif
   g_autoptr(GError) error = NULL;
   Program self = { 0 };
   RegistrarOptions registrar_options = { 0 };
@@ -266,25 +423,66 @@ main (int argc, char **argv)
 
   setvbuf (stdout, NULL, _IOLBF, 0);     /* one line at a time for whoever reads us */
   g_option_context_add_main_entries (options, entries, NULL);
+#ifdef SOFIA_WS_EDGE
+  g_option_context_add_main_entries (options, edge_entries, NULL);
+#endif
   if (!g_option_context_parse (options, &argc, &argv, &error))
     {
-      g_printerr ("sofia-ws-registrar: %s\n", error->message);
+      g_printerr (PROGRAM ": %s\n", error->message);
       return 2;
     }
+#ifdef SOFIA_WS_EDGE
+  if (config != NULL)
+    {
+      const ConfigKey keys[] = {
+        { "listen", G_OPTION_ARG_STRING_ARRAY, &listen },
+        { "upstream", G_OPTION_ARG_STRING, &upstream },
+        { "path", G_OPTION_ARG_STRING, &path },
+        { "allowed-origins", G_OPTION_ARG_STRING, &origins },
+        { "tls-certificate", G_OPTION_ARG_FILENAME, &certificate },
+        { "tls-key", G_OPTION_ARG_FILENAME, &key },
+        { "tls-ca-file", G_OPTION_ARG_FILENAME, &ca_file },
+        { "idle", G_OPTION_ARG_INT, &idle },
+        { "crlf-keepalive", G_OPTION_ARG_INT, &crlf_keepalive },
+        { "max-connections", G_OPTION_ARG_INT, &max_connections },
+        { "max-connections-per-address", G_OPTION_ARG_INT, &per_address },
+        { "max-partial-bytes", G_OPTION_ARG_INT, &partial_bytes },
+        { "handshake-timeout", G_OPTION_ARG_INT, &handshake_timeout },
+        { "quiet", G_OPTION_ARG_NONE, &quiet },
+        { "verbose", G_OPTION_ARG_NONE, &verbose },
+      };
+
+      if (!load_config (config, keys, G_N_ELEMENTS (keys), &error))
+        {
+          g_printerr (PROGRAM ": %s\n", error->message);
+          return 2;
+        }
+    }
+  if (upstream == NULL)
+    {
+      g_printerr (PROGRAM ": give the --upstream SIP server\n");
+      return 2;
+    }
+  if (crlf_keepalive < -1)
+    {
+      g_printerr (PROGRAM ": --crlf-keepalive is 0 (none) or more\n");
+      return 2;
+    }
+#endif
   if (max_connections < -1 || per_address < -1 || partial_bytes < -1 || handshake_timeout < -1)
     {
-      g_printerr ("sofia-ws-registrar: the limits are 0 (none) or more\n");
+      g_printerr (PROGRAM ": the limits are 0 (none) or more\n");
       return 2;
     }
   if (max_users < 1 || max_bindings < 1 || max_contacts < 1 || max_contacts > 1000)
     {
-      g_printerr ("sofia-ws-registrar: --max-users, --max-bindings and --max-contacts take a "
+      g_printerr (PROGRAM ": --max-users, --max-bindings and --max-contacts take a "
                   "number from 1 (--max-contacts: to 1000)\n");
       return 2;
     }
   if (listen == NULL || listen[0] == NULL)
     {
-      g_printerr ("sofia-ws-registrar: give at least one --listen URL\n");
+      g_printerr (PROGRAM ": give at least one --listen URL\n");
       return 2;
     }
 
@@ -324,17 +522,22 @@ main (int argc, char **argv)
                                  NTATAG_UA (0), NTATAG_SERVER_RPORT (1), TAG_END ());
   if (self.agent == NULL)
     {
-      g_printerr ("sofia-ws-registrar: cannot create the NTA agent\n");
+      g_printerr (PROGRAM ": cannot create the NTA agent\n");
       return 1;
     }
   registrar_options.quiet = quiet;
   registrar_options.max_users = (guint) max_users;
   registrar_options.max_bindings = (guint) max_bindings;
   registrar_options.max_contacts = (guint) max_contacts;
+#ifdef SOFIA_WS_EDGE
+  registrar_options.upstream = upstream;
+  registrar_options.tls_ca_file = ca_file;
+  registrar_options.crlf_keepalive = crlf_keepalive >= 0 ? (guint) crlf_keepalive : 30;
+#endif
   self.registrar = registrar_new (self.root, self.agent, &registrar_options);
   if (self.registrar == NULL)
     {
-      g_printerr ("sofia-ws-registrar: cannot create the registrar's leg\n");
+      g_printerr (PROGRAM ": cannot create the registrar's leg\n");
       return 1;
     }
 
@@ -346,7 +549,7 @@ main (int argc, char **argv)
       if (nta_agent_add_tport (self.agent, URL_STRING_MAKE (*url),
                                TAG_IF (idle >= 0, TPTAG_IDLE ((unsigned) idle)), TAG_END ()) < 0)
         {
-          g_printerr ("sofia-ws-registrar: cannot listen on %s: %s\n", *url, g_strerror (errno));
+          g_printerr (PROGRAM ": cannot listen on %s: %s\n", *url, g_strerror (errno));
           status = 1;
           goto out;
         }
@@ -384,7 +587,7 @@ main (int argc, char **argv)
                                         TAG_END ());
       if (tp == NULL)
         {
-          g_printerr ("sofia-ws-registrar: cannot listen on %s: %s\n", *url, error->message);
+          g_printerr (PROGRAM ": cannot listen on %s: %s\n", *url, error->message);
           status = 1;
           goto out;
         }
@@ -398,6 +601,21 @@ main (int argc, char **argv)
                strchr (name->tpn_host, ':') ? "[" : "", name->tpn_host,
                strchr (name->tpn_host, ':') ? "]" : "", name->tpn_port, proto);
     }
+#ifdef SOFIA_WS_EDGE
+  network = add_upstream_listener (self.agent, upstream, listen[0], idle, &added);
+  if (network == NULL)
+    {
+      g_printerr (PROGRAM ": no listener for the upstream %s\n", upstream);
+      status = 1;
+      goto out;
+    }
+  if (added)
+    g_print ("listening sip:%s%s%s:%s;transport=%s\n",
+             strchr (tport_name (network)->tpn_host, ':') ? "[" : "",
+             tport_name (network)->tpn_host,
+             strchr (tport_name (network)->tpn_host, ':') ? "]" : "",
+             tport_name (network)->tpn_port, tport_name (network)->tpn_proto);
+#endif
 
   if (plain_root)
     {

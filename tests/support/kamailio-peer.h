@@ -36,6 +36,12 @@ KamailioPeer *kamailio_peer_start_or_skip (void);
  * most about 10 s) until it answers on the port. */
 KamailioPeer *kamailio_peer_start        (GError **error);
 
+/* kamailio_peer_start() with plain SIP over TCP on the same port as well: a registrar and
+ * proxy for SIP servers and proxies in front of it (sofia-ws-edge), storing the Path of a
+ * REGISTER and routing its user's requests by it (registrar use_path). */
+KamailioPeer *kamailio_peer_start_sip        (GError **error);
+KamailioPeer *kamailio_peer_start_sip_or_skip (void);
+
 /* Stops kamailio and starts it again on the same port, with the same configuration. On
  * failure the peer is left stopped; kamailio_peer_stop() must still be called. */
 gboolean      kamailio_peer_restart      (KamailioPeer *self,

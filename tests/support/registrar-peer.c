@@ -54,10 +54,11 @@ die_with_parent (gpointer data)
   prctl (PR_SET_PDEATHSIG, SIGKILL);
 }
 
-RegistrarPeer *
-registrar_peer_start (const char *const *args)
+static RegistrarPeer *
+peer_start (const char        *variable,
+            const char *const *args)
 {
-  const char *binary = g_getenv ("SOFIA_WS_REGISTRAR");
+  const char *binary = g_getenv (variable);
   g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
   g_autoptr(GError) error = NULL;
   RegistrarPeer *self = g_new0 (RegistrarPeer, 1);
@@ -104,6 +105,18 @@ registrar_peer_start (const char *const *args)
                            GUINT_TO_POINTER (g_ascii_strtoull (port + 1, NULL, 10)));
     }
   return self;
+}
+
+RegistrarPeer *
+registrar_peer_start (const char *const *args)
+{
+  return peer_start ("SOFIA_WS_REGISTRAR", args);
+}
+
+RegistrarPeer *
+registrar_peer_start_edge (const char *const *args)
+{
+  return peer_start ("SOFIA_WS_EDGE", args);
 }
 
 guint16

@@ -16,6 +16,9 @@ typedef struct _RegistrarPeer RegistrarPeer;
  * and reads its "listening" lines: one per --listen. Fails the test on any error. */
 RegistrarPeer *registrar_peer_start     (const char *const *args);
 
+/* The same for examples/sofia-ws-edge ($SOFIA_WS_EDGE), the registrar's core in edge mode. */
+RegistrarPeer *registrar_peer_start_edge (const char *const *args);
+
 /* The port of the listener for @transport ("ws", "wss", "tcp", "udp"); 0 if none. */
 guint16        registrar_peer_get_port  (RegistrarPeer *self,
                                          const char    *transport);
