@@ -889,9 +889,13 @@ relay_request (Registrar      *self,
 
   if (sip->sip_request->rq_method == sip_method_ack)
     {
-      /* The ACK of a 2xx is a transaction of its own: forwarded statelessly. */
-      nta_msg_tsend (self->agent, forward, (url_string_t *) hop, NTATAG_TPORT (target->tport),
-                     TAG_END ());
+      /* The ACK of a 2xx is a transaction of its own, which NTA sends and forgets (no
+       * callback). nta_msg_tsend() would resolve the URL itself, and knows no transport=ws. */
+      if (nta_outgoing_mcreate (self->agent, NULL, NULL, (url_string_t *) hop, forward,
+                                NTATAG_TPORT (target->tport),
+                                TAG_IF (branch != NULL, NTATAG_BRANCH_KEY (branch)),
+                                TAG_END ()) == NULL)
+        msg_destroy (forward);
       nta_incoming_destroy (irq);
       return;
     }

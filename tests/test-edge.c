@@ -173,6 +173,316 @@ test_call_jssip (Fixture *f, gconstpointer data)
   run_call (f, "jssip");
 }
 
+/* ---- hostile requests ------------------------------------------------------------------- */
+
+/* The response @socket gets to @request (over TCP; "": the one it waits for), skipping
+ * provisional ones. */
+static char *
+final_response (SipSocket *socket, const char *request, guint timeout_ms)
+{
+  g_autofree char *text = *request != '\0' ? sip_text_over_tcp (g_strdup (request)) : NULL;
+
+  if (text != NULL)
+    sip_socket_send (socket, text);
+  for (;;)
+    {
+      char *response = sip_socket_read (socket, timeout_ms);
+
+      if (response == NULL || sip_text_status (response) >= 200)
+        return response;
+      g_free (response);
+    }
+}
+
+/* Max-Forwards: 0 from a client gets 483 from the edge; a request the edge would forward to
+ * itself comes back with its own Via and branch and gets 482. */
+static void
+test_hops_and_loop (Fixture *f, gconstpointer data)
+{
+  g_autofree char *ws_url = NULL, *request = NULL, *reply = NULL, *uri = NULL;
+  g_autofree char *response = NULL, *line = NULL;
+  g_autoptr(GKeyFile) report = NULL;
+  g_autoptr(SipSocket) peer = NULL;
+  char *mf;
+
+  if (f->kamailio == NULL || !test_ws_probe_available ())
+    return;
+  ws_url = g_strdup_printf ("ws://127.0.0.1:%u/", f->ws_port);
+  request = sip_text_request ("MESSAGE", "sip:bob@127.0.0.1", "alice", "sip:bob@127.0.0.1",
+                              "edge-hops-1", 1, NULL, "hello");
+  mf = strstr (request, "Max-Forwards: 70");
+  g_assert_nonnull (mf);
+  memcpy (mf, "Max-Forwards:  0", 16);
+  report = test_ws_probe (ws_url, "text", "--text", request, NULL);
+  reply = g_key_file_get_string (report, "probe", "reply", NULL);
+  g_assert_nonnull (reply);
+  g_assert_cmpuint (sip_text_status (reply), ==, 483);
+
+  peer = sip_socket_connect (f->tcp_port);
+  uri = g_strdup_printf ("sip:loop@127.0.0.1:%u;transport=tcp", f->tcp_port);
+  g_clear_pointer (&request, g_free);
+  request = sip_text_request ("MESSAGE", uri, "peer", uri, "edge-loop-1", 1, NULL, "round");
+  response = final_response (peer, request, 10000);
+  g_assert_nonnull (response);
+  g_assert_cmpuint (sip_text_status (response), ==, 482);
+  line = registrar_peer_read_line (f->edge, "MESSAGE: 482", NULL, NULL);
+}
+
+/* A client registers (over a connection that then closes): a request Kamailio sends it by
+ * its Path gets 430 from the edge at once (its port is never dialled), and Kamailio passes
+ * the 430 on. */
+static void
+test_gone_client (Fixture *f, gconstpointer data)
+{
+  g_autofree char *ws_url = NULL, *request = NULL, *reply = NULL, *response = NULL;
+  g_autofree char *line = NULL;
+  g_autoptr(GKeyFile) report = NULL;
+  g_autoptr(SipSocket) peer = NULL;
+
+  if (f->kamailio == NULL || !test_ws_probe_available ())
+    return;
+  ws_url = g_strdup_printf ("ws://127.0.0.1:%u/", f->ws_port);
+  request = sip_text_request ("REGISTER", "sip:127.0.0.1", "ghost", "sip:ghost@127.0.0.1",
+                              "edge-ghost-1", 1,
+                              "Contact: <sip:ghost@ghost.invalid;transport=ws>\r\n"
+                              "Supported: path, outbound\r\nExpires: 600\r\n", NULL);
+  report = test_ws_probe (ws_url, "text", "--text", request, NULL);
+  reply = g_key_file_get_string (report, "probe", "reply", NULL);
+  g_assert_nonnull (reply);
+  g_assert_cmpuint (sip_text_status (reply), ==, 200);
+
+  /* A MESSAGE to ghost, sent to Kamailio directly. */
+  peer = sip_socket_connect (kamailio_peer_get_port (f->kamailio));
+  g_clear_pointer (&request, g_free);
+  request = sip_text_request ("MESSAGE", "sip:ghost@127.0.0.1", "peer", "sip:ghost@127.0.0.1",
+                              "edge-ghost-2", 1, NULL, "anyone?");
+  response = final_response (peer, request, 5000);
+  g_assert_nonnull (response);
+  g_assert_cmpuint (sip_text_status (response), ==, 430);
+  line = registrar_peer_read_line (f->edge, "MESSAGE from tcp ", NULL, NULL);
+  g_assert_nonnull (strstr (line, ": 430"));
+}
+
+/* ---- outbound: SIP peers over TCP to Kamailio's ws listener ------------------------------ */
+
+/* Every value of header @name, in order, as one comma-separated list (NULL if none). */
+static char *
+header_list (const char *message, const char *name)
+{
+  g_auto(GStrv) lines = g_strsplit (message, "\r\n", -1);
+  GString *list = NULL;
+  gsize n = strlen (name);
+
+  for (guint i = 1; lines[i] != NULL && lines[i][0] != '\0'; i++)
+    if (g_ascii_strncasecmp (lines[i], name, n) == 0 && lines[i][n] == ':')
+      {
+        if (list == NULL)
+          list = g_string_new (NULL);
+        else
+          g_string_append (list, ", ");
+        g_string_append (list, g_strstrip (lines[i] + n + 1));
+      }
+  return list != NULL ? g_string_free (list, FALSE) : NULL;
+}
+
+/* The entries <...> of a Record-Route list, reversed when @reverse (a caller's route set). */
+static char *
+route_set (const char *record_route, gboolean reverse)
+{
+  g_autoptr(GPtrArray) entries = g_ptr_array_new_with_free_func (g_free);
+  GString *set = g_string_new (NULL);
+
+  for (const char *p = record_route; p != NULL && (p = strchr (p, '<')) != NULL; p++)
+    {
+      const char *end = strchr (p, '>');
+
+      g_assert_nonnull (end);
+      g_ptr_array_add (entries, g_strndup (p, end - p + 1));
+      p = end;
+    }
+  for (guint i = 0; i < entries->len; i++)
+    {
+      if (i > 0)
+        g_string_append (set, ", ");
+      g_string_append (set, entries->pdata[reverse ? entries->len - 1 - i : i]);
+    }
+  return g_string_free (set, FALSE);
+}
+
+/* The URI inside the <> of a Contact. */
+static char *
+contact_uri (const char *contact)
+{
+  const char *start = strchr (contact, '<');
+
+  g_assert_nonnull (start);
+  return g_strndup (start + 1, strcspn (start + 1, ">"));
+}
+
+/* The value of ";tag=" in a header. */
+static char *
+tag_of (const char *header)
+{
+  const char *tag = header != NULL ? strstr (header, ";tag=") : NULL;
+
+  g_assert_nonnull (tag);
+  return g_strndup (tag + 5, strcspn (tag + 5, ";> "));
+}
+
+/* A request received by @socket, provisional responses skipped. */
+static char *
+next_request (SipSocket *socket)
+{
+  for (;;)
+    {
+      char *message = sip_socket_read (socket, 10000);
+
+      g_assert_nonnull (message);
+      if (sip_text_status (message) == 0)
+        return message;
+      g_free (message);
+    }
+}
+
+/* @user registers at Kamailio's ws listener over @socket, through the edge: the Request-URI
+ * names the ws target, the Contact the socket's own address (which the edge reaches over the
+ * same connection). */
+static void
+register_through_edge (Fixture *f, SipSocket *socket, const char *user)
+{
+  g_autofree char *target = g_strdup_printf ("sip:127.0.0.1:%u;transport=ws",
+                                             kamailio_peer_get_port (f->kamailio));
+  g_autofree char *aor = g_strdup_printf ("sip:%s@127.0.0.1", user);
+  g_autofree char *call_id = g_strdup_printf ("edge-out-reg-%s-%08x", user, g_random_int ());
+  g_autofree char *contact = g_strdup_printf ("Contact: <sip:%s@%s;transport=tcp>\r\n"
+                                              "Expires: 600\r\n", user,
+                                              sip_socket_local (socket));
+  g_autofree char *request = sip_text_request ("REGISTER", target, user, aor, call_id, 1,
+                                               contact, NULL);
+  g_autofree char *response = final_response (socket, request, 10000);
+
+  g_assert_nonnull (response);
+  g_test_message ("%s registered: %s", user, response);
+  g_assert_cmpuint (sip_text_status (response), ==, 200);
+}
+
+/* fs1 and fs2 (standing in for two FreeSWITCH gateways: TCP to the edge, the ws target in the
+ * Request-URI) register at Kamailio over the edge's ws connection; fs2's MESSAGE reaches fs1,
+ * Kamailio sending it back over that connection; fs2 calls fs1: INVITE, 200, ACK, and fs1
+ * hangs up (a BYE routed by the Record-Routes of the edge and Kamailio). */
+static void
+run_outbound (Fixture *f)
+{
+  g_autoptr(SipSocket) fs1 = sip_socket_connect (f->tcp_port);
+  g_autoptr(SipSocket) fs2 = sip_socket_connect (f->tcp_port);
+  g_autofree char *uri = g_strdup_printf ("sip:fs1@127.0.0.1:%u;transport=ws",
+                                          kamailio_peer_get_port (f->kamailio));
+  g_autofree char *message = NULL, *response = NULL, *got = NULL, *answer = NULL;
+  g_autofree char *invite = NULL, *ok = NULL, *rr = NULL, *caller_routes = NULL;
+  g_autofree char *callee_routes = NULL, *to = NULL, *from = NULL, *from_tag = NULL;
+  g_autofree char *to_tag = NULL, *callee_contact = NULL, *caller_contact = NULL;
+  g_autofree char *ack = NULL, *bye = NULL, *bye_ok = NULL, *header = NULL;
+  g_autofree char *contact = g_strdup_printf ("Contact: <sip:fs2@%s;transport=tcp>\r\n"
+                                              "Content-Type: application/sdp\r\n",
+                                              sip_socket_local (fs2));
+  const char *sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n"
+                    "t=0 0\r\nm=audio 9 RTP/AVP 0\r\n";
+  GString *text;
+
+  register_through_edge (f, fs1, "fs1");
+  register_through_edge (f, fs2, "fs2");
+
+  /* A MESSAGE, there and back over the edge's ws connection. */
+  message = sip_text_request ("MESSAGE", uri, "fs2", "sip:fs1@127.0.0.1", "edge-out-msg-1", 1,
+                              "Content-Type: text/plain\r\n", "hello fs1");
+  message = sip_text_over_tcp (message);
+  sip_socket_send (fs2, message);
+  got = next_request (fs1);
+  g_assert_true (g_str_has_prefix (got, "MESSAGE sip:fs1@"));
+  g_assert_nonnull (strstr (got, "\r\n\r\nhello fs1"));
+  answer = sip_text_response (got, 200, "OK");
+  sip_socket_send (fs1, answer);
+  response = sip_socket_read (fs2, 10000);
+  g_assert_nonnull (response);
+  g_assert_cmpuint (sip_text_status (response), ==, 200);
+
+  /* A call from fs2 to fs1. */
+  invite = sip_text_over_tcp (sip_text_request ("INVITE", uri, "fs2", "sip:fs1@127.0.0.1",
+                                                "edge-out-call-1", 1, contact, sdp));
+  sip_socket_send (fs2, invite);
+  g_clear_pointer (&got, g_free);
+  got = next_request (fs1);
+  g_assert_true (g_str_has_prefix (got, "INVITE sip:fs1@"));
+  rr = header_list (got, "Record-Route");
+  g_assert_nonnull (rr);
+  g_test_message ("fs1 got the INVITE with Record-Route: %s", rr);
+  g_clear_pointer (&header, g_free);
+  header = sip_text_header (got, "Contact");
+  caller_contact = contact_uri (header);
+
+  text = g_string_new (NULL);
+  g_clear_pointer (&answer, g_free);
+  answer = sip_text_response (got, 200, "OK");
+  g_string_append_len (text, answer, strstr (answer, "Content-Length: 0") - answer);
+  g_string_append_printf (text, "Record-Route: %s\r\nContact: <sip:fs1@%s;transport=tcp>\r\n"
+                          "Content-Type: application/sdp\r\nContent-Length: %zu\r\n\r\n%s", rr,
+                          sip_socket_local (fs1), strlen (sdp), sdp);
+  g_clear_pointer (&answer, g_free);
+  answer = g_string_free (text, FALSE);
+  to = sip_text_header (answer, "To");
+  to_tag = tag_of (to);
+  sip_socket_send (fs1, answer);
+  ok = final_response (fs2, "", 10000);
+  g_assert_nonnull (ok);
+  g_assert_cmpuint (sip_text_status (ok), ==, 200);
+  g_clear_pointer (&header, g_free);
+  header = header_list (ok, "Record-Route");
+  caller_routes = route_set (header, TRUE);
+  callee_routes = route_set (rr, FALSE);
+  g_clear_pointer (&header, g_free);
+  header = sip_text_header (ok, "Contact");
+  callee_contact = contact_uri (header);
+  from = sip_text_header (ok, "From");
+  from_tag = tag_of (from);
+
+  /* fs2's ACK, by its route set. */
+  ack = g_strdup_printf ("ACK %s SIP/2.0\r\nVia: SIP/2.0/TCP %s;branch=z9hG4bK%08x\r\n"
+                         "Max-Forwards: 70\r\nRoute: %s\r\nFrom: <sip:fs2@127.0.0.1>;tag=%s\r\n"
+                         "To: <sip:fs1@127.0.0.1>;tag=%s\r\nCall-ID: edge-out-call-1\r\n"
+                         "CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n", callee_contact,
+                         sip_socket_local (fs2), g_random_int (), caller_routes, from_tag,
+                         to_tag);
+  sip_socket_send (fs2, ack);
+  g_clear_pointer (&got, g_free);
+  got = next_request (fs1);
+  g_assert_true (g_str_has_prefix (got, "ACK "));
+
+  /* fs1 hangs up. */
+  bye = g_strdup_printf ("BYE %s SIP/2.0\r\nVia: SIP/2.0/TCP %s;branch=z9hG4bK%08x\r\n"
+                         "Max-Forwards: 70\r\nRoute: %s\r\nFrom: <sip:fs1@127.0.0.1>;tag=%s\r\n"
+                         "To: <sip:fs2@127.0.0.1>;tag=%s\r\nCall-ID: edge-out-call-1\r\n"
+                         "CSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n", caller_contact,
+                         sip_socket_local (fs1), g_random_int (), callee_routes, to_tag,
+                         from_tag);
+  sip_socket_send (fs1, bye);
+  g_clear_pointer (&got, g_free);
+  got = next_request (fs2);
+  g_assert_true (g_str_has_prefix (got, "BYE "));
+  g_clear_pointer (&answer, g_free);
+  answer = sip_text_response (got, 200, "OK");
+  sip_socket_send (fs2, answer);
+  bye_ok = sip_socket_read (fs1, 10000);
+  g_assert_nonnull (bye_ok);
+  g_assert_cmpuint (sip_text_status (bye_ok), ==, 200);
+}
+
+static void
+test_outbound (Fixture *f, gconstpointer data)
+{
+  if (f->kamailio != NULL)
+    run_outbound (f);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -184,6 +494,9 @@ main (int argc, char **argv)
   ADD ("inbound/jssip", "sip", test_jssip);
   ADD ("inbound/call-sipjs", "sip", test_call_sipjs);
   ADD ("inbound/call-jssip", "sip", test_call_jssip);
+  ADD ("outbound/register-message-call", "ws", test_outbound);
+  ADD ("hostile/hops-and-loop", "sip", test_hops_and_loop);
+  ADD ("hostile/gone-client", "sip", test_gone_client);
 #undef ADD
 
   return g_test_run ();
