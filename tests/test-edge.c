@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include <gio/gio.h>
+#include <glib/gstdio.h>
 
 #include "support/kamailio-peer.h"
 #include "support/registrar-peer.h"
@@ -387,13 +388,17 @@ run_outbound (Fixture *f)
                                               sip_socket_local (fs2));
   const char *sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n"
                     "t=0 0\r\nm=audio 9 RTP/AVP 0\r\n";
+  /* Fresh for each run: Kamailio's branches are hashes of the request, and the edge keeps an
+   * answered INVITE's transactions a while (they would take a new INVITE for a retransmission). */
+  g_autofree char *message_id = g_strdup_printf ("edge-out-msg-%08x", g_random_int ());
+  g_autofree char *call_id = g_strdup_printf ("edge-out-call-%08x", g_random_int ());
   GString *text;
 
   register_through_edge (f, fs1, "fs1");
   register_through_edge (f, fs2, "fs2");
 
   /* A MESSAGE, there and back over the edge's ws connection. */
-  message = sip_text_request ("MESSAGE", uri, "fs2", "sip:fs1@127.0.0.1", "edge-out-msg-1", 1,
+  message = sip_text_request ("MESSAGE", uri, "fs2", "sip:fs1@127.0.0.1", message_id, 1,
                               "Content-Type: text/plain\r\n", "hello fs1");
   message = sip_text_over_tcp (message);
   sip_socket_send (fs2, message);
@@ -408,7 +413,7 @@ run_outbound (Fixture *f)
 
   /* A call from fs2 to fs1. */
   invite = sip_text_over_tcp (sip_text_request ("INVITE", uri, "fs2", "sip:fs1@127.0.0.1",
-                                                "edge-out-call-1", 1, contact, sdp));
+                                                call_id, 1, contact, sdp));
   sip_socket_send (fs2, invite);
   g_clear_pointer (&got, g_free);
   got = next_request (fs1);
@@ -448,10 +453,10 @@ run_outbound (Fixture *f)
   /* fs2's ACK, by its route set. */
   ack = g_strdup_printf ("ACK %s SIP/2.0\r\nVia: SIP/2.0/TCP %s;branch=z9hG4bK%08x\r\n"
                          "Max-Forwards: 70\r\nRoute: %s\r\nFrom: <sip:fs2@127.0.0.1>;tag=%s\r\n"
-                         "To: <sip:fs1@127.0.0.1>;tag=%s\r\nCall-ID: edge-out-call-1\r\n"
+                         "To: <sip:fs1@127.0.0.1>;tag=%s\r\nCall-ID: %s\r\n"
                          "CSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n", callee_contact,
                          sip_socket_local (fs2), g_random_int (), caller_routes, from_tag,
-                         to_tag);
+                         to_tag, call_id);
   sip_socket_send (fs2, ack);
   g_clear_pointer (&got, g_free);
   got = next_request (fs1);
@@ -460,10 +465,10 @@ run_outbound (Fixture *f)
   /* fs1 hangs up. */
   bye = g_strdup_printf ("BYE %s SIP/2.0\r\nVia: SIP/2.0/TCP %s;branch=z9hG4bK%08x\r\n"
                          "Max-Forwards: 70\r\nRoute: %s\r\nFrom: <sip:fs1@127.0.0.1>;tag=%s\r\n"
-                         "To: <sip:fs2@127.0.0.1>;tag=%s\r\nCall-ID: edge-out-call-1\r\n"
+                         "To: <sip:fs2@127.0.0.1>;tag=%s\r\nCall-ID: %s\r\n"
                          "CSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n", caller_contact,
                          sip_socket_local (fs1), g_random_int (), callee_routes, to_tag,
-                         from_tag);
+                         from_tag, call_id);
   sip_socket_send (fs1, bye);
   g_clear_pointer (&got, g_free);
   got = next_request (fs2);
@@ -483,6 +488,112 @@ test_outbound (Fixture *f, gconstpointer data)
     run_outbound (f);
 }
 
+/* ---- restarts and the configuration file ------------------------------------------------- */
+
+/* Kamailio restarts under the edge (its registrations are gone, the edge's connection to it
+ * breaks): the clients register again through the edge, and messages and calls work again. */
+static void
+test_restart_kamailio (Fixture *f, gconstpointer data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *out = NULL;
+
+  if (f->kamailio == NULL || !node_available (f))
+    return;
+  run_clients (f, "sipjs");
+  g_assert_true (kamailio_peer_restart (f->kamailio, &error));
+  g_assert_no_error (error);
+  run_clients (f, "jssip");
+  out = run_node (f, "sip-call.mjs", "sipjs");
+  g_assert_nonnull (strstr (out, "\"step\":\"call2-bye\",\"status\":200"));
+}
+
+/* The edge restarts (on the same ports) under Kamailio: the old flow tokens are unknown to the
+ * new edge (430), and clients registering again through it are reached again. */
+static void
+test_restart_edge (Fixture *f, gconstpointer data)
+{
+  guint16 ws_port = f->ws_port, tcp_port = f->tcp_port;
+  g_autofree char *out = NULL;
+
+  if (f->kamailio == NULL || !node_available (f))
+    return;
+  run_clients (f, "sipjs");
+  g_clear_pointer (&f->edge, registrar_peer_stop);
+  start_edge (f, ws_port, tcp_port);
+  g_assert_cmpuint (f->ws_port, ==, ws_port);
+  g_assert_cmpuint (f->tcp_port, ==, tcp_port);
+  run_clients (f, "sipjs");
+  out = run_node (f, "sip-call.mjs", "jssip");
+  g_assert_nonnull (strstr (out, "\"step\":\"call1-bye\",\"status\":200"));
+}
+
+/* The outbound direction across a Kamailio restart: the edge's ws connection to it breaks,
+ * and the gateways' next REGISTER gets a new one. */
+static void
+test_restart_kamailio_outbound (Fixture *f, gconstpointer data)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (f->kamailio == NULL)
+    return;
+  run_outbound (f);
+  g_assert_true (kamailio_peer_restart (f->kamailio, &error));
+  g_assert_no_error (error);
+  run_outbound (f);
+}
+
+/* Every option from the [edge] group of a --config file, the listeners included. */
+static void
+test_config_file (Fixture *f, gconstpointer data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *dir = NULL, *file = NULL, *text = NULL, *bad = NULL;
+  const char *args[] = { "--config", NULL, NULL };
+
+  if (f->kamailio == NULL || !node_available (f))
+    return;
+  g_clear_pointer (&f->edge, registrar_peer_stop);
+  dir = g_dir_make_tmp ("sofia-ws-edge-XXXXXX", &error);
+  g_assert_no_error (error);
+  file = g_build_filename (dir, "edge.conf", NULL);
+  text = g_strdup_printf ("[edge]\n"
+                          "# the listeners, separated by commas\n"
+                          "listen=sip:127.0.0.1:0;transport=ws,sip:127.0.0.1:0;transport=tcp\n"
+                          "upstream=sip:127.0.0.1:%u;transport=tcp\n"
+                          "crlf-keepalive=20\n"
+                          "max-connections=100\n",
+                          kamailio_peer_get_port (f->kamailio));
+  g_assert_true (g_file_set_contents (file, text, -1, &error));
+  args[1] = file;
+  f->edge = registrar_peer_start_edge_listening (args, 2);
+  f->ws_port = registrar_peer_get_port (f->edge, "ws");
+  f->tcp_port = registrar_peer_get_port (f->edge, "tcp");
+  g_assert_cmpuint (f->ws_port, >, 0);
+  g_assert_cmpuint (f->tcp_port, >, 0);
+  run_clients (f, "sipjs");
+
+  /* A misspelt key is an error, with the file's name: the edge does not start. */
+  bad = g_build_filename (dir, "bad.conf", NULL);
+  g_assert_true (g_file_set_contents (bad, "[edge]\nupstraem=sip:127.0.0.1\n", -1, &error));
+  {
+    const char *argv[] = { g_getenv ("SOFIA_WS_EDGE"), "--config", bad, NULL };
+    g_autoptr(GSubprocess) edge = g_subprocess_newv (argv, G_SUBPROCESS_FLAGS_STDERR_PIPE,
+                                                     &error);
+    g_autofree char *err = NULL;
+
+    g_assert_no_error (error);
+    g_subprocess_communicate_utf8 (edge, NULL, NULL, NULL, &err, &error);
+    g_assert_no_error (error);
+    g_test_message ("%s", err);
+    g_assert_cmpint (g_subprocess_get_exit_status (edge), ==, 2);
+    g_assert_nonnull (strstr (err, "unknown key \"upstraem\""));
+  }
+  g_unlink (bad);
+  g_unlink (file);
+  g_rmdir (dir);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -497,6 +608,10 @@ main (int argc, char **argv)
   ADD ("outbound/register-message-call", "ws", test_outbound);
   ADD ("hostile/hops-and-loop", "sip", test_hops_and_loop);
   ADD ("hostile/gone-client", "sip", test_gone_client);
+  ADD ("restart/kamailio", "sip", test_restart_kamailio);
+  ADD ("restart/kamailio-outbound", "ws", test_restart_kamailio_outbound);
+  ADD ("restart/edge", "sip", test_restart_edge);
+  ADD ("config-file", "sip", test_config_file);
 #undef ADD
 
   return g_test_run ();

@@ -56,13 +56,14 @@ die_with_parent (gpointer data)
 
 static RegistrarPeer *
 peer_start (const char        *variable,
-            const char *const *args)
+            const char *const *args,
+            guint              listeners)
 {
   const char *binary = g_getenv (variable);
   g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
   g_autoptr(GError) error = NULL;
   RegistrarPeer *self = g_new0 (RegistrarPeer, 1);
-  guint listeners = 0;
+  gboolean count = listeners == 0;
 
   g_assert_nonnull (binary);
   test_wrap_in_valgrind (argv);
@@ -70,7 +71,7 @@ peer_start (const char        *variable,
   for (const char *const *arg = args; *arg != NULL; arg++)
     {
       g_ptr_array_add (argv, g_strdup (*arg));
-      listeners += g_str_equal (*arg, "--listen");
+      listeners += count && g_str_equal (*arg, "--listen");
     }
   g_ptr_array_add (argv, NULL);
 
@@ -110,13 +111,20 @@ peer_start (const char        *variable,
 RegistrarPeer *
 registrar_peer_start (const char *const *args)
 {
-  return peer_start ("SOFIA_WS_REGISTRAR", args);
+  return peer_start ("SOFIA_WS_REGISTRAR", args, 0);
 }
 
 RegistrarPeer *
 registrar_peer_start_edge (const char *const *args)
 {
-  return peer_start ("SOFIA_WS_EDGE", args);
+  return peer_start ("SOFIA_WS_EDGE", args, 0);
+}
+
+RegistrarPeer *
+registrar_peer_start_edge_listening (const char *const *args,
+                                     guint              listeners)
+{
+  return peer_start ("SOFIA_WS_EDGE", args, listeners);
 }
 
 guint16

@@ -18,6 +18,9 @@ RegistrarPeer *registrar_peer_start     (const char *const *args);
 
 /* The same for examples/sofia-ws-edge ($SOFIA_WS_EDGE), the registrar's core in edge mode. */
 RegistrarPeer *registrar_peer_start_edge (const char *const *args);
+/* The same, reading @listeners "listening" lines (listeners given in a --config file). */
+RegistrarPeer *registrar_peer_start_edge_listening (const char *const *args,
+                                                    guint              listeners);
 
 /* The port of the listener for @transport ("ws", "wss", "tcp", "udp"); 0 if none. */
 guint16        registrar_peer_get_port  (RegistrarPeer *self,
