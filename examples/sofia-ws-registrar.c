@@ -422,6 +422,14 @@ main (int argc, char **argv)
   int status = 0;
 
   setvbuf (stdout, NULL, _IOLBF, 0);     /* one line at a time for whoever reads us */
+#ifdef SOFIA_WS_EDGE
+  /* The registrar's tables: the edge keeps none. */
+  for (GOptionEntry *entry = entries; entry->long_name != NULL; entry++)
+    if (g_str_has_prefix (entry->long_name, "max-users") ||
+        g_str_has_prefix (entry->long_name, "max-bindings") ||
+        g_str_has_prefix (entry->long_name, "max-contacts"))
+      entry->flags |= G_OPTION_FLAG_HIDDEN;
+#endif
   g_option_context_add_main_entries (options, entries, NULL);
 #ifdef SOFIA_WS_EDGE
   g_option_context_add_main_entries (options, edge_entries, NULL);

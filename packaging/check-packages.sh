@@ -89,6 +89,8 @@ leftovers () {
     ls -d /usr/include/sofia-ws-1.0 /usr/lib/*/libsofia-ws-1.0.so* \
           /usr/lib/*/pkgconfig/sofia-ws-1.0.pc /usr/lib/*/girepository-1.0/SofiaWs-1.0.typelib \
           /usr/share/gir-1.0/SofiaWs-1.0.gir /usr/lib/*/sofia-ws-1.0 /usr/bin/sofia-ws-registrar \
+          /usr/bin/sofia-ws-edge /usr/share/man/man1/sofia-ws-edge.1.gz /etc/sofia-ws \
+          /lib/systemd/system/sofia-ws-edge.service \
           /usr/share/man/man1/sofia-ws-registrar.1.gz /usr/share/doc/sofia-ws-1.0 \
           /usr/share/devhelp/books/sofia-ws-1.0 2>/dev/null | sed 's/^/left behind: /'
 }
