@@ -889,12 +889,19 @@ relay_request (Registrar      *self,
 
   if (sip->sip_request->rq_method == sip_method_ack)
     {
-      /* The ACK of a 2xx is a transaction of its own, which NTA sends and forgets (no
-       * callback). nta_msg_tsend() would resolve the URL itself, and knows no transport=ws. */
-      if (nta_outgoing_mcreate (self->agent, NULL, NULL, (url_string_t *) hop, forward,
-                                NTATAG_TPORT (target->tport),
-                                TAG_IF (branch != NULL, NTATAG_BRANCH_KEY (branch)),
-                                TAG_END ()) == NULL)
+      /* The ACK of a 2xx is a transaction of its own, sent on at once and forgotten (NTA
+       * would keep it until the agent goes). nta_msg_tsend() would resolve the URL itself,
+       * and knows no transport=ws. */
+      nta_outgoing_t *ack = nta_outgoing_mcreate (self->agent, NULL, NULL,
+                                                  (url_string_t *) hop, forward,
+                                                  NTATAG_TPORT (target->tport),
+                                                  TAG_IF (branch != NULL,
+                                                          NTATAG_BRANCH_KEY (branch)),
+                                                  TAG_END ());
+
+      if (ack != NULL)
+        nta_outgoing_destroy (ack);
+      else
         msg_destroy (forward);
       nta_incoming_destroy (irq);
       return;
