@@ -29,6 +29,7 @@
 
 #include <glib-unix.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <sofia-sip/nua.h>
@@ -245,7 +246,10 @@ on_event (nua_event_t event, int status, char const *phrase, nua_t *nua, nua_mag
         keep (pbx, nh);
         if (user != NULL && sip->sip_contact != NULL)
           {
-            gboolean removing = sip->sip_expires && sip->sip_expires->ex_delta == 0;
+            /* expires=0 on the Contact (SIP.js), else Expires: 0 (JsSIP) */
+            const char *expires = sip->sip_contact->m_expires;
+            gboolean removing = expires ? strtoul (expires, NULL, 10) == 0
+                                        : sip->sip_expires && sip->sip_expires->ex_delta == 0;
 
             if (removing)
               g_hash_table_remove (pbx->contacts, user);
@@ -423,10 +427,12 @@ main (int argc, char **argv)
   su_root_threading (root, 0);               /* NUA's stack in this thread */
   g_source_attach (su_glib_root_gsource (root), NULL);
 
+  /* NUTAG_MIN_SE: JsSIP asks for 90 s session timers, RFC 4028's floor; NUA's default of
+   * 120 s would refuse its calls with 422. */
   pbx.nua = nua_create (root, on_event, (nua_magic_t *) &pbx,
                         NUTAG_URL ("sip:127.0.0.1:0;transport=tcp"),
                         NUTAG_APPL_METHOD ("REGISTER"), NUTAG_ALLOW ("REGISTER"),
-                        NUTAG_MEDIA_ENABLE (0), TAG_END ());
+                        NUTAG_MEDIA_ENABLE (0), NUTAG_MIN_SE (90), TAG_END ());
   if (pbx.nua == NULL)
     {
       fprintf (stderr, "sofia-ws-nua-pbx: nua_create failed\n");
