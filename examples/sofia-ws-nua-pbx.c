@@ -187,7 +187,10 @@ bridge_event (Pbx *pbx, nua_event_t event, int status, char const *phrase, nua_h
         }
       else if (status >= 200)
         bridge->answered = TRUE;
-      nua_respond (bridge->leg[CALLER], status, phrase,
+      /* nua_respond() keeps the phrase's pointer, and the event's goes with the event: a
+       * phrase of Sofia's own, static. */
+      nua_respond (bridge->leg[CALLER], status,
+                   sip_status_phrase (status) ? sip_status_phrase (status) : "Relayed",
                    TAG_IF (sip && sip->sip_payload, SIPTAG_CONTENT_TYPE (sip->sip_content_type)),
                    TAG_IF (sip && sip->sip_payload, SIPTAG_PAYLOAD (sip->sip_payload)),
                    TAG_END ());
