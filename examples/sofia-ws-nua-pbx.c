@@ -103,6 +103,12 @@ bridge_start (Pbx *pbx, nua_handle_t *nh, sip_t const *sip, const char *callee)
   g_autofree char *from = NULL;
   Bridge *bridge;
 
+  if (sip->sip_payload == NULL)   /* browsers offer in the INVITE; ACKs are not relayed */
+    {
+      printf ("not bridged: %s calls %s without an SDP offer\n", caller, callee);
+      nua_respond (nh, SIP_488_NOT_ACCEPTABLE, TAG_END ());
+      return;
+    }
   if (pbx->bridge != NULL)
     {
       printf ("busy: %s calls %s during the bridged call\n", caller, callee);

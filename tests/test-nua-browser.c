@@ -724,7 +724,8 @@ example_browser_start (Peer *browser, const char *user, const char *port)
 }
 
 /* alice calls bob through the example, which bridges the call (bob's browser answers with its
- * fixed SDP); alice hangs up, then, on a second call, the example does ("hangup"). */
+ * fixed SDP); alice hangs up, then, on a second call (a third one meanwhile gets 486), the
+ * example does ("hangup"). */
 static void
 example_bridges (Peer *pbx, Peer *alice, const char *port)
 {
@@ -740,6 +741,7 @@ example_bridges (Peer *pbx, Peer *alice, const char *port)
   g_free (peer_expect (alice, "\"event\":\"call\",\"status\":200"));
   g_free (peer_expect (pbx, "bridged alice -> bob"));
   g_free (peer_expect (&bob, "\"state\":\"Established\""));
+  g_free (peer_expect (alice, "\"state\":\"Established\""));
   peer_say (alice, "bye");
   g_free (peer_expect (pbx, "call ended by alice"));
   g_free (peer_expect (pbx, "hangup 200"));
@@ -749,6 +751,12 @@ example_bridges (Peer *pbx, Peer *alice, const char *port)
   peer_say (alice, "call sip:bob@127.0.0.1");
   g_free (peer_expect (pbx, "bridged alice -> bob"));
   g_free (peer_expect (&bob, "\"state\":\"Established\""));
+  g_free (peer_expect (alice, "\"state\":\"Established\""));
+  /* One bridged call at a time. */
+  peer_say (alice, "call sip:bob@127.0.0.1");
+  g_free (peer_expect (pbx, "busy: alice calls bob during the bridged call"));
+  g_free (peer_expect (alice, "\"event\":\"call\",\"status\":486"));
+  g_free (peer_expect (alice, "\"state\":\"Terminated\""));
   peer_say (pbx, "hangup");
   g_free (peer_expect (pbx, "call ended by the pbx"));
   g_free (peer_expect (pbx, "hangup 200"));
