@@ -37,6 +37,7 @@
 #include <sofia-sip/sip_header.h>
 #include <sofia-sip/sip_status.h>
 #include <sofia-sip/su_glib.h>
+#include <sofia-sip/su_log.h>
 
 #define SDP "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" \
             "m=audio 9 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n"
@@ -432,7 +433,13 @@ main (int argc, char **argv)
   pbx.loop = g_main_loop_new (NULL, FALSE);
   pbx.contacts = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, g_free);
   pbx.handles = g_ptr_array_new ();
+  /* Sofia's GLib glue announces its port at Sofia's default log level ("su_source_port_create()
+   * returns ..."): quiet unless SOFIA_DEBUG asks for Sofia's logs. */
+  if (g_getenv ("SOFIA_DEBUG") == NULL)
+    su_log_set_level (su_log_default, 0);
   root = su_glib_root_create (NULL);         /* lws and NUA on the default GMainContext */
+  if (g_getenv ("SOFIA_DEBUG") == NULL)
+    su_log_set_level (su_log_default, 3);    /* Sofia's default: the module's warnings show */
   su_root_threading (root, 0);               /* NUA's stack in this thread */
   g_source_attach (su_glib_root_gsource (root), NULL);
 
