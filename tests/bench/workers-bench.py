@@ -12,8 +12,8 @@ the kernel spreads the connections over them). For each point (connections x win
 tests/sip-load (OPTIONS over ws) against both, alternating which goes first (A B, B A, ...),
 --runs times each, and prints per server the median requests/s and p99 with their min-max, the
 server's CPU (utime + stime of all its processes over the run, in cores), sip-load's own CPU (in
-cores), the whole machine's busy cores (/proc/stat) and the 1-minute load average at the end of
-the runs; then the ratio N-workers / 1 worker of requests/s and p99, medians with the spread
+cores), its CPU time per request, the whole machine's busy cores (/proc/stat) and the 1-minute
+load average at the end of the runs; then the ratio N-workers / 1 worker of requests/s and p99, medians with the spread
 (the lowest N-worker run over the highest single-process one, to the highest over the lowest).
 Each worker's share of the CPU says how evenly the kernel spread the connections.
 
@@ -153,7 +153,8 @@ def run_once(sip_load, server, connections, window, duration, warmup):
         fail(f"{label}: {problem}")
         return None
     per_process = [(a - b) / CLK_TCK / elapsed for a, b in zip(after, before)]
-    return {"rps": float(result["rps"]), "p99": int(result["p99_us"]),
+    cpu_us = (sum(after) - sum(before)) * 1e6 / CLK_TCK / max(int(result["requests"]), 1)
+    return {"rps": float(result["rps"]), "p99": int(result["p99_us"]), "cpu_us": cpu_us,
             "server_cores": sum(per_process), "per_process": per_process,
             "load_cores": (load_cpu1 - load_cpu0) / elapsed,
             "machine_cores": (busy1 - busy0) / max(total1 - total0, 1) * os.cpu_count()}
@@ -222,14 +223,16 @@ def main():
                              spread([x["rps"] for x in r], lambda v: f"{v:,.0f}"),
                              fmt_us(statistics.median(x["p99"] for x in r)),
                              spread([x["p99"] for x in r], fmt_us),
+                             f"{statistics.median(x['cpu_us'] for x in r):.1f}",
                              f"{statistics.median(x['server_cores'] for x in r):.2f}",
                              shares or "-",
                              f"{statistics.median(x['load_cores'] for x in r):.2f}",
                              f"{statistics.median(x['machine_cores'] for x in r):.2f} of {cores}"])
             print(f"### {connections} connections × window {window}")
             print(table(["server", "req/s", "req/s min–max", "p99", "p99 min–max",
-                         "server cores", "per worker", "sip-load cores", "machine busy"],
-                        rows, [False, True, True, True, True, True, True, True, True]))
+                         "CPU µs/req", "server cores", "per worker", "sip-load cores",
+                         "machine busy"],
+                        rows, [False] + [True] * 9))
             print(f"load average (1 min) after each round: "
                   f"{', '.join(f'{x:.2f}' for x in loads)}")
             if runs[single] and runs[multi]:
