@@ -65,6 +65,7 @@ struct _SofiaWsListener
   struct lws_vhost *vhost;        /* while accepting */
   int shared_fd;                  /* reuse-port: our listening socket while accepting, or -1 */
   GSource *accept_source;         /* reuse-port: readable shared_fd */
+  GSource *accept_pause;          /* reuse-port: out of descriptors, accepting again soon */
   GSource *grace_source;          /* stopped: the time left for the connections to close */
   GPtrArray *stop_waiters;        /* GTask * of stop_async, until the port is released */
   guint16 bound_port;
@@ -776,6 +777,23 @@ fail:
   return -1;
 }
 
+/* Out of file descriptors (or kernel memory), accept() fails while the connection waits in the
+ * backlog, and the socket stays readable: rather than spin on it, accepting stops for this long,
+ * and the connections wait in the backlog until it starts again. */
+#define ACCEPT_PAUSE_MS 250
+
+static void watch_shared_socket (SofiaWsListener *self);
+
+static gboolean
+on_accept_pause_over (gpointer user_data)
+{
+  SofiaWsListener *self = user_data;
+
+  g_clear_pointer (&self->accept_pause, g_source_unref);
+  watch_shared_socket (self);
+  return G_SOURCE_REMOVE;
+}
+
 /* The connections waiting on the shared socket, to lws; a few at a time, as lws accepts. */
 static gboolean
 on_shared_socket_readable (int          fd,
@@ -791,11 +809,26 @@ on_shared_socket_readable (int          fd,
 
       if (accepted < 0)
         {
-          if (errno == EINTR || errno == ECONNABORTED)
+          int saved = errno;
+
+          if (saved == EINTR || saved == ECONNABORTED)
             continue;
-          if (errno != EAGAIN && errno != EWOULDBLOCK)
+          if (saved == EMFILE || saved == ENFILE || saved == ENOBUFS || saved == ENOMEM)
+            {
+              g_message ("listener %s:%u: cannot accept a connection: %s; accepting again in "
+                         "%u ms", self->address, self->bound_port, g_strerror (saved),
+                         ACCEPT_PAUSE_MS);
+              g_clear_pointer (&self->accept_source, g_source_unref);
+              self->accept_pause = g_timeout_source_new (ACCEPT_PAUSE_MS);
+              g_source_set_callback (self->accept_pause, on_accept_pause_over, self, NULL);
+              g_source_set_static_name (self->accept_pause, "[sofia-ws] listener accept pause");
+              g_source_attach (self->accept_pause, self->context);
+              sofia_ws_loop_kick (self->loop);
+              return G_SOURCE_REMOVE;
+            }
+          if (saved != EAGAIN && saved != EWOULDBLOCK)
             g_debug ("listener %s:%u: accept failed: %s", self->address, self->bound_port,
-                     g_strerror (errno));
+                     g_strerror (saved));
           break;
         }
       /* What lws sets on the sockets it accepts itself. */
@@ -809,6 +842,16 @@ on_shared_socket_readable (int          fd,
   return G_SOURCE_CONTINUE;
 }
 
+static void
+watch_shared_socket (SofiaWsListener *self)
+{
+  self->accept_source = g_unix_fd_source_new (self->shared_fd, G_IO_IN);
+  g_source_set_callback (self->accept_source, G_SOURCE_FUNC (on_shared_socket_readable),
+                         self, NULL);
+  g_source_set_static_name (self->accept_source, "[sofia-ws] listener shared port");
+  g_source_attach (self->accept_source, self->context);
+}
+
 /* No more connections on the shared socket: the kernel gives them to the other listeners. */
 static void
 close_shared_socket (SofiaWsListener *self)
@@ -817,6 +860,11 @@ close_shared_socket (SofiaWsListener *self)
     {
       g_source_destroy (self->accept_source);
       g_clear_pointer (&self->accept_source, g_source_unref);
+    }
+  if (self->accept_pause != NULL)
+    {
+      g_source_destroy (self->accept_pause);
+      g_clear_pointer (&self->accept_pause, g_source_unref);
     }
   if (self->shared_fd >= 0)
     {
@@ -957,13 +1005,7 @@ sofia_ws_listener_start (SofiaWsListener  *self,
     }
 
   if (self->shared_fd >= 0)
-    {
-      self->accept_source = g_unix_fd_source_new (self->shared_fd, G_IO_IN);
-      g_source_set_callback (self->accept_source, G_SOURCE_FUNC (on_shared_socket_readable),
-                             self, NULL);
-      g_source_set_static_name (self->accept_source, "[sofia-ws] listener shared port");
-      g_source_attach (self->accept_source, self->context);
-    }
+    watch_shared_socket (self);
   else
     self->bound_port = lws_get_vhost_listen_port (self->vhost);
   sofia_ws_loop_kick (self->loop);

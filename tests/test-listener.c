@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -1029,6 +1030,78 @@ test_reuse_port_needed (Fixture *f, gconstpointer data)
   g_assert_cmpuint (f->connections->len, ==, 1);
 }
 
+static void
+count_accept_pauses (const char     *domain,
+                     GLogLevelFlags  level,
+                     const char     *message,
+                     gpointer        user_data)
+{
+  if (strstr (message, "cannot accept a connection") != NULL)
+    (*(guint *) user_data)++;
+}
+
+/* Out of file descriptors, a listener sharing its port does not spin on its readable socket
+ * (accept() fails while the connection stays in the backlog): it says why and pauses; once
+ * descriptors are free again it accepts the connections that waited, and new ones. In a
+ * subprocess: the descriptor limit is the whole process's. */
+static void
+test_reuse_port_out_of_descriptors (Fixture *f, gconstpointer data)
+{
+  struct rlimit saved, low;
+  guint pauses = 0;
+  gint64 until;
+  int waiting[4], spare;
+
+  if (!g_test_subprocess ())
+    {
+      g_test_trap_subprocess (NULL, 60 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_DEFAULT);
+      g_test_trap_assert_passed ();
+      return;
+    }
+  g_object_set (f->listener, "reuse-port", TRUE, NULL);
+  start_on (f, "127.0.0.1");
+  /* Connected by the kernel, waiting in the backlog for accept(). */
+  for (guint i = 0; i < G_N_ELEMENTS (waiting); i++)
+    {
+      waiting[i] = raw_connect ("127.0.0.1", sofia_ws_listener_get_port (f->listener), NULL);
+      g_assert_cmpint (waiting[i], >=, 0);
+    }
+  /* No descriptor free: the limit is the lowest free one. */
+  spare = dup (0);
+  g_assert_cmpint (spare, >=, 0);
+  close (spare);
+  g_assert_cmpint (getrlimit (RLIMIT_NOFILE, &saved), ==, 0);
+  low = saved;
+  low.rlim_cur = (rlim_t) spare;
+  g_assert_cmpint (setrlimit (RLIMIT_NOFILE, &low), ==, 0);
+
+  g_log_set_handler ("SofiaWs", G_LOG_LEVEL_MESSAGE, count_accept_pauses, &pauses);
+  until = g_get_monotonic_time () + G_USEC_PER_SEC;
+  while (g_get_monotonic_time () < until)
+    {
+      if (!g_main_context_iteration (NULL, FALSE))
+        g_usleep (1000);
+    }
+  g_assert_cmpint (setrlimit (RLIMIT_NOFILE, &saved), ==, 0);
+  g_test_message ("accept paused %u times in 1 s", pauses);
+  /* It said why, and paused (250 ms each) rather than retrying at once. */
+  g_assert_cmpuint (pauses, >=, 1);
+  g_assert_cmpuint (pauses, <=, 6);
+  g_assert_cmpuint (sofia_ws_listener_get_n_connections (f->listener), ==, 0);
+
+  /* Descriptors again: a new connection is served, and those that waited were accepted (the
+   * handshake of one of them completes). */
+  close (raw_open ("127.0.0.1", sofia_ws_listener_get_port (f->listener), NULL));
+  {
+    g_autoptr(GString) request = raw_request ("", 0);
+    g_autoptr(GString) response = raw_exchange (waiting[0], request);
+
+    g_assert_cmpint (http_status (response), ==, 101);
+  }
+  for (guint i = 0; i < G_N_ELEMENTS (waiting); i++)
+    close (waiting[i]);
+}
+
 /* Issue 14: a listener sharing its port accepts the connections itself and hands them to
  * libwebsockets (lws 4.1 cannot set SO_REUSEPORT): TLS is done there too. */
 static void
@@ -1404,6 +1477,7 @@ main (int argc, char **argv)
   ADD_REUSE ("first-only", reuse_first_only);
 #undef ADD_REUSE
   ADD ("reuse-port/wss", test_reuse_port_wss);
+  ADD ("reuse-port/out-of-descriptors", test_reuse_port_out_of_descriptors);
 #define ADD_BIND(path, c) \
   g_test_add ("/listener/reuse-port/bind/" path, Fixture, &c, fixture_setup, test_bind_shared, \
               fixture_teardown)
