@@ -660,12 +660,18 @@ def main():
             if server.pids():
                 print(f"{name}: memory at the end {server.pss_kib() / 1024:.1f} MiB (PSS summed "
                       f"over its processes); {server.describe()} at the end")
-        if "edge" in names and "kamailio" in names:
-            for (connections, window), m, _ in results:
-                print(f"ratio edge/kamailio at {connections} × {window}: req/s "
-                      f"{fmt_ratio(m['edge']['rps'], m['kamailio']['rps'])}, p99 "
-                      f"{fmt_ratio(m['edge']['p99'], m['kamailio']['p99'])}, CPU/req "
-                      f"{fmt_ratio(m['edge']['cpu_us'], m['kamailio']['cpu_us'])}")
+        for (connections, window), m, _ in results:
+            busy = ", ".join(f"{n} {m[n]['rps'][0] * m[n]['cpu_us'][0] / 1e6:.2f}"
+                             for n in names if m[n]["rps"] and m[n]["cpu_us"])
+            line = f"at {connections} × {window}:"
+            if "edge" in names and "kamailio" in names:
+                line += (f" ratio edge/kamailio req/s "
+                         f"{fmt_ratio(m['edge']['rps'], m['kamailio']['rps'])}, p99 "
+                         f"{fmt_ratio(m['edge']['p99'], m['kamailio']['p99'])}, CPU/req "
+                         f"{fmt_ratio(m['edge']['cpu_us'], m['kamailio']['cpu_us'])};")
+            if busy:
+                line += f" cores busy (median req/s × CPU/req) {busy}"
+            print(line)
     except (RuntimeError, subprocess.TimeoutExpired) as e:
         fail(str(e))
         failed = True
