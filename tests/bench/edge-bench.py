@@ -182,17 +182,23 @@ class Kamailio(Server):
                     "tcp_accept_no_cl=yes\n"
                     "tcp_connection_lifetime=3605\n"
                     "tcp_max_connections=4096\n"
+                    # What may wait to be written on one connection: 1 MiB, as sofia-ws's
+                    # send queue (WSTAG_SEND_QUEUE_BYTES). Kamailio's default, 32 KiB, is
+                    # less than 50 × 32 requests in flight on the one connection to the
+                    # upstream: the sends beyond it fail (500s, lost requests).
+                    "tcp_conn_wq_max=1048576\n"
                     f"listen=tcp:127.0.0.1:{port}\n"
                     f"alias=127.0.0.1:{port}\n"
                     + body)
-        # -m 512: tm keeps a completed transaction in shared memory for its wait timer (5 s
-        # by default), so the edge holds about 5 s worth of requests; 64 MiB ran out at
-        # 6,000 requests/s (500s "out of mem"). Pages are only touched as they are used.
+        # -m 2048: tm keeps a completed transaction in shared memory for its wait timer (5 s
+        # by default), so the edge holds about 5 s worth of requests, some 5 KiB each; 64 MiB
+        # ran out at 6,000 requests/s and 512 MiB at 20,000 (500s "out of mem", then lost
+        # requests). Pages are only touched as they are used.
         # -x/-X tlsf: Kamailio's fast allocator rather than its default (qm, with its debugging
         # checks), which cost the edge about 40% more CPU per request here.
         self.proc = subprocess.Popen([binary, "-DD", "-E", "-f", self.cfg, "-Y", self.dir,
                                       "-P", os.path.join(self.dir, "kamailio.pid"),
-                                      "-w", self.dir, "-m", "512", "-M", "8",
+                                      "-w", self.dir, "-m", "2048", "-M", "8",
                                       "-x", "tlsf", "-X", "tlsf"],
                                      cwd=self.dir, stdin=subprocess.DEVNULL, stdout=self.log,
                                      stderr=subprocess.STDOUT)
@@ -433,7 +439,7 @@ def run_load(args, sip_load, side, target, upstream, connections, window, durati
     after, up_after = tree_cpu_ticks(pids), tree_cpu_ticks(up_pids)
     label = f"{side.name} {connections}x{window}"
     if result is None:
-        fail(f"{label}: {problem}")
+        fail(f"{label}: {problem}\n{side.name}'s log ends with:\n{side.errors()}")
         return None
     run = {"rps": float(result["rps"]), "p50": int(result["p50_us"]),
            "p99": int(result["p99_us"]), "lost": int(result["lost"]),
@@ -442,7 +448,7 @@ def run_load(args, sip_load, side, target, upstream, connections, window, durati
     run["cpu_us"] = (after - before) * 1e6 / CLK_TCK / requests if pids else None
     run["up_cpu_us"] = (up_after - up_before) * 1e6 / CLK_TCK / requests
     if problem is not None:
-        fail(f"{label}: {problem}")
+        fail(f"{label}: {problem}\n{side.name}'s log ends with:\n{side.errors()}")
         run["failed"] = True
     return run
 
