@@ -39,6 +39,7 @@ died (the tables are printed anyway); 2 for bad usage, such as a missing edge bi
 --sides kamailio,direct to measure the Kamailio half alone).
 """
 import argparse
+import ctypes
 import os
 import select
 import shutil
@@ -88,6 +89,16 @@ def tree_cpu_ticks(pids):
         except OSError:
             pass
     return total
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent():
+    """A preexec_fn: SIGTERM to the child when this script dies, even killed, so that no
+    server outlives a benchmark that did not get to stop it."""
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def pick_free_port():
@@ -162,7 +173,7 @@ class Kamailio(Server):
         self.port = port
         self.dir = tempfile.mkdtemp(prefix="edge-bench-kamailio-")
         self.cfg = os.path.join(self.dir, "kamailio.cfg")
-        binary = os.environ.get("KAMAILIO") or shutil.which("kamailio") or "/usr/sbin/kamailio"
+        binary = kamailio_binary()
         modules = kamailio_modules_dir()
         with open(self.cfg, "w") as f:
             f.write("#!KAMAILIO\n"
@@ -196,12 +207,17 @@ class Kamailio(Server):
         # requests). Pages are only touched as they are used.
         # -x/-X tlsf: Kamailio's fast allocator rather than its default (qm, with its debugging
         # checks), which cost the edge about 40% more CPU per request here.
-        self.proc = subprocess.Popen([binary, "-DD", "-E", "-f", self.cfg, "-Y", self.dir,
-                                      "-P", os.path.join(self.dir, "kamailio.pid"),
-                                      "-w", self.dir, "-m", "2048", "-M", "8",
-                                      "-x", "tlsf", "-X", "tlsf"],
-                                     cwd=self.dir, stdin=subprocess.DEVNULL, stdout=self.log,
-                                     stderr=subprocess.STDOUT)
+        try:
+            self.proc = subprocess.Popen([binary, "-DD", "-E", "-f", self.cfg, "-Y", self.dir,
+                                          "-P", os.path.join(self.dir, "kamailio.pid"),
+                                          "-w", self.dir, "-m", "2048", "-M", "8",
+                                          "-x", "tlsf", "-X", "tlsf"],
+                                         cwd=self.dir, stdin=subprocess.DEVNULL,
+                                         stdout=self.log, stderr=subprocess.STDOUT,
+                                         preexec_fn=die_with_parent)
+        except OSError:
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise
 
     def pids(self):
         return [self.pid, *children_of(self.pid)]
@@ -225,6 +241,30 @@ class Kamailio(Server):
         status = super().stop()
         shutil.rmtree(self.dir, ignore_errors=True)
         return status
+
+
+def kamailio_binary():
+    env = os.environ.get("KAMAILIO")
+    if env:
+        return shutil.which(env) or env
+    return shutil.which("kamailio") or "/usr/sbin/kamailio"
+
+
+def kamailio_available():
+    """Whether kamailio and its websocket module are there (the upstream is always a Kamailio);
+    if not, says so on stderr."""
+    problem = None
+    if not os.access(kamailio_binary(), os.X_OK):
+        problem = f"no kamailio binary ({kamailio_binary()}; set KAMAILIO)"
+    else:
+        try:
+            kamailio_modules_dir()
+        except RuntimeError as e:
+            problem = str(e)
+    if problem:
+        print(f"edge-bench: {problem}; Debian: apt-get install kamailio "
+              f"kamailio-websocket-modules (./run bench installs them)", file=sys.stderr)
+    return problem is None
 
 
 def kamailio_modules_dir():
@@ -368,7 +408,8 @@ class Edge(Server):
                      "--upstream", upstream_uri, "--quiet"]
         self.drain = None
         self.proc = subprocess.Popen(self.argv, env=env, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=self.log)
+                                     stdout=subprocess.PIPE, stderr=self.log,
+                                     preexec_fn=die_with_parent)
         self.port = None
         deadline = time.monotonic() + START_TIMEOUT_S
         out = self.proc.stdout
@@ -614,6 +655,8 @@ def main():
         if not os.path.isdir(plugin_dir):
             plugin_dir = os.path.join(args.build, "plugin")
 
+    if not kamailio_available():
+        return 2
     print_header("sofia-ws-edge against Kamailio as the same WebSocket edge (sip-load over ws, "
                  "one upstream Kamailio over tcp)")
     print(f"runs: {args.runs} per side and point, alternating, {args.duration:g} s each "
@@ -622,10 +665,11 @@ def main():
           f"of the upstream's; first one uncounted {args.prime:g} s run per side at the "
           f"largest point", flush=True)
 
-    upstream = Kamailio("upstream", UPSTREAM_CFG, pick_free_port(), args.kamailio_workers)
-    servers = [upstream]
+    servers = []
     failed = False
     try:
+        upstream = Kamailio("upstream", UPSTREAM_CFG, pick_free_port(), args.kamailio_workers)
+        servers.append(upstream)
         upstream.wait_ready(probe_sip_tcp)
         upstream_uri = f"sip:127.0.0.1:{upstream.port};transport=tcp"
         args.request_uri = f"sip:bench@127.0.0.1:{upstream.port}"
@@ -678,7 +722,7 @@ def main():
             if busy:
                 line += f" cores busy (median req/s × CPU/req) {busy}"
             print(line)
-    except (RuntimeError, subprocess.TimeoutExpired) as e:
+    except (RuntimeError, OSError, subprocess.TimeoutExpired) as e:
         fail(str(e))
         failed = True
     finally:
@@ -694,5 +738,14 @@ def main():
     return 1 if failed else 0
 
 
+def on_sigterm(signum, frame):
+    raise KeyboardInterrupt   # through main()'s finally: the servers stopped, their dirs removed
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        fail("interrupted; the servers were stopped")
+        sys.exit(130)
