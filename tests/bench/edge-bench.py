@@ -20,7 +20,10 @@ upstream over tcp:
             ws_handle_handshake()), a tcp listener that carries the WebSocket upgrade, and a
             request_route that forwards every request statefully (t_relay) to the upstream,
             Record-Route on dialog-creating requests; --kamailio-workers tcp worker processes
-            (default: the number of cores), and Kamailio's own helper processes
+            (default: the number of cores), and Kamailio's own helper processes; its fast
+            allocator (-x tlsf), 2 GiB of shared memory and a 1 MiB write queue per
+            connection (tcp_conn_wq_max), without which it failed under this load (see
+            Kamailio below)
   direct    (optional, a reference) sip-load straight to the upstream over tcp, no edge
 
 sip-load sends OPTIONS (or --method MESSAGE) whose Request-URI and To name a user at the
@@ -35,8 +38,9 @@ the run) and the upstream's, and the ratios edge/Kamailio of requests/s and p99.
 average is printed at the start and the end.
 
 Exit status: 0; 1 when any run lost requests, got a non-2xx response or failed, or a server
-died (the tables are printed anyway); 2 for bad usage, such as a missing edge binary (run with
---sides kamailio,direct to measure the Kamailio half alone).
+died (the tables are printed anyway; a failed run prints the end of the server's log); 2 for
+bad usage, a missing kamailio, or a missing edge binary (run with --sides kamailio,direct to
+measure the Kamailio half alone). The servers are stopped when the script ends, even killed.
 """
 import argparse
 import ctypes
