@@ -125,6 +125,7 @@ struct _Registrar {
 };
 
 static gboolean quiet;            /* RegistrarOptions.quiet: no line per request */
+static const char *line_prefix = "";   /* RegistrarOptions.line_prefix */
 
 /* One line about a request, unless quiet. */
 static void say (const char *format, ...) G_GNUC_PRINTF (1, 2);
@@ -137,6 +138,7 @@ say (const char *format,
 
   if (quiet)
     return;
+  fputs (line_prefix, stdout);
   va_start (args, format);
   vprintf (format, args);
   va_end (args);
@@ -1370,6 +1372,7 @@ registrar_new (su_root_t              *root,
         g_strlcpy (self->upstream_proto, self->upstream->url_type == url_sips ? "tls" : "udp",
                    sizeof self->upstream_proto);
     }
+  line_prefix = self->options.line_prefix != NULL ? self->options.line_prefix : "";
   self->users = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, (GDestroyNotify) user_free);
   self->flows = g_hash_table_new (g_direct_hash, g_direct_equal);
   self->flow_ids = g_hash_table_new (g_str_hash, g_str_equal);

@@ -24,6 +24,8 @@ G_BEGIN_DECLS
 /* Every field 0 means its default. */
 typedef struct {
   gboolean quiet;                 /* no line per request on stdout */
+  const char *line_prefix;        /* before each line, such as "worker 2 pid 1234: " (NULL:
+                                   * none); must outlive the registrar */
   guint max_users;                /* users with bindings (503 past it) */
   guint max_bindings;             /* bindings of one user (403 past it) */
   guint max_contacts;             /* Contacts in one REGISTER (400 past it) */

@@ -15,6 +15,10 @@
  *             see registrar-core.c.
  * Each request prints one line (--quiet: none, for benchmarks); --verbose also prints every
  * WebSocket transport event.
+ * --workers N runs N worker processes, each with its own root, agent, registrar and ws/wss
+ * listeners on the same ports (SO_REUSEPORT: the kernel spreads the connections over them), to
+ * use N cores. Each worker has its own bindings: a request reaches a user registered through
+ * another worker only by chance (see run_workers()).
  * Sofia's own dumps work as usual: TPORT_LOG=1 prints every SIP message, TPORT_WS_DEBUG=5 the
  * ws module's log.
  *
@@ -29,15 +33,21 @@
  * of the upstream's transport, one is added on the host of the first --listen (port 0), and
  * its "listening" line comes last.
  */
+#define _GNU_SOURCE 1                   /* pipe2() */
 #include "registrar-core.h"
 
 #include <sofia-ws/sofia-ws-tport.h>
 
+#include <errno.h>
+#include <fcntl.h>
 #include <glib-unix.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <sofia-sip/msg_header.h>
 #include <sofia-sip/nta.h>
@@ -72,6 +82,10 @@ static gboolean quiet;            /* --quiet: no line per request */
 #else
 #define PROGRAM "sofia-ws-registrar"
 #endif
+/* In a worker of --workers: where its "listening" lines go (the supervisor reads them), and
+ * what starts each of its lines; -1 and "" otherwise. */
+static int ready_fd = -1;
+static char *line_prefix;
 
 /* ---- transport events (--verbose) ---------------------------------------------------------- */
 
@@ -80,7 +94,7 @@ print_event (SofiaWsTransport *transport,
              const char       *event,
              const char       *detail)
 {
-  g_print ("ws %s: %s%s%s\n",
+  g_print ("%sws %s: %s%s%s\n", line_prefix,
            sofia_ws_websocket_get_remote_address (SOFIA_WS_WEBSOCKET (transport)), event,
            detail ? " " : "", detail ? detail : "");
 }
@@ -339,6 +353,312 @@ out:
   return found;
 }
 #endif
+/* A "listening <url>" line: on stdout, or in a worker to the supervisor. */
+static void
+announce (const char *format,
+          ...)
+{
+  va_list args;
+  g_autofree char *line = NULL;
+
+  va_start (args, format);
+  line = g_strdup_vprintf (format, args);
+  va_end (args);
+  if (ready_fd >= 0)
+    {
+      gsize done = 0, length = strlen (line);
+
+      while (done < length)
+        {
+          ssize_t n = write (ready_fd, line + done, length - done);
+
+          if (n < 0 && errno == EINTR)
+            continue;
+          if (n <= 0)
+            break;
+          done += (gsize) n;
+        }
+    }
+  else
+    g_print ("%s", line);
+}
+
+/* ---- --workers N: N processes on the same ports --------------------------------------------- */
+
+/* The supervisor forks the workers before anything else (no GLib loop, thread, Sofia root or
+ * socket exists yet in it), so each worker starts as a fresh registrar with its own su_root,
+ * NTA agent, registrar tables and ws/wss listeners, which share their ports with
+ * WSTAG_REUSE_PORT (SO_REUSEPORT). The kernel spreads new connections over the workers by
+ * their addresses; a connection stays with its worker. The first worker starts alone, so
+ * that port 0 becomes a port the others then bind too.
+ *
+ * What a worker knows is its own: a REGISTER is answered by the worker that got its
+ * connection and its binding lives there, and a request for that user reaching another worker
+ * gets 404 (or 480). So N workers suit what needs no shared state (OPTIONS, REGISTER,
+ * keep-alives, relays between users that happen to share a worker); a deployment relaying
+ * between users needs one registrar, or shared bindings, which this example does not have.
+ *
+ * tcp and udp are refused: Sofia binds them itself, without SO_REUSEPORT. */
+
+#define MAX_WORKERS 64
+#define WORKERS_STOP_WAIT_S 30
+
+static char *
+describe_wait_status (int status)
+{
+  if (WIFEXITED (status))
+    return g_strdup_printf ("exit status %d", WEXITSTATUS (status));
+  if (WIFSIGNALED (status))
+    return g_strdup_printf ("killed by signal %d (%s)", WTERMSIG (status),
+                            g_strsignal (WTERMSIG (status)));
+  return g_strdup_printf ("wait status %d", status);
+}
+
+/* @url_text with the port of @listening, a worker's "listening sip:HOST:PORT;transport=T". */
+static char *
+with_port_of (const char *url_text,
+              const char *listening)
+{
+  su_home_t home[1] = { SU_HOME_INIT (home) };
+  const char *end = strstr (listening, ";transport=");
+  const char *colon = end != NULL ? g_strrstr_len (listening, end - listening, ":") : NULL;
+  url_t *url = url_hdup (home, url_make (home, url_text));
+  char *result = NULL;
+
+  if (url != NULL && colon != NULL)
+    {
+      url->url_port = su_strndup (home, colon + 1, end - colon - 1);
+      result = g_strdup (url_as_string (home, url));
+    }
+  su_home_deinit (home);
+  return result;
+}
+
+/* Forks worker @number to listen on @urls. Returns 0 in the worker (which goes on as a
+ * registrar), and in the supervisor the worker's pid once it listens, its "listening" lines in
+ * @lines (if not NULL), or -1 once it has exited without listening. */
+static pid_t
+start_worker (guint           number,
+              char          **urls,
+              const sigset_t *worker_mask,
+              GPtrArray      *lines)
+{
+  g_autoptr(GString) text = g_string_new (NULL);
+  g_auto(GStrv) split = NULL;
+  pid_t pid, supervisor = getpid ();
+  guint listening = 0;
+  char buffer[512];
+  int fds[2], status;
+  ssize_t n;
+
+  if (pipe2 (fds, O_CLOEXEC) != 0)
+    {
+      g_printerr (PROGRAM ": cannot start worker %u: %s\n", number, g_strerror (errno));
+      return -1;
+    }
+  fflush (stdout);
+  fflush (stderr);
+  pid = fork ();
+  if (pid < 0)
+    {
+      g_printerr (PROGRAM ": cannot start worker %u: %s\n", number, g_strerror (errno));
+      close (fds[0]);
+      close (fds[1]);
+      return -1;
+    }
+  if (pid == 0)
+    {
+      close (fds[0]);
+      /* A supervisor that goes, even killed, takes its workers along (each stops as on
+       * SIGTERM). */
+      if (prctl (PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid () != supervisor)
+        _exit (1);
+      sigprocmask (SIG_SETMASK, worker_mask, NULL);
+      ready_fd = fds[1];
+      line_prefix = g_strdup_printf ("worker %u pid %d: ", number, (int) getpid ());
+      return 0;
+    }
+
+  close (fds[1]);
+  while ((n = read (fds[0], buffer, sizeof buffer)) != 0)
+    {
+      if (n < 0 && errno == EINTR)
+        continue;
+      if (n < 0)
+        break;
+      g_string_append_len (text, buffer, n);
+    }
+  close (fds[0]);
+  split = g_strsplit (text->str, "\n", -1);
+  for (char **line = split; *line != NULL; line++)
+    if (g_str_has_prefix (*line, "listening "))
+      {
+        listening++;
+        if (lines != NULL)
+          g_ptr_array_add (lines, g_strdup (*line));
+      }
+  if (listening == g_strv_length (urls))
+    return pid;
+
+  /* It closed the pipe before listening on everything: it has failed, and says why. */
+  kill (pid, SIGTERM);
+  if (waitpid (pid, &status, 0) == pid)
+    {
+      g_autofree char *how = describe_wait_status (status);
+
+      g_printerr (PROGRAM ": worker %u (pid %d) did not start: %s\n", number,
+                  (int) pid, how);
+    }
+  return -1;
+}
+
+static void
+stop_workers (const pid_t *workers,
+              guint        n_workers)
+{
+  for (guint i = 0; i < n_workers; i++)
+    if (workers[i] > 0)
+      kill (workers[i], SIGTERM);
+}
+
+/* --workers N: the supervisor. In a worker it returns TRUE with the URLs to listen on in @urls;
+ * in the supervisor, once every worker has gone, FALSE with the exit status in @status: 0 when
+ * every worker stopped cleanly on SIGTERM (or SIGINT) and none died before. A worker that dies
+ * is reported on stdout ("worker I pid P died (...)") and replaced, and makes the status 1. */
+static gboolean
+run_workers (guint    n_workers,
+             char   **listen,
+             char  ***urls,
+             int     *status)
+{
+  g_autoptr(GPtrArray) lines = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GStrvBuilder) builder = g_strv_builder_new ();
+  g_auto(GStrv) shared = NULL;    /* @listen with the ports the first worker bound */
+  pid_t workers[MAX_WORKERS] = { 0 };
+  guint alive = 0;
+  gboolean stopping = FALSE, failed = FALSE;
+  sigset_t handled, previous;
+
+  sigemptyset (&handled);
+  sigaddset (&handled, SIGTERM);
+  sigaddset (&handled, SIGINT);
+  sigaddset (&handled, SIGCHLD);
+  sigprocmask (SIG_BLOCK, &handled, &previous);
+
+  for (guint i = 0; i < n_workers && !failed; i++)
+    {
+      pid_t pid = start_worker (i + 1, i == 0 ? listen : shared, &previous,
+                                i == 0 ? lines : NULL);
+
+      if (pid == 0)
+        {
+          *urls = g_strdupv (i == 0 ? listen : shared);
+          return TRUE;
+        }
+      if (pid < 0)
+        {
+          failed = TRUE;
+          stopping = TRUE;
+          stop_workers (workers, n_workers);
+          break;
+        }
+      workers[i] = pid;
+      alive++;
+      if (i == 0)
+        {
+          for (guint u = 0; listen[u] != NULL; u++)
+            {
+              g_autofree char *url = with_port_of (listen[u], lines->pdata[u]);
+
+              g_strv_builder_add (builder, url != NULL ? url : listen[u]);
+            }
+          shared = g_strv_builder_end (builder);
+        }
+    }
+  if (!failed)
+    {
+      for (guint i = 0; i < lines->len; i++)
+        g_print ("%s\n", (char *) lines->pdata[i]);
+      for (guint i = 0; i < n_workers; i++)
+        g_print ("worker %u pid %d\n", i + 1, (int) workers[i]);
+    }
+
+  while (alive > 0)
+    {
+      struct timespec timeout = { WORKERS_STOP_WAIT_S, 0 };
+      siginfo_t info;
+      int signal_number, wait_status;
+      pid_t pid;
+
+      signal_number = stopping ? sigtimedwait (&handled, &info, &timeout)
+                               : sigwaitinfo (&handled, &info);
+      if (signal_number < 0)
+        {
+          if (errno == EAGAIN)
+            {
+              g_printerr (PROGRAM ": workers still running %d s after SIGTERM: "
+                          "killed\n", WORKERS_STOP_WAIT_S);
+              for (guint i = 0; i < n_workers; i++)
+                if (workers[i] > 0)
+                  kill (workers[i], SIGKILL);
+              failed = TRUE;
+            }
+          continue;
+        }
+      if (signal_number != SIGCHLD)
+        {
+          if (!stopping)
+            {
+              g_print ("stopping\n");
+              stopping = TRUE;
+              stop_workers (workers, n_workers);
+            }
+          continue;
+        }
+      while ((pid = waitpid (-1, &wait_status, WNOHANG)) > 0)
+        {
+          g_autofree char *how = describe_wait_status (wait_status);
+          guint i;
+
+          for (i = 0; i < n_workers && workers[i] != pid; i++)
+            ;
+          if (i == n_workers)
+            continue;
+          workers[i] = 0;
+          alive--;
+          if (stopping)
+            {
+              if (!WIFEXITED (wait_status) || WEXITSTATUS (wait_status) != 0)
+                {
+                  g_printerr (PROGRAM ": worker %u (pid %d) stopped with %s\n",
+                              i + 1, (int) pid, how);
+                  failed = TRUE;
+                }
+              continue;
+            }
+          failed = TRUE;
+          g_print ("worker %u pid %d died (%s): starting another\n", i + 1, (int) pid, how);
+          pid = start_worker (i + 1, shared, &previous, NULL);
+          if (pid == 0)
+            {
+              *urls = g_strdupv (shared);
+              return TRUE;
+            }
+          if (pid < 0)
+            {
+              g_print ("stopping: worker %u could not start again\n", i + 1);
+              stopping = TRUE;
+              stop_workers (workers, n_workers);
+              continue;
+            }
+          workers[i] = pid;
+          alive++;
+          g_print ("worker %u pid %d\n", i + 1, (int) pid);
+        }
+    }
+  *status = failed ? 1 : 0;
+  return FALSE;
+}
 
 int
 main (int argc, char **argv)
@@ -372,6 +692,8 @@ main (int argc, char **argv)
     { NULL }
   };
 #endif
+  gint n_workers = 1;
+  g_auto(GStrv) worker_urls = NULL;
   GOptionEntry entries[] = {
     { "listen", 'l', 0, G_OPTION_ARG_STRING_ARRAY, &listen,
       "Listen on URL, such as 'sip:127.0.0.1:5066;transport=ws' (repeatable; tcp, udp, ws, "
@@ -407,6 +729,9 @@ main (int argc, char **argv)
       "Contacts of one user at most (default 10; past it REGISTER gets 403)", "N" },
     { "max-contacts", 0, 0, G_OPTION_ARG_INT, &max_contacts,
       "Contacts in one REGISTER at most (default 10; past it 400)", "N" },
+    { "workers", 0, 0, G_OPTION_ARG_INT, &n_workers,
+      "Serve with N processes sharing the ws/wss ports (SO_REUSEPORT), to use N cores; each "
+      "has its own bindings (default 1)", "N" },
     { NULL }
   };
 #ifdef SOFIA_WS_EDGE
@@ -426,6 +751,7 @@ main (int argc, char **argv)
   /* The registrar's tables: the edge keeps none. */
   for (GOptionEntry *entry = entries; entry->long_name != NULL; entry++)
     if (g_str_has_prefix (entry->long_name, "max-users") ||
+        g_str_equal (entry->long_name, "workers") ||
         g_str_has_prefix (entry->long_name, "max-bindings") ||
         g_str_has_prefix (entry->long_name, "max-contacts"))
       entry->flags |= G_OPTION_FLAG_HIDDEN;
@@ -493,6 +819,39 @@ main (int argc, char **argv)
       g_printerr (PROGRAM ": give at least one --listen URL\n");
       return 2;
     }
+  if (n_workers < 1 || n_workers > MAX_WORKERS)
+    {
+      g_printerr (PROGRAM ": --workers takes a number from 1 to %d\n", MAX_WORKERS);
+      return 2;
+    }
+#ifdef SOFIA_WS_EDGE
+  /* A browser's flow token is known to the process holding its connection only, and the
+   * edge's network side is tcp or udp, which Sofia binds without SO_REUSEPORT. */
+  if (n_workers != 1)
+    {
+      g_printerr (PROGRAM ": --workers is for sofia-ws-registrar only\n");
+      return 2;
+    }
+#endif
+  line_prefix = g_strdup ("");
+  if (n_workers > 1)
+    {
+      for (char **url = listen; *url != NULL; url++)
+        if (!is_ws_url (*url))
+          {
+            g_printerr (PROGRAM ": --workers: %s cannot be shared by the workers (Sofia "
+                        "binds tcp and udp without SO_REUSEPORT): listen on ws or wss only\n",
+                        *url);
+            return 2;
+          }
+      g_free (line_prefix);
+      line_prefix = NULL;
+      if (!run_workers ((guint) n_workers, listen, &worker_urls, &status))
+        return status;
+      /* A worker: line_prefix and ready_fd are set. */
+      g_strfreev (listen);
+      listen = g_steal_pointer (&worker_urls);
+    }
 
   su_init ();
   self.loop = g_main_loop_new (NULL, FALSE);
@@ -514,16 +873,22 @@ main (int argc, char **argv)
       g_source_attach (source, NULL);
     }
 
-  /* Before any "listening" line: whoever reads them may send SIGTERM at once. */
+  /* Before any "listening" line: whoever reads them may send SIGTERM at once. A worker stops
+   * on the supervisor's SIGTERM only: a Ctrl-C reaches the whole process group, and a second
+   * signal would cut its wait for the close handshakes short. */
+  if (n_workers > 1)
+    signal (SIGINT, SIG_IGN);
   if (plain_root)
     {
       signal (SIGTERM, on_stop_signal);
-      signal (SIGINT, on_stop_signal);
+      if (n_workers == 1)
+        signal (SIGINT, on_stop_signal);
     }
   else
     {
       g_unix_signal_add (SIGTERM, on_signal, self.loop);
-      g_unix_signal_add (SIGINT, on_signal, self.loop);
+      if (n_workers == 1)
+        g_unix_signal_add (SIGINT, on_signal, self.loop);
     }
 
   self.agent = nta_agent_create (self.root, (url_string_t *) -1 /* NONE: no transport yet */, NULL, NULL,
@@ -534,6 +899,7 @@ main (int argc, char **argv)
       return 1;
     }
   registrar_options.quiet = quiet;
+  registrar_options.line_prefix = line_prefix;
   registrar_options.max_users = (guint) max_users;
   registrar_options.max_bindings = (guint) max_bindings;
   registrar_options.max_contacts = (guint) max_contacts;
@@ -566,8 +932,8 @@ main (int argc, char **argv)
     {
       tp_name_t const *name = tport_name (tp);
 
-      g_print ("listening sip:%s:%s;transport=%s\n", name->tpn_host, name->tpn_port,
-               name->tpn_proto);
+      announce ("listening sip:%s:%s;transport=%s\n", name->tpn_host, name->tpn_port,
+                name->tpn_proto);
     }
 
   for (char **url = listen; *url != NULL; url++)
@@ -592,6 +958,7 @@ main (int argc, char **argv)
                                                 WSTAG_MAX_PARTIAL_BYTES (partial_bytes)),
                                         TAG_IF (handshake_timeout >= 0,
                                                 WSTAG_HANDSHAKE_TIMEOUT (handshake_timeout)),
+                                        TAG_IF (n_workers > 1, WSTAG_REUSE_PORT (1)),
                                         TAG_END ());
       if (tp == NULL)
         {
@@ -605,9 +972,14 @@ main (int argc, char **argv)
       g_ptr_array_add (self.listeners, g_object_ref (sofia_ws_tport_get_listener (tp)));
       name = tport_name (tp);
       proto = g_ascii_strdown (name->tpn_proto, -1);
-      g_print ("listening sip:%s%s%s:%s;transport=%s\n",
-               strchr (name->tpn_host, ':') ? "[" : "", name->tpn_host,
-               strchr (name->tpn_host, ':') ? "]" : "", name->tpn_port, proto);
+      announce ("listening sip:%s%s%s:%s;transport=%s\n",
+                strchr (name->tpn_host, ':') ? "[" : "", name->tpn_host,
+                strchr (name->tpn_host, ':') ? "]" : "", name->tpn_port, proto);
+    }
+  if (ready_fd >= 0)
+    {
+      close (ready_fd);
+      ready_fd = -1;
     }
 #ifdef SOFIA_WS_EDGE
   network = add_upstream_listener (self.agent, upstream, listen[0], idle, &added);
@@ -618,7 +990,7 @@ main (int argc, char **argv)
       goto out;
     }
   if (added)
-    g_print ("listening sip:%s%s%s:%s;transport=%s\n",
+    announce ("listening sip:%s%s%s:%s;transport=%s\n",
              strchr (tport_name (network)->tpn_host, ':') ? "[" : "",
              tport_name (network)->tpn_host,
              strchr (tport_name (network)->tpn_host, ':') ? "]" : "",
@@ -635,7 +1007,7 @@ main (int argc, char **argv)
     }
   else
     g_main_loop_run (self.loop);
-  g_print ("stopping\n");
+  g_print ("%sstopping\n", line_prefix);
   stop_listeners (&self, plain_root);
 
 out:
@@ -646,5 +1018,6 @@ out:
   su_root_destroy (self.root);
   g_main_loop_unref (self.loop);
   su_deinit ();
+  g_free (line_prefix);
   return status;
 }

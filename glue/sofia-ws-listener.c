@@ -1,12 +1,16 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#define _GNU_SOURCE 1                   /* accept4() */
 #include "config.h"
 
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <unistd.h>
+
+#include <glib-unix.h>
 
 #include "sofia-ws-error.h"
 #include "sofia-ws-websocket-private.h"
@@ -53,11 +57,15 @@ struct _SofiaWsListener
   guint ping_interval;
   guint ping_timeout;
   gboolean trace_sip;
+  gboolean reuse_port;
 
   GMainContext *context;
   SofiaWsLoop *loop;
   struct lws_context *lws;        /* the listener's own, until it is destroyed */
   struct lws_vhost *vhost;        /* while accepting */
+  int shared_fd;                  /* reuse-port: our listening socket while accepting, or -1 */
+  GSource *accept_source;         /* reuse-port: readable shared_fd */
+  GSource *accept_pause;          /* reuse-port: out of descriptors, accepting again soon */
   GSource *grace_source;          /* stopped: the time left for the connections to close */
   GPtrArray *stop_waiters;        /* GTask * of stop_async, until the port is released */
   guint16 bound_port;
@@ -101,6 +109,7 @@ enum {
   PROP_PING_INTERVAL,
   PROP_PING_TIMEOUT,
   PROP_TRACE_SIP,
+  PROP_REUSE_PORT,
   N_PROPS
 };
 
@@ -699,6 +708,171 @@ choose_bind_address (SofiaWsListener  *self,
   return TRUE;
 }
 
+/* ---- a shared port (reuse-port) ------------------------------------------------------- */
+
+/* lws 4.1 sets SO_REUSEPORT (LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE) only in contexts with
+ * several service threads, which Debian's build (LWS_MAX_SMP 1) cannot have. So a listener
+ * that shares its port binds and listens itself, and hands every connection it accepts to its
+ * vhost (one without a listen socket of its own) with lws_adopt_socket_vhost(), lws's API for
+ * sockets accepted by the application; lws then serves it as one it accepted. */
+
+/* The listening socket lws would have made for @iface and @options (choose_bind_address()),
+ * with SO_REUSEPORT; -1 with errno set when it cannot be made. */
+static int
+open_shared_socket (SofiaWsListener *self,
+                    const char      *iface,
+                    guint64          options,
+                    guint16         *bound_port)
+{
+  struct sockaddr_storage sa = { 0 };
+  struct sockaddr_in *in4 = (struct sockaddr_in *) &sa;
+  struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &sa;
+  socklen_t len;
+  int on = 1, fd, saved;
+
+  if (options & LWS_SERVER_OPTION_DISABLE_IPV6)
+    {
+      in4->sin_family = AF_INET;
+      in4->sin_port = htons (self->port);
+      in4->sin_addr.s_addr = htonl (INADDR_ANY);
+      if (iface != NULL && inet_pton (AF_INET, iface, &in4->sin_addr) != 1)
+        return errno = EINVAL, -1;
+      len = sizeof *in4;
+    }
+  else
+    {
+      in6->sin6_family = AF_INET6;
+      in6->sin6_port = htons (self->port);
+      in6->sin6_addr = in6addr_any;
+      if (iface != NULL && inet_pton (AF_INET6, iface, &in6->sin6_addr) != 1)
+        return errno = EINVAL, -1;
+      len = sizeof *in6;
+    }
+
+  fd = socket (sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return -1;
+  if (sa.ss_family == AF_INET6)
+    {
+      int v6only = (options & LWS_SERVER_OPTION_IPV6_V6ONLY_VALUE) != 0;
+
+      if (setsockopt (fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only) != 0)
+        goto fail;
+    }
+  if (setsockopt (fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 ||
+      setsockopt (fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) != 0 ||
+      bind (fd, (struct sockaddr *) &sa, len) != 0 ||
+      listen (fd, SOMAXCONN) != 0)
+    goto fail;
+  len = sizeof sa;
+  if (getsockname (fd, (struct sockaddr *) &sa, &len) != 0)
+    goto fail;
+  *bound_port = ntohs (sa.ss_family == AF_INET ? in4->sin_port : in6->sin6_port);
+  return fd;
+
+fail:
+  saved = errno;
+  close (fd);
+  errno = saved;
+  return -1;
+}
+
+/* Out of file descriptors (or kernel memory), accept() fails while the connection waits in the
+ * backlog, and the socket stays readable: rather than spin on it, accepting stops for this long,
+ * and the connections wait in the backlog until it starts again. */
+#define ACCEPT_PAUSE_MS 250
+
+static void watch_shared_socket (SofiaWsListener *self);
+
+static gboolean
+on_accept_pause_over (gpointer user_data)
+{
+  SofiaWsListener *self = user_data;
+
+  g_clear_pointer (&self->accept_pause, g_source_unref);
+  watch_shared_socket (self);
+  return G_SOURCE_REMOVE;
+}
+
+/* The connections waiting on the shared socket, to lws; a few at a time, as lws accepts. */
+static gboolean
+on_shared_socket_readable (int          fd,
+                           GIOCondition condition,
+                           gpointer     user_data)
+{
+  SofiaWsListener *self = user_data;
+  int on = 1;
+
+  for (guint i = 0; i < 16 && self->vhost != NULL; i++)
+    {
+      int accepted = accept4 (fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+      if (accepted < 0)
+        {
+          int saved = errno;
+
+          if (saved == EINTR || saved == ECONNABORTED)
+            continue;
+          if (saved == EMFILE || saved == ENFILE || saved == ENOBUFS || saved == ENOMEM)
+            {
+              g_message ("listener %s:%u: cannot accept a connection: %s; accepting again in "
+                         "%u ms", self->address, self->bound_port, g_strerror (saved),
+                         ACCEPT_PAUSE_MS);
+              g_clear_pointer (&self->accept_source, g_source_unref);
+              self->accept_pause = g_timeout_source_new (ACCEPT_PAUSE_MS);
+              g_source_set_callback (self->accept_pause, on_accept_pause_over, self, NULL);
+              g_source_set_static_name (self->accept_pause, "[sofia-ws] listener accept pause");
+              g_source_attach (self->accept_pause, self->context);
+              sofia_ws_loop_kick (self->loop);
+              return G_SOURCE_REMOVE;
+            }
+          if (saved != EAGAIN && saved != EWOULDBLOCK)
+            g_debug ("listener %s:%u: accept failed: %s", self->address, self->bound_port,
+                     g_strerror (saved));
+          break;
+        }
+      /* What lws sets on the sockets it accepts itself. */
+      setsockopt (accepted, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
+      /* On failure lws has closed it. */
+      if (lws_adopt_socket_vhost (self->vhost, accepted) == NULL)
+        g_debug ("listener %s:%u: libwebsockets could not take a connection",
+                 self->address, self->bound_port);
+    }
+  sofia_ws_loop_kick (self->loop);
+  return G_SOURCE_CONTINUE;
+}
+
+static void
+watch_shared_socket (SofiaWsListener *self)
+{
+  self->accept_source = g_unix_fd_source_new (self->shared_fd, G_IO_IN);
+  g_source_set_callback (self->accept_source, G_SOURCE_FUNC (on_shared_socket_readable),
+                         self, NULL);
+  g_source_set_static_name (self->accept_source, "[sofia-ws] listener shared port");
+  g_source_attach (self->accept_source, self->context);
+}
+
+/* No more connections on the shared socket: the kernel gives them to the other listeners. */
+static void
+close_shared_socket (SofiaWsListener *self)
+{
+  if (self->accept_source != NULL)
+    {
+      g_source_destroy (self->accept_source);
+      g_clear_pointer (&self->accept_source, g_source_unref);
+    }
+  if (self->accept_pause != NULL)
+    {
+      g_source_destroy (self->accept_pause);
+      g_clear_pointer (&self->accept_pause, g_source_unref);
+    }
+  if (self->shared_fd >= 0)
+    {
+      close (self->shared_fd);
+      self->shared_fd = -1;
+    }
+}
+
 /**
  * sofia_ws_listener_start:
  * @self: a #SofiaWsListener
@@ -773,9 +947,32 @@ sofia_ws_listener_start (SofiaWsListener  *self,
   info.vhost_name = "sofia-ws-listener";
   info.iface = iface;
   info.port = self->port;
+  if (self->reuse_port)
+    {
+      guint16 port = 0;
+
+      self->shared_fd = open_shared_socket (self, iface, bind_options, &port);
+      if (self->shared_fd < 0)
+        {
+          int saved = errno;
+
+          g_weak_ref_clear (&data->listener);
+          g_free (data);
+          destroy_lws (self);
+          g_set_error (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_FAILED,
+                       "Could not listen on %s port %u (%s)", self->address, self->port,
+                       g_strerror (saved));
+          return FALSE;
+        }
+      info.iface = NULL;
+      info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
+      self->bound_port = port;
+    }
   info.protocols = sofia_ws_loop_protocols;
   info.user = data;
   info.options = LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND | bind_options;
+  if (self->reuse_port)
+    info.options |= LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE;      /* SO_REUSEPORT */
   info.retry_and_idle_policy =
     sofia_ws_loop_get_liveness_policy (self->loop, self->ping_interval,
                                        self->ping_interval + self->ping_timeout);
@@ -798,6 +995,8 @@ sofia_ws_listener_start (SofiaWsListener  *self,
 
       g_weak_ref_clear (&data->listener);
       g_free (data);
+      close_shared_socket (self);
+      self->bound_port = 0;
       destroy_lws (self);
       g_set_error (error, SOFIA_WS_ERROR, secure ? SOFIA_WS_ERROR_TLS : SOFIA_WS_ERROR_FAILED,
                    "Could not listen on %s port %u%s%s%s", self->address, self->port,
@@ -805,7 +1004,10 @@ sofia_ws_listener_start (SofiaWsListener  *self,
       return FALSE;
     }
 
-  self->bound_port = lws_get_vhost_listen_port (self->vhost);
+  if (self->shared_fd >= 0)
+    watch_shared_socket (self);
+  else
+    self->bound_port = lws_get_vhost_listen_port (self->vhost);
   sofia_ws_loop_kick (self->loop);
   g_debug ("listening on %s://%s:%u%s", secure ? "wss" : "ws", self->address, self->bound_port,
            self->path ? self->path : "/");
@@ -840,6 +1042,7 @@ sofia_ws_listener_stop (SofiaWsListener *self)
     g_ptr_array_add (open, g_object_ref (connection));
   self->vhost = NULL;
   self->bound_port = 0;
+  close_shared_socket (self);
   for (guint i = 0; i < open->len; i++)
     sofia_ws_transport_disconnect_async (open->pdata[i], options, NULL, NULL, NULL);
 
@@ -1025,6 +1228,7 @@ sofia_ws_listener_get_property (GObject    *object,
     case PROP_PING_INTERVAL: g_value_set_uint (value, self->ping_interval); break;
     case PROP_PING_TIMEOUT: g_value_set_uint (value, self->ping_timeout); break;
     case PROP_TRACE_SIP: g_value_set_boolean (value, self->trace_sip); break;
+    case PROP_REUSE_PORT: g_value_set_boolean (value, self->reuse_port); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
 }
@@ -1076,6 +1280,7 @@ sofia_ws_listener_set_property (GObject      *object,
     case PROP_PING_INTERVAL: self->ping_interval = g_value_get_uint (value); break;
     case PROP_PING_TIMEOUT: self->ping_timeout = g_value_get_uint (value); break;
     case PROP_TRACE_SIP: self->trace_sip = g_value_get_boolean (value); break;
+    case PROP_REUSE_PORT: self->reuse_port = g_value_get_boolean (value); break;
     default: G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
 }
@@ -1222,6 +1427,20 @@ sofia_ws_listener_class_init (SofiaWsListenerClass *klass)
    */
   properties[PROP_TRACE_SIP] = g_param_spec_boolean ("trace-sip", NULL, NULL, FALSE, rw);
 
+  /**
+   * SofiaWsListener:reuse-port:
+   *
+   * Share the port with other listeners that set it too (`SO_REUSEPORT`): several
+   * listeners, each in its own process or thread with its own main context, bind the same
+   * address and port, and the kernel spreads the new connections over them. This is how a
+   * server uses more than one core. Every socket on the port must set it (one that does not
+   * makes the others fail with "Address already in use"), and all must belong to the same
+   * user. With port 0, start one listener, read its port with
+   * [method@SofiaWs.Listener.get_port], and give that port to the others. Set it before
+   * starting the listener; Linux only.
+   */
+  properties[PROP_REUSE_PORT] = g_param_spec_boolean ("reuse-port", NULL, NULL, FALSE, rw);
+
   g_object_class_install_properties (object_class, N_PROPS, properties);
 
   /**
@@ -1240,6 +1459,7 @@ static void
 sofia_ws_listener_init (SofiaWsListener *self)
 {
   self->context = g_main_context_ref_thread_default ();
+  self->shared_fd = -1;
   self->connections = g_hash_table_new_full (NULL, NULL, g_object_unref, NULL);
   self->handshaking = g_hash_table_new (NULL, NULL);
   self->per_address = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);

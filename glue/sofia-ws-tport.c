@@ -52,6 +52,8 @@ tag_typedef_t wstag_max_partial_bytes = UINTTAG_TYPEDEF (max_partial_bytes);
 tag_typedef_t wstag_max_partial_bytes_ref = REFTAG_TYPEDEF (wstag_max_partial_bytes);
 tag_typedef_t wstag_handshake_timeout = UINTTAG_TYPEDEF (handshake_timeout);
 tag_typedef_t wstag_handshake_timeout_ref = REFTAG_TYPEDEF (wstag_handshake_timeout);
+tag_typedef_t wstag_reuse_port = BOOLTAG_TYPEDEF (reuse_port);
+tag_typedef_t wstag_reuse_port_ref = REFTAG_TYPEDEF (wstag_reuse_port);
 tag_typedef_t wstag_tls_ca_file = STRTAG_TYPEDEF (tls_ca_file);
 tag_typedef_t wstag_tls_ca_file_ref = REFTAG_TYPEDEF (wstag_tls_ca_file);
 tag_typedef_t wstag_tls_verify = BOOLTAG_TYPEDEF (tls_verify);
@@ -168,7 +170,8 @@ sofia_ws_tport_register (GError **error)
  * @error: return location for a #GError
  * @tag: tags: WSTAG_PATH(), WSTAG_ALLOWED_ORIGINS(), WSTAG_TLS_CERTIFICATE() and WSTAG_TLS_KEY()
  *   (required for wss), WSTAG_KEEPALIVE(), WSTAG_KEEPALIVE_TIMEOUT(), WSTAG_MAX_MESSAGE_SIZE(),
- *   WSTAG_MAX_CONNECTIONS(), and tport's TPTAG_IDLE() and TPTAG_TIMEOUT()
+ *   WSTAG_MAX_CONNECTIONS() and the other listener limits, WSTAG_REUSE_PORT(), and tport's
+ *   TPTAG_IDLE() and TPTAG_TIMEOUT()
  *
  * Starts a WebSocket listener that feeds @agent. Requests arriving on it have a top Via of
  * `SIP/2.0/WS` (`WSS`, any case accepted) and are answered over the same connection, with

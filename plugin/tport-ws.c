@@ -1197,7 +1197,7 @@ ws_add_listener_here (nta_agent_t  *agent,
   unsigned handshake_timeout = listener_default ("handshake-timeout");
   unsigned connect_timeout = 5, crlf_keepalive = 0, reconnect = 0;
   unsigned send_queue_bytes = 1024 * 1024, send_timeout = 30;
-  int tls_verify = 1;
+  int tls_verify = 1, reuse_port = 0;
   gboolean client = client_protocol != NULL;
   su_sockaddr_t su;
   su_addrinfo_t ai = { 0 };
@@ -1267,6 +1267,7 @@ ws_add_listener_here (nta_agent_t  *agent,
            WSTAG_MAX_CONNECTIONS_PER_ADDRESS_REF (max_connections_per_address),
            WSTAG_MAX_PARTIAL_BYTES_REF (max_partial_bytes),
            WSTAG_HANDSHAKE_TIMEOUT_REF (handshake_timeout),
+           WSTAG_REUSE_PORT_REF (reuse_port),
            WSTAG_TLS_CA_FILE_REF (ca_file),
            WSTAG_TLS_VERIFY_REF (tls_verify),
            WSTAG_ORIGIN_REF (origin),
@@ -1318,6 +1319,7 @@ ws_add_listener_here (nta_agent_t  *agent,
                            "max-connections-per-address", max_connections_per_address,
                            "max-partial-bytes", max_partial_bytes,
                            "handshake-timeout", handshake_timeout,
+                           "reuse-port", reuse_port != 0,
                            NULL);
   if (!sofia_ws_listener_start (listener, error))
     {

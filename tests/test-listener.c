@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -953,6 +954,191 @@ test_bind_host_name (Fixture *f, gconstpointer data)
   g_assert_nonnull (remote);
 }
 
+/* Issue 14: a second listener on the port, with "reuse-port" as set by @first and @second;
+ * NULL and the error when it cannot bind. */
+static SofiaWsListener *
+second_listener_on (Fixture   *f,
+                    gboolean   first,
+                    gboolean   second,
+                    GError   **error)
+{
+  g_autoptr(SofiaWsListener) other = NULL;
+
+  g_object_set (f->listener, "reuse-port", first, NULL);
+  start_on (f, "127.0.0.1");
+  other = g_object_new (SOFIA_WS_TYPE_LISTENER, "address", "127.0.0.1",
+                        "port", sofia_ws_listener_get_port (f->listener),
+                        "reuse-port", second, NULL);
+  if (!sofia_ws_listener_start (other, error))
+    return NULL;
+  return g_steal_pointer (&other);
+}
+
+static void
+count_accepted (SofiaWsListener *listener, SofiaWsWebSocket *connection, guint *accepted)
+{
+  (*accepted)++;
+}
+
+/* Issue 14: N processes (or threads) serve one port, each with a listener that sets
+ * "reuse-port"; the kernel spreads the connections over them. Here two listeners of one
+ * process: 40 handshakes, every one accepted by one of them, and each accepting some (all
+ * 40 on one side has a chance of 2^-39). */
+static void
+test_reuse_port (Fixture *f, gconstpointer data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(SofiaWsListener) other = second_listener_on (f, TRUE, TRUE, &error);
+  guint other_accepted = 0;
+  int fds[40];
+
+  g_assert_no_error (error);
+  g_assert_nonnull (other);
+  g_assert_cmpuint (sofia_ws_listener_get_port (other), ==,
+                    sofia_ws_listener_get_port (f->listener));
+  g_signal_connect (other, "accepted", G_CALLBACK (count_accepted), &other_accepted);
+  for (guint i = 0; i < G_N_ELEMENTS (fds); i++)
+    fds[i] = raw_open ("127.0.0.1", sofia_ws_listener_get_port (f->listener), NULL);
+  /* raw_open() returns on the 101; the listener has announced the connection by then. */
+  g_test_message ("first listener: %u connections, second: %u", f->connections->len,
+                  other_accepted);
+  g_assert_cmpuint (f->connections->len + other_accepted, ==, G_N_ELEMENTS (fds));
+  g_assert_cmpuint (f->connections->len, >, 0);
+  g_assert_cmpuint (other_accepted, >, 0);
+  g_assert_cmpuint (sofia_ws_listener_get_n_connections (other), ==, other_accepted);
+  for (guint i = 0; i < G_N_ELEMENTS (fds); i++)
+    close (fds[i]);
+  sofia_ws_listener_stop (other);
+  g_signal_handlers_disconnect_by_data (other, &other_accepted);
+  g_assert_finalize_object (g_steal_pointer (&other));
+}
+
+/* Issue 14: without "reuse-port" on both, the second bind fails, and says why. */
+static void
+test_reuse_port_needed (Fixture *f, gconstpointer data)
+{
+  const gboolean *sides = data;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(SofiaWsListener) other = second_listener_on (f, sides[0], sides[1], &error);
+
+  g_assert_null (other);
+  g_assert_error (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_FAILED);
+  g_test_message ("%s", error->message);
+  g_assert_nonnull (strstr (error->message, "Address already in use"));
+  /* The first one serves on. */
+  close (raw_open ("127.0.0.1", sofia_ws_listener_get_port (f->listener), NULL));
+  g_assert_cmpuint (f->connections->len, ==, 1);
+}
+
+static void
+count_accept_pauses (const char     *domain,
+                     GLogLevelFlags  level,
+                     const char     *message,
+                     gpointer        user_data)
+{
+  if (strstr (message, "cannot accept a connection") != NULL)
+    (*(guint *) user_data)++;
+}
+
+/* Out of file descriptors, a listener sharing its port does not spin on its readable socket
+ * (accept() fails while the connection stays in the backlog): it says why and pauses; once
+ * descriptors are free again it accepts the connections that waited, and new ones. In a
+ * subprocess: the descriptor limit is the whole process's. */
+static void
+test_reuse_port_out_of_descriptors (Fixture *f, gconstpointer data)
+{
+  struct rlimit saved, low;
+  guint pauses = 0;
+  gint64 until;
+  int waiting[4], spare;
+
+  if (!g_test_subprocess ())
+    {
+      g_test_trap_subprocess (NULL, 60 * G_USEC_PER_SEC, G_TEST_SUBPROCESS_DEFAULT);
+      g_test_trap_assert_passed ();
+      return;
+    }
+  g_object_set (f->listener, "reuse-port", TRUE, NULL);
+  start_on (f, "127.0.0.1");
+  /* Connected by the kernel, waiting in the backlog for accept(). */
+  for (guint i = 0; i < G_N_ELEMENTS (waiting); i++)
+    {
+      waiting[i] = raw_connect ("127.0.0.1", sofia_ws_listener_get_port (f->listener), NULL);
+      g_assert_cmpint (waiting[i], >=, 0);
+    }
+  /* No descriptor free: the limit is the lowest free one. */
+  spare = dup (0);
+  g_assert_cmpint (spare, >=, 0);
+  close (spare);
+  g_assert_cmpint (getrlimit (RLIMIT_NOFILE, &saved), ==, 0);
+  low = saved;
+  low.rlim_cur = (rlim_t) spare;
+  g_assert_cmpint (setrlimit (RLIMIT_NOFILE, &low), ==, 0);
+
+  g_log_set_handler ("SofiaWs", G_LOG_LEVEL_MESSAGE, count_accept_pauses, &pauses);
+  until = g_get_monotonic_time () + G_USEC_PER_SEC;
+  while (g_get_monotonic_time () < until)
+    {
+      if (!g_main_context_iteration (NULL, FALSE))
+        g_usleep (1000);
+    }
+  g_assert_cmpint (setrlimit (RLIMIT_NOFILE, &saved), ==, 0);
+  g_test_message ("accept paused %u times in 1 s", pauses);
+  /* It said why, and paused (250 ms each) rather than retrying at once. */
+  g_assert_cmpuint (pauses, >=, 1);
+  g_assert_cmpuint (pauses, <=, 6);
+  g_assert_cmpuint (sofia_ws_listener_get_n_connections (f->listener), ==, 0);
+
+  /* Descriptors again: a new connection is served, and those that waited were accepted (the
+   * handshake of one of them completes). */
+  close (raw_open ("127.0.0.1", sofia_ws_listener_get_port (f->listener), NULL));
+  {
+    g_autoptr(GString) request = raw_request ("", 0);
+    g_autoptr(GString) response = raw_exchange (waiting[0], request);
+
+    g_assert_cmpint (http_status (response), ==, 101);
+  }
+  for (guint i = 0; i < G_N_ELEMENTS (waiting); i++)
+    close (waiting[i]);
+}
+
+/* Issue 14: a listener sharing its port accepts the connections itself and hands them to
+ * libwebsockets (lws 4.1 cannot set SO_REUSEPORT): TLS is done there too. */
+static void
+test_reuse_port_wss (Fixture *f, gconstpointer data)
+{
+  g_autoptr(TestCertificate) certificate = test_certificate_new ("127.0.0.1");
+  g_autoptr(SofiaWsWebSocket) client = NULL;
+  g_autofree char *url = NULL;
+  gboolean connected = FALSE;
+
+  g_object_set (f->listener, "reuse-port", TRUE, "tls-certificate-file",
+                certificate->certificate, "tls-key-file", certificate->key, NULL);
+  start_on (f, "127.0.0.1");
+  g_assert_true (sofia_ws_listener_get_is_secure (f->listener));
+  url = g_strdup_printf ("wss://127.0.0.1:%u/", sofia_ws_listener_get_port (f->listener));
+  client = sofia_ws_websocket_new (url);
+  g_object_set (client, "tls-ca-file", certificate->certificate, NULL);
+  sofia_ws_transport_connect_async (SOFIA_WS_TRANSPORT (client), NULL, NULL,
+                                    on_client_connected, &connected);
+  while (!connected || f->connections->len == 0)
+    g_main_context_iteration (NULL, TRUE);
+  g_clear_object (&client);
+  wait_disconnected (f, 1);
+}
+
+/* Issue 14: the bind cases again on a socket of the listener's own (reuse-port). */
+static void
+test_bind_shared (Fixture *f, gconstpointer data)
+{
+  g_object_set (f->listener, "reuse-port", TRUE, NULL);
+  test_bind (f, data);
+}
+
+static const gboolean reuse_neither[] = { FALSE, FALSE };
+static const gboolean reuse_second_only[] = { FALSE, TRUE };
+static const gboolean reuse_first_only[] = { TRUE, FALSE };
+
 /* Issue 12: "https://good.example\0.evil" passed the allowlist as "https://good.example". */
 static void
 test_origin_with_nul (Fixture *f, gconstpointer data)
@@ -1279,6 +1465,25 @@ main (int argc, char **argv)
   ADD_BIND ("other-loopback", bind_other_loopback);
   ADD_BIND ("ipv6", bind_ipv6);
   ADD ("bind/host-name", test_bind_host_name);
+  ADD_BIND ("all", bind_all);
+  ADD_BIND ("all-ipv4", bind_all_ipv4);
+#undef ADD_BIND
+  ADD ("reuse-port", test_reuse_port);
+#define ADD_REUSE(path, sides) \
+  g_test_add ("/listener/reuse-port/" path, Fixture, sides, fixture_setup, \
+              test_reuse_port_needed, fixture_teardown)
+  ADD_REUSE ("neither", reuse_neither);
+  ADD_REUSE ("second-only", reuse_second_only);
+  ADD_REUSE ("first-only", reuse_first_only);
+#undef ADD_REUSE
+  ADD ("reuse-port/wss", test_reuse_port_wss);
+  ADD ("reuse-port/out-of-descriptors", test_reuse_port_out_of_descriptors);
+#define ADD_BIND(path, c) \
+  g_test_add ("/listener/reuse-port/bind/" path, Fixture, &c, fixture_setup, test_bind_shared, \
+              fixture_teardown)
+  ADD_BIND ("ipv4", bind_ipv4);
+  ADD_BIND ("other-loopback", bind_other_loopback);
+  ADD_BIND ("ipv6", bind_ipv6);
   ADD_BIND ("all", bind_all);
   ADD_BIND ("all-ipv4", bind_all_ipv4);
 #undef ADD_BIND

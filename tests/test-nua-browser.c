@@ -18,6 +18,7 @@
 #include <sofia-sip/nua_tag.h>
 #include <sofia-sip/sip_header.h>
 #include <sofia-sip/su_glib.h>
+#include <sofia-sip/su_log.h>
 #include <sofia-sip/su_tag.h>
 
 #include "support/registrar-peer.h"
@@ -405,8 +406,45 @@ test_message (Fixture *f, gconstpointer data)
   browser_expect (f, seen);
 }
 
-/* The browser went away: a request to it fails at once with 503, whatever names it, and no
- * connection is dialled to its old port (NTA says "No transport": the module gave it none). */
+/* Sofia's log lines while a test captures them (the module's log has no logger of its own:
+ * its lines go to Sofia's default one), still passed on to the default logger. */
+static struct {
+  GString *lines;
+  su_logger_f *logger;
+  void *stream;
+} sofia_log;
+
+static void
+on_sofia_log (void *stream, char const *format, va_list ap)
+{
+  va_list copy;
+
+  va_copy (copy, ap);
+  g_string_append_vprintf (sofia_log.lines, format, copy);
+  va_end (copy);
+  if (sofia_log.logger != NULL)
+    sofia_log.logger (sofia_log.stream, format, ap);
+}
+
+static void
+sofia_log_capture (void)
+{
+  sofia_log.lines = g_string_new (NULL);
+  sofia_log.logger = su_log_default->log_logger;
+  sofia_log.stream = su_log_default->log_stream;
+  su_log_redirect (su_log_default, on_sofia_log, NULL);
+}
+
+static void
+sofia_log_release (void)
+{
+  su_log_redirect (su_log_default, sofia_log.logger, sofia_log.stream);
+  g_string_free (g_steal_pointer (&sofia_log.lines), TRUE);
+}
+
+/* The browser went away: a request to it fails at once with 503, whatever names it, no
+ * connection is dialled to its old port (NTA says "No transport": the module gave it none),
+ * and the module's log (level 3, shown by default) says why. */
 static void
 test_gone (Fixture *f, gconstpointer data)
 {
@@ -421,14 +459,22 @@ test_gone (Fixture *f, gconstpointer data)
     while (!expired)
       g_main_context_iteration (NULL, TRUE);
   }
+  sofia_log_capture ();
   for (By by = BY_REQUEST_URI; by <= BY_FLOW_URI; by++)
     {
       gint64 start = g_get_monotonic_time ();
 
+      g_string_truncate (sofia_log.lines, 0);
       send_message (f, by, "anyone there?");
       nua_expect (f, "r_message 503 No transport");
       g_assert_cmpint (g_get_monotonic_time () - start, <, G_USEC_PER_SEC);
+      /* "tport_ws: request to host x7q2.invalid fails: the WebSocket connection it names
+       * closed 0.5 s ago; a client's port is never dialled" */
+      g_assert_nonnull (strstr (sofia_log.lines->str, "tport_ws: request to "));
+      g_assert_nonnull (strstr (sofia_log.lines->str,
+                                " fails: the WebSocket connection it names closed "));
     }
+  sofia_log_release ();
 }
 
 /* ---- NTA ----------------------------------------------------------------------------------- */
@@ -662,9 +708,67 @@ test_notify (Fixture *f, gconstpointer data)
 
 /* ---- the example program, examples/sofia-ws-nua-pbx.c ---------------------------------------- */
 
+/* Starts browser.mjs (SIP.js) as @user on the example's ws listener at @port. */
+static void
+example_browser_start (Peer *browser, const char *user, const char *port)
+{
+  g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
+
+  g_ptr_array_add (argv, g_strdup ("node"));
+  g_ptr_array_add (argv, g_test_build_filename (G_TEST_DIST, "interop", "node", "browser.mjs",
+                                                NULL));
+  g_ptr_array_add (argv, g_strdup ("--server"));
+  g_ptr_array_add (argv, g_strdup_printf ("ws://127.0.0.1:%s/", port));
+  g_ptr_array_add (argv, g_strdup_printf ("--user=%s", user));
+  peer_start (browser, user, argv, FALSE);
+}
+
+/* alice calls bob through the example, which bridges the call (bob's browser answers with its
+ * fixed SDP); alice hangs up, then, on a second call (a third one meanwhile gets 486), the
+ * example does ("hangup"). */
+static void
+example_bridges (Peer *pbx, Peer *alice, const char *port)
+{
+  Peer bob = { 0 };
+
+  example_browser_start (&bob, "bob", port);
+  g_free (peer_expect (pbx, "registered bob sip:"));
+  g_free (peer_expect (&bob, "\"event\":\"registered\",\"status\":200"));
+
+  peer_say (alice, "call sip:bob@127.0.0.1");
+  g_free (peer_expect (pbx, "calling bob for alice"));
+  g_free (peer_expect (&bob, "\"event\":\"invite\",\"from\":\"sip:alice@127.0.0.1\""));
+  g_free (peer_expect (alice, "\"event\":\"call\",\"status\":200"));
+  g_free (peer_expect (pbx, "bridged alice -> bob"));
+  g_free (peer_expect (&bob, "\"state\":\"Established\""));
+  g_free (peer_expect (alice, "\"state\":\"Established\""));
+  peer_say (alice, "bye");
+  g_free (peer_expect (pbx, "call ended by alice"));
+  g_free (peer_expect (pbx, "hangup 200"));
+  g_free (peer_expect (&bob, "\"state\":\"Terminated\""));
+  g_free (peer_expect (alice, "\"state\":\"Terminated\""));
+
+  peer_say (alice, "call sip:bob@127.0.0.1");
+  g_free (peer_expect (pbx, "bridged alice -> bob"));
+  g_free (peer_expect (&bob, "\"state\":\"Established\""));
+  g_free (peer_expect (alice, "\"state\":\"Established\""));
+  /* One bridged call at a time. */
+  peer_say (alice, "call sip:bob@127.0.0.1");
+  g_free (peer_expect (pbx, "busy: alice calls bob during the bridged call"));
+  g_free (peer_expect (alice, "\"event\":\"call\",\"status\":486"));
+  g_free (peer_expect (alice, "\"state\":\"Terminated\""));
+  peer_say (pbx, "hangup");
+  g_free (peer_expect (pbx, "call ended by the pbx"));
+  g_free (peer_expect (pbx, "hangup 200"));
+  g_free (peer_expect (pbx, "hangup 200"));
+  g_free (peer_expect (&bob, "\"state\":\"Terminated\""));
+  g_free (peer_expect (alice, "\"state\":\"Terminated\""));
+  peer_stop (&bob);
+}
+
 /* The example does what README says: SIP.js registers, is called, gets a MESSAGE, is hung up
- * on, and calls it. The example runs linked, or preloaded in the preloaded run (it inherits
- * LD_PRELOAD): it works the same either way. */
+ * on, calls it, and calls another browser through it. The example runs linked, or preloaded in
+ * the preloaded run (it inherits LD_PRELOAD): it works the same either way. */
 static void
 test_example_pbx (void)
 {
@@ -692,14 +796,7 @@ test_example_pbx (void)
   port = strrchr (listening, ':') + 1;
   *strchr (port, ';') = '\0';
 
-  g_ptr_array_unref (argv);
-  argv = g_ptr_array_new_with_free_func (g_free);
-  g_ptr_array_add (argv, g_strdup ("node"));
-  g_ptr_array_add (argv, g_test_build_filename (G_TEST_DIST, "interop", "node", "browser.mjs",
-                                                NULL));
-  g_ptr_array_add (argv, g_strdup ("--server"));
-  g_ptr_array_add (argv, g_strdup_printf ("ws://127.0.0.1:%s/", port));
-  peer_start (&browser, "browser", argv, FALSE);
+  example_browser_start (&browser, "alice", port);
   g_free (peer_expect (&pbx, "registered alice sip:"));
   g_free (peer_expect (&browser, "\"event\":\"registered\",\"status\":200"));
 
@@ -718,9 +815,12 @@ test_example_pbx (void)
   peer_say (&browser, call);
   g_free (peer_expect (&pbx, "incoming call from alice"));
   g_free (peer_expect (&browser, "\"event\":\"call\",\"status\":200"));
+  g_free (peer_expect (&browser, "\"state\":\"Established\""));
   peer_say (&browser, "bye");
   g_free (peer_expect (&pbx, "hung up by the browser"));
+  g_free (peer_expect (&browser, "\"state\":\"Terminated\""));
 
+  example_bridges (&pbx, &browser, port);
   peer_stop (&browser);
   peer_stop (&pbx);
 }

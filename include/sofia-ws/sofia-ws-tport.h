@@ -166,6 +166,18 @@ SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_max_partial_bytes_ref;
 SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_handshake_timeout;
 SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_handshake_timeout_ref;
 
+/**
+ * WSTAG_REUSE_PORT:
+ * @x: (type gboolean): share the listener's port with other listeners that set it too
+ *   (`SO_REUSEPORT`, Linux), such as the same program's listener in N worker processes, each
+ *   with its own root and agent: the kernel spreads new connections over them (default FALSE;
+ *   with it off a second listener on a port fails with "Address already in use")
+ */
+#define WSTAG_REUSE_PORT(x) wstag_reuse_port, tag_bool_v (x)
+#define WSTAG_REUSE_PORT_REF(x) wstag_reuse_port_ref, tag_bool_vr (&(x))
+SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_reuse_port;
+SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_reuse_port_ref;
+
 /* ---- tags for outgoing connections (sofia_ws_tport_add_client()) ------------------------- */
 
 /* WSTAG_PATH() is the HTTP path requested (default "/"); WSTAG_KEEPALIVE(),

@@ -1,26 +1,31 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 //
 // The real-browser suite: SIP.js 0.21 and JsSIP 3 in headless Chromium (Debian's, driven by
-// puppeteer-core: no browser download), through examples/sofia-ws-registrar over ws and wss.
+// puppeteer-core: no browser download), through examples/sofia-ws-registrar (NTA) and
+// examples/sofia-ws-nua-pbx (NUA, bridging the calls) over ws and wss.
 //
-//   SOFIA_WS_REGISTRAR=_build/examples/sofia-ws-registrar SOFIA_WS_PLUGIN_DIR=_build/plugin \
+//   SOFIA_WS_REGISTRAR=_build/examples/sofia-ws-registrar \
+//   SOFIA_WS_NUA_PBX=_build/examples/sofia-ws-nua-pbx SOFIA_WS_PLUGIN_DIR=_build/plugin \
 //     node tests/browser/browser-suite.mjs
 //   (or: meson test -C _build browser -v)
 //
 // Two pages per scenario, each a phone on one library (pages/), served from 127.0.0.1 by
 // static-server.mjs; they REGISTER, exchange MESSAGEs both ways, and call each other with
-// Chromium's fake microphone (the media must flow both ways: inbound-rtp bytes on both pages).
+// Chromium's fake microphone (the media must flow both ways: inbound-rtp bytes on both pages),
+// through the registrar and through the NUA pbx; a browser hangs up, or the pbx (`hangup` on
+// its stdin).
 // For wss the suite makes a CA and a certificate for 127.0.0.1 signed by it (openssl), and
 // trusts the CA in the NSS database of a $HOME of its own, which is where headless Chromium on
 // Linux looks: certificate verification stays on (a scenario checks that an untrusted issuer is
 // refused).
 //
 // Output: TAP, one point per scenario; a scenario that cannot run says why (# SKIP). Bounded:
-// each scenario has its own timeout and the whole suite stops within 110 s. Every process it
-// starts (the registrars, Chromium) is stopped by its PID, and its temporary files removed.
-// Environment: SOFIA_WS_REGISTRAR (required), SOFIA_WS_CHROMIUM (default /usr/bin/chromium),
-// SOFIA_WS_BROWSER_TRACE=1 prints every page and registrar line as TAP comments;
-// SOFIA_WS_BROWSER_VALGRIND=1 runs the registrars under memcheck.
+// each scenario has its own timeout and the whole suite stops within 150 s. Every process it
+// starts (the registrars, the pbx, Chromium) is stopped by its PID, and its temporary files
+// removed. Environment: SOFIA_WS_REGISTRAR and SOFIA_WS_NUA_PBX (required), SOFIA_WS_CHROMIUM
+// (default /usr/bin/chromium), SOFIA_WS_BROWSER_TRACE=1 prints every page, registrar and pbx
+// line as TAP comments; SOFIA_WS_BROWSER_VALGRIND=1 runs the registrars and the pbx under
+// memcheck.
 
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -36,10 +41,11 @@ const here = dirname(fileURLToPath(import.meta.url));
 const nodeDir = join(here, "..", "interop", "node");
 const chromium = process.env.SOFIA_WS_CHROMIUM ?? "/usr/bin/chromium";
 const registrarPath = process.env.SOFIA_WS_REGISTRAR;
+const pbxPath = process.env.SOFIA_WS_NUA_PBX;
 const trace = process.env.SOFIA_WS_BROWSER_TRACE === "1";
 const valgrind = process.env.SOFIA_WS_BROWSER_VALGRIND === "1";
 
-const SUITE_BUDGET_MS = 110_000;
+const SUITE_BUDGET_MS = 150_000;
 const MESSAGE_TIMEOUT_MS = 15_000;
 const CALL_TIMEOUT_MS = 25_000;
 const MEDIA_WAIT_MS = 10_000;
@@ -70,7 +76,7 @@ function report(name, outcome, detail = []) {
     process.stdout.write(`not ok ${point} - ${name}\n`);
     diag(outcome.error);
     if (detail.length > 0) {
-      diag("the last lines of the pages and the registrar:");
+      diag("the last lines of the pages, the registrar and the pbx:");
       diag(detail.slice(-60).join("\n"));
     }
   }
@@ -87,6 +93,8 @@ if (!existsSync(chromium))
   skipAll(`no Chromium at ${chromium} (Debian package chromium)`);
 if (!registrarPath || !existsSync(registrarPath))
   skipAll("SOFIA_WS_REGISTRAR is not set to the built sofia-ws-registrar");
+if (!pbxPath || !existsSync(pbxPath))
+  skipAll("SOFIA_WS_NUA_PBX is not set to the built sofia-ws-nua-pbx");
 for (const [program, pkg] of [["certutil", "libnss3-tools"], ["openssl", "openssl"]])
   if (spawnSync(program, ["--help"], { stdio: "ignore" }).error)
     skipAll(`${program} not found (Debian package ${pkg})`);
@@ -194,20 +202,23 @@ function trustInNss(home, ca) {
                    "-i", ca]);
 }
 
-// ---- the registrar -----------------------------------------------------------------------
+// ---- the registrar and the pbx -----------------------------------------------------------
 
-// Starts sofia-ws-registrar with `args`; resolves once it printed one "listening" line per
-// --listen: {ports: {ws: N, wss: N}, lines, stop()}.
+// Starts `program` (sofia-ws-registrar or sofia-ws-nua-pbx) with `args`; resolves once it
+// printed one "listening" line per --listen: {ports: {ws: N, wss: N}, say(line), stop()}; each
+// line it prints goes to `log` as "NAME: line". say() writes a command line on its stdin.
 // With SOFIA_WS_BROWSER_VALGRIND=1 it runs under memcheck (suppressions from
 // $SOFIA_WS_VALGRIND_SUPPRESSIONS): an error or a definite leak makes it exit 99.
-function startRegistrar(name, args, log) {
+function startServer(name, program, args, log) {
   const suppressions = (process.env.SOFIA_WS_VALGRIND_SUPPRESSIONS ?? "").split(":").filter(Boolean);
   const argv = valgrind
     ? ["valgrind", "--error-exitcode=99", "--leak-check=full", "--errors-for-leak-kinds=definite",
        "--show-leak-kinds=definite", ...suppressions.map((f) => `--suppressions=${f}`),
-       registrarPath, ...args]
-    : [registrarPath, ...args];
-  const child = spawn(argv[0], argv.slice(1), { stdio: ["ignore", "pipe", "pipe"] });
+       program, ...args]
+    : [program, ...args];
+  // stdin a pipe: the pbx reads its commands there, and ends when it closes.
+  const child = spawn(argv[0], argv.slice(1), { stdio: ["pipe", "pipe", "pipe"] });
+  child.stdin.on("error", (e) => log(`${name} (stdin): ${e.message}`));
   const entry = { name, process: child };
   const exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
   const wanted = args.filter((a) => a === "--listen").length;
@@ -235,6 +246,9 @@ function startRegistrar(name, args, log) {
 
   return ready.then(() => ({
     ports,
+    say(line) {
+      child.stdin.write(`${line}\n`);
+    },
     // SIGTERM; it must exit 0 within 10 s.
     async stop() {
       child.kill("SIGTERM");
@@ -281,9 +295,10 @@ async function openPhone(lib, label, log) {
 
 const LIBRARY = { sipjs: "SIP.js", jssip: "JsSIP" };
 
-// Two phones, registered through the registrar's `transport` listener.
-async function registeredPair(a, b, transport, context) {
-  const url = `${transport}://127.0.0.1:${context.registrar.ports[transport]}/`;
+// Two phones, registered through the `transport` listener of `via` (context.registrar or
+// context.pbx).
+async function registeredPair(a, b, transport, context, via = "registrar") {
+  const url = `${transport}://127.0.0.1:${context[via].ports[transport]}/`;
   const users = [`alice${point + 1}`, `bob${point + 1}`];
   const phones = [await openPhone(a, `alice (${LIBRARY[a]})`, context.log),
                   await openPhone(b, `bob (${LIBRARY[b]})`, context.log)];
@@ -336,22 +351,48 @@ async function mediaFlows(phones) {
   }
 }
 
-// Waits (3 s at most) for the registrar to print a line matching `pattern`, in this scenario.
-async function registrarSays(context, pattern) {
+// Waits (3 s at most) for the registrar or the pbx to print `count` lines matching `pattern`
+// (their lines start with their names), in this scenario.
+async function serverSays(context, pattern, count = 1) {
   const until = Date.now() + 3_000;
-  while (!context.registrarOutput.some((line) => pattern.test(line))) {
+  while (context.serverOutput.filter((line) => pattern.test(line)).length < count) {
     if (Date.now() > until)
-      throw new Error(`the registrar printed no line matching ${pattern}`);
+      throw new Error(`no ${count > 1 ? `${count} lines` : "line"} matching ${pattern} from ` +
+                      "the registrar or the pbx");
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
 
-// alice calls bob through the registrar, bob answers, audio flows both ways, `hangup` ("caller"
-// or "callee") sends the BYE and the other side sees the call ended by the remote party; the
-// registrar says it relayed the INVITE's 200, the ACK and the BYE's 200 (JsSIP reports no status
-// for its own BYE). A registrar that answers the INVITE 405 makes the scenario skip.
-async function callScenario({ a, b, transport, hangup }, context) {
-  const [alice, bob] = await registeredPair(a, b, transport, context);
+// What the server printed at each step of a call through it, by the step: the call answered
+// (the INVITE, its 200 and the ACK went through), a browser hung up (its BYE went through and
+// its 200 came back), the pbx hung up (a BYE to each browser, each answered 200).
+const through = {
+  registrar: {
+    answered: () => [[/^registrar: INVITE relayed: 200 /],
+                     [/^registrar: ACK from .*: in dialog, relaying/]],
+    hungUp: () => [[/^registrar: BYE relayed: 200 /]]
+  },
+  pbx: {
+    answered: (caller, callee) => [[new RegExp(`^pbx: calling ${callee.user} for ${caller.user}$`)],
+                                   [new RegExp(`^pbx: bridged ${caller.user} -> ${callee.user}$`)]],
+    hungUp: (hanging) => [[new RegExp(`^pbx: call ended by ${hanging.user}$`)],
+                          [/^pbx: hangup 200 /]],
+    pbxHungUp: () => [[/^pbx: call ended by the pbx$/], [/^pbx: hangup 200 /, 2]]
+  }
+};
+
+async function serverSaysAll(context, patterns) {
+  for (const [pattern, count] of patterns)
+    await serverSays(context, pattern, count);
+}
+
+// alice calls bob through `via` (the registrar or the pbx), bob answers, audio flows both ways,
+// `hangup` ("caller" or "callee") sends the BYE and the other side sees the call ended by the
+// remote party, or the pbx hangs up ("pbx") and both see it ended by the remote party; the
+// server's lines prove the call went through it (`through`: JsSIP reports no status for its own
+// BYE). A registrar that answers the INVITE 405 makes the scenario skip.
+async function callScenario({ a, b, transport, hangup, via }, context) {
+  const [alice, bob] = await registeredPair(a, b, transport, context, via);
   const ringing = bob.call("nextCall");
   const calling = alice.call("call", bob.user);
   const first = await withTimeout(Promise.race([ringing.then(() => "ringing"), calling]),
@@ -371,30 +412,42 @@ async function callScenario({ a, b, transport, hangup }, context) {
   if (answered.status !== 200)
     throw new Error(`${alice.label}: INVITE got ${answered.status}`);
 
-  // Through the registrar: the INVITE and its ACK (Record-Route).
-  await registrarSays(context, /^registrar: INVITE relayed: 200 /);
-  await registrarSays(context, /^registrar: ACK from .*: in dialog, relaying/);
+  await serverSaysAll(context, through[via].answered(alice, bob));
   const media = await mediaFlows([alice, bob]);
   context.notes.push(`inbound audio: ${alice.label} ${media[0].packetsReceived} packets ` +
                      `(${media[0].bytesReceived} bytes), ${bob.label} ` +
                      `${media[1].packetsReceived} packets (${media[1].bytesReceived} bytes)`);
 
-  const [hanging, other] = hangup === "caller" ? [alice, bob] : [bob, alice];
-  const otherEnded = other.call("ended");
-  const status = await withTimeout(hanging.call("hangup"), 5_000, `${hanging.label} hangs up`);
-  if (status !== 200)
-    throw new Error(`${hanging.label}: BYE got ${status}`);
-  const ended = await withTimeout(otherEnded, 5_000, `${other.label} sees the BYE`);
-  if (ended.by !== "remote")
-    throw new Error(`${other.label}: the call ended by ${ended.by}, expected by the remote party`);
-  await registrarSays(context, /^registrar: BYE relayed: 200 /);
+  if (hangup === "pbx") {
+    await endedByRemote([alice, bob], () => context.pbx.say("hangup"));
+    await serverSaysAll(context, through.pbx.pbxHungUp());
+  } else {
+    const [hanging, other] = hangup === "caller" ? [alice, bob] : [bob, alice];
+    await endedByRemote([other], async () => {
+      const status = await withTimeout(hanging.call("hangup"), 5_000, `${hanging.label} hangs up`);
+      if (status !== 200)
+        throw new Error(`${hanging.label}: BYE got ${status}`);
+    });
+    await serverSaysAll(context, through[via].hungUp(hanging));
+  }
   await stopPhones([alice, bob]);
+}
+
+// Runs `hangUp` and waits for each of `phones` to see its call ended by the remote party.
+async function endedByRemote(phones, hangUp) {
+  const ending = phones.map((phone) => phone.call("ended"));
+  await hangUp();
+  for (const [i, phone] of phones.entries()) {
+    const ended = await withTimeout(ending[i], 5_000, `${phone.label} sees the BYE`);
+    if (ended.by !== "remote")
+      throw new Error(`${phone.label}: the call ended by ${ended.by}, expected by the remote party`);
+  }
 }
 
 // Verification is on: a WebSocket to a wss listener whose certificate no trusted CA issued
 // fails, one to the listener the suite's CA certified opens.
 async function untrustedScenario(_, context) {
-  const untrusted = await startRegistrar("registrar (untrusted certificate)", [
+  const untrusted = await startServer("registrar (untrusted certificate)", registrarPath, [
     "--listen", "sips:127.0.0.1:0;transport=wss",
     `--tls-certificate=${context.certificates.untrusted.certificate}`,
     `--tls-key=${context.certificates.untrusted.key}`
@@ -433,13 +486,18 @@ scenarios.push({
   name: "wss: a certificate from an untrusted issuer is refused, the suite CA's is accepted",
   run: untrustedScenario, timeout: MESSAGE_TIMEOUT_MS
 });
-for (const [a, b, transport, hangup] of [["sipjs", "jssip", "ws", "caller"],
-                                         ["jssip", "sipjs", "wss", "callee"],
-                                         ["sipjs", "sipjs", "wss", "caller"],
-                                         ["jssip", "jssip", "ws", "callee"]]) {
+for (const [a, b, transport, hangup, via] of [["sipjs", "jssip", "ws", "caller", "registrar"],
+                                              ["jssip", "sipjs", "wss", "callee", "registrar"],
+                                              ["sipjs", "sipjs", "wss", "caller", "registrar"],
+                                              ["jssip", "jssip", "ws", "callee", "registrar"],
+                                              ["sipjs", "jssip", "ws", "callee", "pbx"],
+                                              ["jssip", "sipjs", "ws", "pbx", "pbx"],
+                                              ["jssip", "sipjs", "wss", "caller", "pbx"],
+                                              ["sipjs", "jssip", "wss", "pbx", "pbx"]]) {
   scenarios.push({
-    name: `${transport}: ${LIBRARY[a]} calls ${LIBRARY[b]} with audio both ways, the ${hangup} hangs up`,
-    run: callScenario, a, b, transport, hangup, timeout: CALL_TIMEOUT_MS
+    name: `${transport}: ${LIBRARY[a]} calls ${LIBRARY[b]} through the ${via} with audio both ` +
+          `ways, the ${hangup} hangs up`,
+    run: callScenario, a, b, transport, hangup, via, timeout: CALL_TIMEOUT_MS
   });
 }
 
@@ -448,6 +506,7 @@ for (const [a, b, transport, hangup] of [["sipjs", "jssip", "ws", "caller"],
 const home = join(tmp, "home");
 mkdirSync(home);
 let registrar = null;
+let pbx = null;
 let certificates = null;
 let setupError = null;
 
@@ -456,11 +515,12 @@ const log = (line) => {
   if (trace)
     diag(line);
 };
-// The registrar's lines go to the scenario running (its diagnostics, and registrarSays()).
+// The registrar's and the pbx's lines go to the scenario running (its diagnostics, and
+// serverSays()).
 let current = null;
-const registrarLog = (line) => {
+const serverLog = (line) => {
   if (current) {
-    current.registrarOutput.push(line);
+    current.serverOutput.push(line);
     current.log(line);
   } else {
     log(line);
@@ -472,14 +532,21 @@ try {
   trustInNss(home, certificates.ca);
   server = await startStaticServer({ pagesDir: join(here, "pages"),
                                      nodeModulesDir: join(nodeDir, "node_modules") });
-  registrar = await startRegistrar("registrar", [
+  registrar = await startServer("registrar", registrarPath, [
     "--listen", "sip:127.0.0.1:0;transport=ws",
     "--listen", "sips:127.0.0.1:0;transport=wss",
     `--tls-certificate=${certificates.server.certificate}`,
     `--tls-key=${certificates.server.key}`,
     `--allowed-origins=${server.origin}`,
     "--verbose" // every transport event, for the diagnostics of a failure
-  ], registrarLog);
+  ], serverLog);
+  pbx = await startServer("pbx", pbxPath, [
+    "--listen", "sip:127.0.0.1:0;transport=ws",
+    "--listen", "sips:127.0.0.1:0;transport=wss",
+    `--tls-certificate=${certificates.server.certificate}`,
+    `--tls-key=${certificates.server.key}`,
+    `--allowed-origins=${server.origin}`
+  ], serverLog);
   browser = await puppeteer.launch({
     executablePath: chromium,
     headless: true, // Chromium's own headless mode (--headless=new)
@@ -504,7 +571,7 @@ try {
 
 for (const scenario of scenarios) {
   // notes: printed after the point (as TAP comments), whatever the outcome.
-  const context = { registrar, certificates, pages: [], log: null, notes: [], registrarOutput: [] };
+  const context = { registrar, pbx, certificates, pages: [], log: null, notes: [], serverOutput: [] };
   const lines = [];
   const t0 = Date.now();
   context.log = (line) => {
@@ -529,11 +596,14 @@ for (const scenario of scenarios) {
   }
   for (const page of context.pages)
     await page.close().catch(() => {});
+  // A bridged call a failed scenario left up ends here (nothing to end otherwise).
+  if (scenario.via === "pbx")
+    pbx?.say("hangup");
   report(scenario.name, outcome, lines);
   diag(`${((Date.now() - t0) / 1000).toFixed(1)} s${context.notes.map((n) => `; ${n}`).join("")}`);
 }
 
-// Teardown: Chromium, the server, and the registrar, which must exit 0.
+// Teardown: Chromium, the server, the registrar and the pbx, which must exit 0.
 let teardown = { ok: true };
 try {
   if (browser)
@@ -543,12 +613,14 @@ try {
     await server.close();
   if (registrar)
     await registrar.stop();
-  else
-    teardown = { ok: false, error: "the registrar never started" };
+  if (pbx)
+    await pbx.stop();
+  if (!registrar || !pbx)
+    teardown = { ok: false, error: "the registrar or the pbx never started" };
 } catch (e) {
   teardown = { ok: false, error: e.stack ?? String(e) };
 }
 current = null;
-report("the registrar exits 0 on SIGTERM, Chromium closes", teardown);
+report("the registrar and the pbx exit 0 on SIGTERM, Chromium closes", teardown);
 diag(`the suite took ${((Date.now() - started) / 1000).toFixed(1)} s`);
 process.exit(failures > 0 ? 1 : 0);

@@ -41,6 +41,10 @@ char          *registrar_peer_read_line (RegistrarPeer *self,
 /* SIGTERM, and the registrar must exit 0 (every agent, listener and connection destroyed). */
 void           registrar_peer_stop      (RegistrarPeer *self);
 
+/* SIGTERM, waits for the registrar to exit and frees @self: its exit status, or minus the
+ * signal that killed it. */
+int            registrar_peer_terminate (RegistrarPeer *self);
+
 /* Puts valgrind and its options before a child's command when this process runs under valgrind;
  * @argv owns its strings. */
 void           test_wrap_in_valgrind    (GPtrArray *argv);
