@@ -128,7 +128,8 @@ uv_source_dispatch (GSource     *source,
    * uv_run() per message. Here, not in another pass of the GLib context (prepare, query,
    * poll(), check, dispatch; on a plain su_root, a timer of the root and its wake-up too);
    * once, so that the other sources keep their turn when messages keep coming. */
-  if (!g_source_is_destroyed (source) && uv_backend_timeout (&self->loop->uv) == 0)
+  if (!g_source_is_destroyed (source) && uv_loop_alive (&self->loop->uv) &&
+      uv_backend_timeout (&self->loop->uv) == 0)
     uv_run (&self->loop->uv, UV_RUN_NOWAIT);
   self->dispatching = FALSE;
   if (g_source_is_destroyed (source))     /* the loop went away from a callback */
