@@ -123,6 +123,14 @@ uv_source_dispatch (GSource     *source,
   self->dispatching = TRUE;
   self->kicked = FALSE;
   uv_run (&self->loop->uv, UV_RUN_NOWAIT);
+  /* lws's uv event library starts an idle handle after every I/O callback, so that its next
+   * loop iteration finishes the service (its timers, input it has buffered): a second
+   * uv_run() per message. Here, not in another pass of the GLib context (prepare, query,
+   * poll(), check, dispatch; on a plain su_root, a timer of the root and its wake-up too);
+   * once, so that the other sources keep their turn when messages keep coming. */
+  if (!g_source_is_destroyed (source) && uv_loop_alive (&self->loop->uv) &&
+      uv_backend_timeout (&self->loop->uv) == 0)
+    uv_run (&self->loop->uv, UV_RUN_NOWAIT);
   self->dispatching = FALSE;
   if (g_source_is_destroyed (source))     /* the loop went away from a callback */
     return G_SOURCE_REMOVE;

@@ -1022,6 +1022,32 @@ on_receive (SofiaWsWebSocket *self,
   }
 }
 
+/* Writes one message, @payload (with LWS_PRE bytes of headroom before it), to @wsi; when
+ * @announce and somebody listens to message-sent, *@sent is its copy as a string, for the
+ * caller to emit once it is done with the connection. FALSE when lws did not take it all. */
+static gboolean
+write_frame (SofiaWsWebSocket  *self,
+             struct lws        *wsi,
+             guint8            *payload,
+             gsize              len,
+             gboolean           binary,
+             gboolean           announce,
+             char             **sent)
+{
+  /* Before the write: a client's lws_write() masks the payload in place. */
+  trace (self, "sent to", (const char *) payload, len);
+  if (announce && wants_message_sent (self))
+    *sent = binary ? g_utf8_make_valid ((const char *) payload, len)
+                   : g_strndup ((const char *) payload, len);
+  if (lws_write (wsi, payload, len, binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT) < (int) len)
+    {
+      g_clear_pointer (sent, g_free);
+      return FALSE;
+    }
+  self->tx_progress = g_get_monotonic_time ();
+  return TRUE;
+}
+
 static int
 on_writeable (SofiaWsWebSocket *self,
               struct lws       *wsi)
@@ -1034,19 +1060,11 @@ on_writeable (SofiaWsWebSocket *self,
   m = g_queue_pop_head (&self->tx);
   if (m != NULL)
     {
-      int written;
       g_autofree char *sent = NULL;
 
       out_message_unqueued (m);
-      /* Before the write: a client's lws_write() masks the payload in place. */
-      trace (self, "sent to", (const char *) m->buffer + LWS_PRE, m->len);
-      if ((m->announce || m->task != NULL) && wants_message_sent (self))
-        sent = m->binary ? g_utf8_make_valid ((const char *) m->buffer + LWS_PRE, m->len)
-                         : g_strndup ((const char *) m->buffer + LWS_PRE, m->len);
-      written = lws_write (wsi, m->buffer + LWS_PRE, m->len,
-                           m->binary ? LWS_WRITE_BINARY : LWS_WRITE_TEXT);
-
-      if (written < (int) m->len)
+      if (!write_frame (self, wsi, m->buffer + LWS_PRE, m->len, m->binary,
+                        m->announce || m->task != NULL, &sent))
         {
           if (m->task != NULL)
             g_task_return_new_error (m->task, SOFIA_WS_ERROR, SOFIA_WS_ERROR_CLOSED,
@@ -1056,7 +1074,6 @@ on_writeable (SofiaWsWebSocket *self,
           close_wsi (wsi, 0, NULL);
           return 0;
         }
-      self->tx_progress = g_get_monotonic_time ();
 
       if ((!g_queue_is_empty (&self->tx) || self->close_requested) && self->wsi == wsi)
         lws_callback_on_writable (wsi);
@@ -1498,17 +1515,25 @@ check_sendable (SofiaWsWebSocket  *self,
  * rather than asking lws for a WRITEABLE callback, which costs a round of poll changes and a
  * loop iteration per message. lws buffers what the kernel does not take and finishes it on
  * its own; lws_partial_buffered() says whether it still holds such a remainder. */
+static gboolean
+can_write_now (SofiaWsWebSocket *self)
+{
+  return g_queue_is_empty (&self->tx) && self->wsi != NULL && !self->close_started &&
+         !self->close_requested && self->connect_task == NULL && !self->reconnecting &&
+         sofia_ws_transport_get_state (SOFIA_WS_TRANSPORT (self)) ==
+           SOFIA_WS_TRANSPORT_STATE_CONNECTED &&
+         !lws_partial_buffered (self->wsi);
+}
+
 static void
 enqueue (SofiaWsWebSocket *self,
          OutMessage       *m)
 {
+  gboolean now = can_write_now (self);
+
   push_message (self, m);
 
-  if (g_queue_get_length (&self->tx) == 1 && self->wsi != NULL && !self->close_started &&
-      !self->close_requested && self->connect_task == NULL && !self->reconnecting &&
-      sofia_ws_transport_get_state (SOFIA_WS_TRANSPORT (self)) ==
-        SOFIA_WS_TRANSPORT_STATE_CONNECTED &&
-      !lws_partial_buffered (self->wsi))
+  if (now)
     {
       struct lws *wsi = self->wsi;
 
@@ -1528,6 +1553,54 @@ enqueue (SofiaWsWebSocket *self,
     }
   watch_send (self);
   request_writable (self);
+}
+
+/* Messages up to this size are framed on the stack by write_vectors_now(). */
+#define WRITE_NOW_STACK_BYTES 4096
+
+/* enqueue() for a message nothing waits for, when can_write_now(): written at once from a
+ * frame on the stack (or on the heap, when large), without a queue entry. What the kernel
+ * does not take, lws copies into its own buffer and finishes on its own, as in enqueue(). */
+static void
+write_vectors_now (SofiaWsWebSocket    *self,
+                   const GOutputVector *vectors,
+                   gsize                n_vectors,
+                   gsize                len)
+{
+  guint8 on_stack[LWS_PRE + WRITE_NOW_STACK_BYTES];
+  g_autofree guint8 *on_heap = NULL;
+  g_autofree char *sent = NULL;
+  struct lws *wsi = self->wsi;
+  guint8 *payload;
+  gsize offset = 0;
+
+  if (len > WRITE_NOW_STACK_BYTES)
+    on_heap = g_malloc (LWS_PRE + len);
+  payload = (on_heap != NULL ? on_heap : on_stack) + LWS_PRE;
+  for (gsize i = 0; i < n_vectors; i++)
+    {
+      if (vectors[i].size > 0)
+        memcpy (payload + offset, vectors[i].buffer, vectors[i].size);
+      offset += vectors[i].size;
+    }
+
+  /* message-sent's handlers may drop our caller's reference. */
+  g_object_ref (self);
+  if (!write_frame (self, wsi, payload, len, !is_utf8 (payload, len), TRUE, &sent))
+    {
+      self->close_started = TRUE;
+      close_wsi (wsi, 0, NULL);
+      request_writable (self);
+    }
+  else if (lws_partial_buffered (wsi))
+    {
+      sofia_ws_loop_kick (self->loop);
+      /* Not written whole: the peer has send-timeout to take it. */
+      watch_send (self);
+    }
+  if (sent != NULL)
+    sofia_ws_transport_emit_message_sent (SOFIA_WS_TRANSPORT (self), sent);
+  g_object_unref (self);
 }
 
 static void
@@ -1618,6 +1691,11 @@ sofia_ws_websocket_send_vectors (SofiaWsWebSocket     *self,
   if (!check_sendable (self, len, error))
     return FALSE;
 
+  if (can_write_now (self))
+    {
+      write_vectors_now (self, vectors, n_vectors, len);
+      return TRUE;
+    }
   m = out_message_new_vectors (self, vectors, n_vectors, len, NULL);
   m->announce = TRUE;
   enqueue (self, m);

@@ -198,13 +198,29 @@ tport_ws_flows_accepted (tport_t *tport)
   G_UNLOCK (flows);
 }
 
+/* Whether @host is already one of @flow's names: what every message after the first one of a
+ * connection says, checked without building its key. */
+static gboolean
+flow_has_host (Flow       *flow,
+               const char *host)
+{
+  for (guint i = 0; i < flow->keys->len; i++)
+    {
+      const char *key = g_ptr_array_index (flow->keys, i);
+
+      if (key[0] == 'h' && key[1] == ':' && g_ascii_strcasecmp (key + 2, host) == 0)
+        return TRUE;
+    }
+  return FALSE;
+}
+
 static void
 learn_host (Flow       *flow,
             const char *host)
 {
   char *key;
 
-  if (!is_invalid_host (host))
+  if (!is_invalid_host (host) || flow_has_host (flow, host))
     return;
   key = host_key (host);
   if (g_hash_table_lookup (live, key) == flow)

@@ -25,6 +25,8 @@ struct _TportWsRootBridge {
   su_root_t *root;
   GMainContext *context;
   su_timer_t *timer;
+  gboolean timer_armed;
+  su_time_t timer_when;           /* when the armed timer fires */
   GPollFD *fds;
   gint n_fds;
   gint allocated;
@@ -67,7 +69,38 @@ on_timer (su_root_magic_t *magic,
           su_timer_t      *timer,
           su_timer_arg_t  *arg)
 {
-  iterate ((TportWsRootBridge *) arg);
+  TportWsRootBridge *self = (TportWsRootBridge *) arg;
+
+  self->timer_armed = FALSE;
+  iterate (self);
+}
+
+/* The context's next timeout as the root's timer. Most iterations ask for the deadline the
+ * last one asked for (libuv's next timer has not moved): the timer then stays as it is,
+ * rather than leaving and re-entering the root's timer heap at every wake-up. */
+static void
+arm_timer (TportWsRootBridge *self,
+           gint               timeout)
+{
+  su_time_t when;
+  su_duration_t early;
+
+  if (timeout < 0)
+    {
+      if (self->timer_armed)
+        su_timer_reset (self->timer);
+      self->timer_armed = FALSE;
+      return;
+    }
+  when = su_time_add (su_now (), timeout);
+  /* Kept when it fires no later than asked and at most the millisecond GLib rounds to
+   * earlier (an early firing only costs an iteration that arms it again). */
+  early = self->timer_armed ? su_duration (when, self->timer_when) : -1;
+  if (early >= 0 && early <= 1)
+    return;
+  su_timer_set_at (self->timer, on_timer, (su_timer_arg_t *) self, when);
+  self->timer_armed = TRUE;
+  self->timer_when = when;
 }
 
 static void
@@ -161,10 +194,7 @@ iterate (TportWsRootBridge *self)
   self->prepared = TRUE;
   update_registrations (self);
 
-  if (timeout >= 0)
-    su_timer_set_interval (self->timer, on_timer, (su_timer_arg_t *) self, timeout);
-  else
-    su_timer_reset (self->timer);
+  arm_timer (self, timeout);
 
   self->iterating = FALSE;
   g_main_context_release (self->context);

@@ -28,6 +28,22 @@ def proc_cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])      # utime (14th), stime (15th)
 
 
+def proc_wakeups(pid):
+    """How often @pid's main thread went to sleep and was woken: its voluntary context
+    switches (/proc/PID/status), which counts each blocking poll() that had to wait."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    return 0
+
+
+def loadavg():
+    """The machine's load averages over 1, 5 and 15 minutes, as /proc/loadavg says them."""
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
 def proc_status_kib(pid, key):
     """A "kB" line of /proc/PID/status, such as VmRSS or VmHWM."""
     with open(f"/proc/{pid}/status") as f:
@@ -58,8 +74,7 @@ def print_header(title, extra=""):
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
-    with open("/proc/loadavg") as f:
-        load = " ".join(f.read().split()[:3])
+    load = loadavg()
     print(f"## {title}")
     print(f"machine: nproc {len(os.sched_getaffinity(0))}, {model}, "
           f"Linux {os.uname().release}; load average at start {load}{extra}")
@@ -112,7 +127,8 @@ def table(headers, rows, right):
 
 class Registrar:
     """One examples/sofia-ws-registrar --quiet with a ws and a tcp listener on 127.0.0.1,
-    port 0; optionally on Sofia's own loop (--plain-root) and with a set RLIMIT_NOFILE.
+    port 0; optionally on Sofia's own loop (--plain-root), with a set RLIMIT_NOFILE, and under
+    a @wrapper (such as valgrind: the argv it runs the registrar with, same pid).
 
     --quiet: its line per request would cost both transports the same few microseconds of
     formatting and write(2), and hide what the transports themselves cost. What it still
@@ -120,11 +136,11 @@ class Registrar:
 
     name = "the registrar"
 
-    def __init__(self, build, plain_root=False, nofile=None):
+    def __init__(self, build, plain_root=False, nofile=None, wrapper=(), start_timeout=10):
         self.stderr = tempfile.TemporaryFile()
         self.drain = None
         env = dict(os.environ, SOFIA_WS_PLUGIN_DIR=os.path.join(build, "plugin"))
-        argv = [os.path.join(build, "examples", "sofia-ws-registrar"),
+        argv = [*wrapper, os.path.join(build, "examples", "sofia-ws-registrar"),
                 "--listen", "sip:127.0.0.1:0;transport=ws",
                 "--listen", "sip:127.0.0.1:0;transport=tcp", "--quiet",
                 # The crowds all come from 127.0.0.1, 10,000 and more: no connection limits.
@@ -138,7 +154,7 @@ class Registrar:
         self.ports = {}
         fd = self.proc.stdout.fileno()
         pending = b""
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + start_timeout
         while len(self.ports) < 2:
             left = deadline - time.monotonic()
             if left <= 0 or self.proc.poll() is not None:
