@@ -38,14 +38,7 @@ typedef struct {
 static gboolean
 node_available (Fixture *f)
 {
-  g_autofree char *modules = g_build_filename (f->node_dir, "node_modules", "sip.js", NULL);
-
-  if (!g_file_test (modules, G_FILE_TEST_IS_DIR))
-    {
-      g_test_skip ("tests/interop/node has no node_modules: run `npm ci` there (./run test does)");
-      return FALSE;
-    }
-  return TRUE;
+  return test_node_package_available ("sip.js");
 }
 
 /* The edge on @ws_port and @tcp_port (0: any), in front of Kamailio. */

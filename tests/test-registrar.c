@@ -31,14 +31,7 @@ typedef struct {
 static gboolean
 node_available (Fixture *f)
 {
-  g_autofree char *modules = g_build_filename (f->node_dir, "node_modules", "sip.js", NULL);
-
-  if (!g_file_test (modules, G_FILE_TEST_IS_DIR))
-    {
-      g_test_skip ("tests/interop/node has no node_modules: run `npm ci` there (./run test does)");
-      return FALSE;
-    }
-  return TRUE;
+  return test_node_package_available ("sip.js");
 }
 
 /* @data: NULL, "wss" (a wss listener with a certificate the test makes) or "plain" (the

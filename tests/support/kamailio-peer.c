@@ -132,24 +132,6 @@ kamailio_peer_is_available (char **reason)
   return TRUE;
 }
 
-KamailioPeer *
-kamailio_peer_start_or_skip (void)
-{
-  g_autoptr(GError) error = NULL;
-  g_autofree char *reason = NULL;
-  KamailioPeer *peer;
-
-  if (!kamailio_peer_is_available (&reason))
-    {
-      g_test_skip (reason);
-      return NULL;
-    }
-  peer = kamailio_peer_start (&error);
-  g_assert_no_error (error);
-  g_assert_nonnull (peer);
-  return peer;
-}
-
 /* ---- the configuration ------------------------------------------------------------------ */
 
 /* PEER_PORT and mpath are written in front of this. */
@@ -737,8 +719,10 @@ kamailio_peer_start_sip (GError **error)
   return peer_start (TRUE, error);
 }
 
-KamailioPeer *
-kamailio_peer_start_sip_or_skip (void)
+/* A started peer (ws, or plain SIP when @sip), or NULL with the test skipped, saying why, where
+ * Kamailio is not installed. */
+static KamailioPeer *
+start_or_skip (gboolean sip)
 {
   g_autoptr(GError) error = NULL;
   g_autofree char *reason = NULL;
@@ -749,10 +733,22 @@ kamailio_peer_start_sip_or_skip (void)
       g_test_skip (reason);
       return NULL;
     }
-  peer = kamailio_peer_start_sip (&error);
+  peer = peer_start (sip, &error);
   g_assert_no_error (error);
   g_assert_nonnull (peer);
   return peer;
+}
+
+KamailioPeer *
+kamailio_peer_start_or_skip (void)
+{
+  return start_or_skip (FALSE);
+}
+
+KamailioPeer *
+kamailio_peer_start_sip_or_skip (void)
+{
+  return start_or_skip (TRUE);
 }
 
 gboolean

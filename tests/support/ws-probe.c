@@ -18,15 +18,21 @@ node_dir (void)
 }
 
 gboolean
-test_ws_probe_available (void)
+test_node_package_available (const char *package)
 {
   g_autofree char *dir = node_dir ();
-  g_autofree char *modules = g_build_filename (dir, "node_modules", "ws", NULL);
+  g_autofree char *modules = g_build_filename (dir, "node_modules", package, NULL);
 
   if (g_file_test (modules, G_FILE_TEST_IS_DIR))
     return TRUE;
   g_test_skip ("tests/interop/node has no node_modules: run `npm ci` there (./run test does)");
   return FALSE;
+}
+
+gboolean
+test_ws_probe_available (void)
+{
+  return test_node_package_available ("ws");
 }
 
 static void

@@ -9,6 +9,10 @@ G_BEGIN_DECLS
  * scripted case against a server this process serves and prints a report (a key file, group
  * "probe"). */
 
+/* Whether tests/interop/node has @package in its node_modules; if not, the test is skipped
+ * with the reason (run `npm ci` there) and FALSE is returned. */
+gboolean  test_node_package_available (const char *package);
+
 /* Whether the probe can run (tests/interop/node has its node_modules); if not, the test is
  * skipped with the reason and FALSE is returned. */
 gboolean  test_ws_probe_available (void);
