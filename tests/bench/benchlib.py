@@ -125,6 +125,25 @@ def table(headers, rows, right):
     return "\n".join(out)
 
 
+def stop_process(proc, timeout=5):
+    """SIGTERM to @proc (a Popen) if it still runs, SIGKILL after @timeout seconds; its exit
+    status."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+def read_log(log):
+    """The whole text of a process's log file (a TemporaryFile it wrote its stderr to)."""
+    log.seek(0)
+    return log.read().decode(errors="replace")
+
+
 class Registrar:
     """One examples/sofia-ws-registrar --quiet with a ws and a tcp listener on 127.0.0.1,
     port 0; optionally on Sofia's own loop (--plain-root), with a set RLIMIT_NOFILE, and under
@@ -193,17 +212,10 @@ class Registrar:
         return 0
 
     def errors(self):
-        self.stderr.seek(0)
-        return self.stderr.read().decode(errors="replace")
+        return read_log(self.stderr)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        status = stop_process(self.proc)
         if self.drain is not None:
             self.drain.wait()
-        return self.proc.returncode
+        return status

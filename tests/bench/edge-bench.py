@@ -55,8 +55,8 @@ import sys
 import tempfile
 import time
 
-from benchlib import (CLK_TCK, LISTENING, fail, fmt_us, print_header, proc_cpu_ticks,
-                      run_sip_load, table)
+from benchlib import (CLK_TCK, LISTENING, fail, fmt_us, print_header, proc_cpu_ticks, read_log,
+                      run_sip_load, stop_process, table)
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 START_TIMEOUT_S = 10
@@ -128,9 +128,7 @@ class Server:
         return self.proc is not None and self.proc.poll() is None
 
     def errors(self):
-        self.log.seek(0)
-        text = self.log.read().decode(errors="replace")
-        return "\n".join(text.splitlines()[-30:])
+        return "\n".join(read_log(self.log).splitlines()[-30:])
 
     def pids(self):
         """The processes whose CPU is this server's: itself (threads included)."""
@@ -157,14 +155,7 @@ class Server:
         """SIGTERM to the PID, SIGKILL after a timeout; the exit status."""
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        return stop_process(self.proc, timeout=STOP_TIMEOUT_S)
 
 
 class Kamailio(Server):
@@ -705,7 +696,7 @@ def main():
                       f"{args.kamailio_workers} tcp workers and its helpers) ws "
                       f"127.0.0.1:{server.port}, t_relay to {upstream_uri}")
             else:
-                print(f"direct: sip-load over tcp to the upstream, no edge")
+                print("direct: sip-load over tcp to the upstream, no edge")
         sys.stdout.flush()
         results, failed = measure(args, sip_load, points, sides, upstream)
         print()

@@ -67,7 +67,7 @@ import sys
 import tempfile
 
 from benchlib import (CLK_TCK, Registrar, fail, fmt_us, loadavg, print_header, proc_cpu_ticks,
-                      proc_status_kib, proc_wakeups, run_sip_load, table)
+                      proc_status_kib, proc_wakeups, read_log, run_sip_load, stop_process, table)
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ECHO_LISTENING = re.compile(r"^listening (ws://\S+)")
@@ -98,19 +98,12 @@ class EchoServer:
         return self.proc.poll() is None
 
     def errors(self):
-        self.stderr.seek(0)
-        return self.stderr.read().decode(errors="replace")
+        return read_log(self.stderr)
 
     def stop(self):
-        if self.proc.poll() is None:
-            os.kill(self.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        status = stop_process(self.proc)
         self.proc.stdout.close()
-        return self.proc.returncode
+        return status
 
 
 def registrar_target(registrar, transport):

@@ -28,14 +28,14 @@ import argparse
 import os
 import re
 import select
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
-from benchlib import (CLK_TCK, fail, fmt_us, print_header, proc_cpu_ticks, run_sip_load, table)
+from benchlib import (CLK_TCK, fail, fmt_us, print_header, proc_cpu_ticks, read_log, run_sip_load,
+                      stop_process, table)
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LISTENING = re.compile(r"^listening sip:([^:;]+):(\d+);transport=ws")
@@ -99,20 +99,13 @@ class Server:
                 raise RuntimeError(f"{self.label}: worker pid {pid} is gone:\n{self.errors()}")
 
     def errors(self):
-        self.stderr.seek(0)
-        return self.stderr.read().decode(errors="replace")
+        return read_log(self.stderr)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        status = stop_process(self.proc, timeout=10)
         if self.drain is not None:
             self.drain.wait()
-        return self.proc.returncode
+        return status
 
 
 def machine_ticks():
