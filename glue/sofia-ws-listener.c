@@ -971,8 +971,6 @@ sofia_ws_listener_start (SofiaWsListener  *self,
   info.protocols = sofia_ws_loop_protocols;
   info.user = data;
   info.options = LWS_SERVER_OPTION_FAIL_UPON_UNABLE_TO_BIND | bind_options;
-  if (self->reuse_port)
-    info.options |= LWS_SERVER_OPTION_ALLOW_LISTEN_SHARE;      /* SO_REUSEPORT */
   info.retry_and_idle_policy =
     sofia_ws_loop_get_liveness_policy (self->loop, self->ping_interval,
                                        self->ping_interval + self->ping_timeout);
