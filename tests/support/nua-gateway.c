@@ -8,13 +8,15 @@
  *               [--domain 127.0.0.1] [--listen 'sip:127.0.0.1:0;transport=tcp']
  *               [--expires 300] [--retry-seconds 30] [--media-port 40000]
  *
- * The settings, and the gateway parameter each one stands for:
- *   --proxy      outbound-proxy: the edge's tcp listener, where every request goes
- *                (NUTAG_PROXY, NTA's default proxy: the transport's next hop, no Route added)
- *   --registrar  register-proxy: the ws server with transport=ws, the REGISTER's Request-URI
+ * The settings, and the FreeSWITCH gateway parameter each one stands for:
+ *   --proxy      register-proxy and outbound-proxy: the edge's tcp listener, where every
+ *                request goes (NUTAG_PROXY, NTA's default proxy: the next hop, no Route added)
+ *   --registrar  proxy: the ws server with transport=ws, the REGISTER's Request-URI
  *                (NUTAG_REGISTRAR); calls name it too: `call sip:bob@HOST:PORT;transport=ws`
- *   --listen     the gateway's own tcp listener (register-transport=tcp): its Contact and Via
- *                say TCP, and the ws server's requests reach it there through the edge
+ *   --listen     the gateway's own tcp listener (register-transport=tcp, contact-host=sip-ip):
+ *                its Contact and Via say TCP, and the ws server's requests reach it there
+ *                through the edge
+ *   --domain     from-domain: the domain of From and To
  *   --expires    expire-seconds: NUA refreshes the registration before it runs out
  *   --retry-seconds  retry-seconds: after a failed REGISTER, register again this much later
  *
@@ -46,6 +48,7 @@
 #include <sofia-sip/soa_tag.h>
 #include <sofia-sip/su_glib.h>
 #include <sofia-sip/su_log.h>
+#include <sofia-sip/url.h>
 
 typedef struct {
   GMainLoop *loop;
@@ -119,6 +122,19 @@ media_line (const char *sdp)
   const char *m = sdp != NULL ? strstr (sdp, "m=") : NULL;
 
   return m != NULL ? g_strndup (m, strcspn (m, "\r\n")) : g_strdup ("none");
+}
+
+/* Whether @text is a sip: or sips: URI with a host (NUA would take anything as a URL). */
+static gboolean
+is_sip_uri (const char *text)
+{
+  su_home_t home[1] = { SU_HOME_INIT (home) };
+  url_t *url = url_make (home, text);
+  gboolean ok = url != NULL && (url->url_type == url_sip || url->url_type == url_sips) &&
+                url->url_host != NULL && *url->url_host != '\0';
+
+  su_home_deinit (home);
+  return ok;
 }
 
 static void
@@ -274,6 +290,8 @@ on_stdin (GIOChannel *channel, GIOCondition condition, gpointer data)
     {
       if (gw->call != NULL)
         say ("busy: a call is up");
+      else if (!is_sip_uri (words[1]))
+        say ("bad uri: %s", words[1]);
       else
         {
           gw->call = nua_handle (gw->nua, NULL, NUTAG_URL (words[1]), SIPTAG_TO_STR (words[1]),
@@ -315,11 +333,11 @@ main (int argc, char **argv)
   GOptionEntry entries[] = {
     { "user", 0, 0, G_OPTION_ARG_STRING, &user, "The gateway's user (username)", "NAME" },
     { "domain", 0, 0, G_OPTION_ARG_STRING, &domain,
-      "The domain of From and To (realm; default 127.0.0.1)", "HOST" },
+      "The domain of From and To (from-domain; default 127.0.0.1)", "HOST" },
     { "proxy", 0, 0, G_OPTION_ARG_STRING, &proxy,
-      "Where every request goes (outbound-proxy): the edge's tcp listener", "URL" },
+      "Where every request goes (register-proxy, outbound-proxy): the edge's tcp listener", "URL" },
     { "registrar", 0, 0, G_OPTION_ARG_STRING, &registrar,
-      "The REGISTER's Request-URI (register-proxy): the ws server, transport=ws", "URL" },
+      "The REGISTER's Request-URI (proxy): the ws server, transport=ws", "URL" },
     { "listen", 0, 0, G_OPTION_ARG_STRING, &listen,
       "Own listener (default sip:127.0.0.1:0;transport=tcp)", "URL" },
     { "expires", 0, 0, G_OPTION_ARG_INT, &expires,
@@ -347,6 +365,13 @@ main (int argc, char **argv)
     {
       fprintf (stderr, "nua-gateway: --user, --proxy and --registrar are needed, and numbers "
                        "must be positive (--help for the options)\n");
+      return 2;
+    }
+  if (!is_sip_uri (proxy) || !is_sip_uri (registrar) ||
+      (listen != NULL && !is_sip_uri (listen)))
+    {
+      fprintf (stderr, "nua-gateway: --proxy, --registrar and --listen take sip: URIs, "
+                       "e.g. 'sip:127.0.0.1:5080;transport=tcp'\n");
       return 2;
     }
   gw.user = user;
