@@ -90,6 +90,7 @@ struct _Flow {
   char id[FLOW_ID_LENGTH + 1];
   char *peer;                     /* "host port", its key in Registrar.flow_peers */
   tport_t *tport;                 /* a reference */
+  gboolean outbound;              /* the edge's own connection to a ws/wss target */
   GQueue bindings;                /* Binding */
 };
 
@@ -191,8 +192,10 @@ flow_for (Registrar *self,
 
   if (tport == NULL || !tport_is_secondary (tport) || tport_is_gone (tport))
     return NULL;
-  /* The edge's flows are its WebSocket clients' connections, the rest is the network. */
-  if (self->upstream != NULL && sofia_ws_tport_get_listener (tport) == NULL)
+  /* The edge's flows are its WebSocket clients' connections and its own connections to
+   * ws/wss targets; the rest is the network. */
+  if (self->upstream != NULL && sofia_ws_tport_get_listener (tport) == NULL &&
+      !sofia_ws_tport_is_ws (tport))
     return NULL;
   flow = g_hash_table_lookup (self->flows, tport);
   if (flow != NULL)
@@ -209,6 +212,7 @@ flow_for (Registrar *self,
     }
   while (g_str_equal (flow->id, NO_FLOW) || g_hash_table_contains (self->flow_ids, flow->id));
   flow->tport = tport_ref (tport);
+  flow->outbound = self->upstream != NULL && sofia_ws_tport_get_listener (tport) == NULL;
   g_queue_init (&flow->bindings);
   g_hash_table_insert (self->flows, tport, flow);
   g_hash_table_insert (self->flow_ids, flow->id, flow);
@@ -789,8 +793,50 @@ network_primary (Registrar *self)
   return NULL;
 }
 
+/* The edge's address on the side of @flow, for its Path and Record-Route entries: on its own
+ * connection to a ws/wss target, the connection's local address (the server, which cannot
+ * dial a WebSocket, finds its connection from us by that address: RFC 7118's way of reaching
+ * a ws client); elsewhere (the network, its browsers' side) its network listener. NULL when
+ * unknown. */
+static char *
+edge_side_uri (Registrar  *self,
+               su_home_t  *home,
+               Flow       *flow,
+               const char *token)
+{
+  SofiaWsTransport *transport = flow != NULL && flow->outbound
+                                ? sofia_ws_tport_get_transport (flow->tport) : NULL;
+  tport_t *primary;
+  tp_name_t const *name;
+  g_autofree char *proto = NULL;
+
+  if (transport != NULL && SOFIA_WS_IS_WEBSOCKET (transport))
+    {
+      SofiaWsWebSocket *websocket = SOFIA_WS_WEBSOCKET (transport);
+      const char *local = sofia_ws_websocket_get_local_address (websocket);
+
+      if (local == NULL)
+        return NULL;
+      return su_sprintf (home, "<sip:%s@%s;transport=%s;lr>", token, local,
+                         sofia_ws_websocket_get_is_secure (websocket) ? "wss" : "ws");
+    }
+  if (flow != NULL && flow->outbound)
+    return NULL;
+  primary = network_primary (self);
+  name = primary != NULL ? tport_name (primary) : NULL;
+  if (name == NULL || name->tpn_host == NULL)
+    return NULL;
+  proto = g_ascii_strdown (name->tpn_proto, -1);
+  return su_sprintf (home, "<sip:%s@%s%s%s:%s;transport=%s;lr>", token,
+                     strchr (name->tpn_host, ':') ? "[" : "", name->tpn_host,
+                     strchr (name->tpn_host, ':') ? "]" : "", name->tpn_port, proto);
+}
+
 /* Our Record-Route (or, for the edge's REGISTER, Path) with the flow token of the two
- * parties: on the listener the request came to, or the edge's network listener. */
+ * parties: on the listener the request came to. The edge's entries face the parties: one on
+ * the caller's side and one on the callee's, two when these differ (a double Record-Route,
+ * RFC 5658: its own ws connection to a server on one side, the network on the other); its
+ * Path is the entry on the registrar's side. */
 static void
 add_own_route (Registrar *self,
                msg_t     *forward,
@@ -799,28 +845,65 @@ add_own_route (Registrar *self,
                Target    *target,
                gboolean   path)
 {
-  tport_t *primary = self->upstream != NULL ? network_primary (self)
-                     : inbound == NULL ? NULL
-                     : tport_is_primary (inbound) ? inbound : tport_parent (inbound);
-  tp_name_t const *name = primary != NULL ? tport_name (primary) : NULL;
-  g_autofree char *proto = NULL;
-  char *text;
-  msg_header_t *header;
+  su_home_t *home = msg_home (forward);
+  char *token = su_sprintf (home, "%s.%s",
+                            target->caller != NULL ? target->caller->id : NO_FLOW,
+                            target->callee != NULL ? target->callee->id : NO_FLOW);
+  char *entries[2] = { NULL, NULL };    /* the caller's side, the callee's */
 
-  if (name == NULL || name->tpn_host == NULL)
+  if (token == NULL)
     return;
-  proto = g_ascii_strdown (name->tpn_proto, -1);
-  text = su_sprintf (msg_home (forward), "<sip:%s.%s@%s%s%s:%s;transport=%s;lr>",
-                     target->caller != NULL ? target->caller->id : NO_FLOW,
-                     target->callee != NULL ? target->callee->id : NO_FLOW,
-                     strchr (name->tpn_host, ':') ? "[" : "", name->tpn_host,
-                     strchr (name->tpn_host, ':') ? "]" : "", name->tpn_port, proto);
-  if (text == NULL)
-    return;
-  header = path ? (msg_header_t *) sip_path_make (msg_home (forward), text)
-                : (msg_header_t *) sip_record_route_make (msg_home (forward), text);
-  if (header != NULL)
-    msg_header_insert (forward, (msg_pub_t *) fsip, header);
+  if (self->upstream != NULL)
+    {
+      entries[1] = edge_side_uri (self, home, target->callee, token);
+      if (!path)
+        entries[0] = edge_side_uri (self, home, target->caller, token);
+      if (entries[0] != NULL && entries[1] != NULL && g_str_equal (entries[0], entries[1]))
+        entries[0] = NULL;
+    }
+  else
+    {
+      tport_t *primary = inbound == NULL ? NULL
+                         : tport_is_primary (inbound) ? inbound : tport_parent (inbound);
+      tp_name_t const *name = primary != NULL ? tport_name (primary) : NULL;
+      g_autofree char *proto = NULL;
+
+      if (name == NULL || name->tpn_host == NULL)
+        return;
+      proto = g_ascii_strdown (name->tpn_proto, -1);
+      entries[1] = su_sprintf (home, "<sip:%s@%s%s%s:%s;transport=%s;lr>", token,
+                               strchr (name->tpn_host, ':') ? "[" : "", name->tpn_host,
+                               strchr (name->tpn_host, ':') ? "]" : "", name->tpn_port, proto);
+    }
+  /* Inserted on top: the caller's side first, so that the callee's is the topmost. */
+  for (guint i = 0; i < 2; i++)
+    {
+      msg_header_t *header;
+
+      if (entries[i] == NULL)
+        continue;
+      header = path ? (msg_header_t *) sip_path_make (home, entries[i])
+                    : (msg_header_t *) sip_record_route_make (home, entries[i]);
+      if (header != NULL)
+        msg_header_insert (forward, (msg_pub_t *) fsip, header);
+    }
+}
+
+/* The Routes past our own on top: the first, and the next ones with the same token (our
+ * double Record-Route). */
+static sip_route_t const *
+past_own_routes (sip_route_t const *route)
+{
+  sip_route_t const *next;
+
+  if (route == NULL)
+    return NULL;
+  for (next = route->r_next; next != NULL && is_own_route (next) &&
+       route->r_url->url_user != NULL &&
+       g_ascii_strcasecmp (next->r_url->url_user, route->r_url->url_user) == 0;
+       next = next->r_next)
+    ;
+  return next;
 }
 
 static void
@@ -878,7 +961,12 @@ relay_request (Registrar      *self,
                                                              (url_string_t *) target->url,
                                                              NULL));
   if (target->pop_route && fsip->sip_route != NULL)
-    msg_header_remove (forward, (msg_pub_t *) fsip, (msg_header_t *) fsip->sip_route);
+    {
+      sip_route_t const *rest = past_own_routes (fsip->sip_route);
+
+      while (fsip->sip_route != NULL && fsip->sip_route != rest)
+        msg_header_remove (forward, (msg_pub_t *) fsip, (msg_header_t *) fsip->sip_route);
+    }
   if (fsip->sip_max_forwards != NULL)
     fsip->sip_max_forwards->mf_count--;
   else
@@ -1098,7 +1186,7 @@ edge_forward (Registrar      *self,
   char transport[8] = "";
   char label[128];
 
-  if (from != NULL)
+  if (from != NULL && !from->outbound)
     {
       target.hop = self->upstream;
       target.path = sip->sip_request->rq_method == sip_method_register;
@@ -1108,7 +1196,7 @@ edge_forward (Registrar      *self,
     }
 
   if (pop_route && route != NULL)
-    route = route->r_next;
+    route = past_own_routes (route);
   target.hop = route != NULL ? route->r_url : sip->sip_request->rq_url;
   if (route == NULL && sip->sip_request->rq_method == sip_method_options &&
       target.hop->url_user == NULL &&
@@ -1144,9 +1232,14 @@ edge_forward (Registrar      *self,
           refuse (irq, sip, 503, "Service Unavailable (no connection)");
           return;
         }
+      /* Our Path or Record-Route on that side names this connection: the server sends the
+       * requests of the registration or dialog back over it. */
+      target.callee = flow_for (self, target.tport);
+      target.path = sip->sip_request->rq_method == sip_method_register && target.callee != NULL;
     }
-  say ("%s from %s: to %s%s%s\n", method, tport_label (inbound, label, sizeof label),
-       target.hop->url_host, target.hop->url_port != NULL ? ":" : "",
+  say ("%s from %s%s: to %s%s%s\n", method, tport_label (inbound, label, sizeof label),
+       pop_route ? " by our Route" : "", target.hop->url_host,
+       target.hop->url_port != NULL ? ":" : "",
        target.hop->url_port != NULL ? target.hop->url_port : "");
   relay_request (self, irq, sip, request, inbound, &target);
 }

@@ -338,6 +338,29 @@ next_request (SipSocket *socket)
     }
 }
 
+/* As the edge saw it: @method from Kamailio (the line after those from the gateways' sockets)
+ * reached it over the edge's own ws connection, with the edge's Path or Record-Route on top
+ * ("by our Route"), not over its tcp listener. */
+static void
+assert_from_server (Fixture *f, const char *method, SipSocket *fs1, SipSocket *fs2)
+{
+  g_autofree char *prefix = g_strdup_printf ("%s from ", method);
+  g_autofree char *mine1 = g_strdup_printf ("%s from tcp %s", method, sip_socket_local (fs1));
+  g_autofree char *mine2 = g_strdup_printf ("%s from tcp %s", method, sip_socket_local (fs2));
+
+  for (;;)
+    {
+      g_autofree char *line = registrar_peer_read_line (f->edge, prefix, NULL, NULL);
+      g_autofree char *ws = g_strdup_printf ("%s from ws ", method);
+
+      if (g_str_has_prefix (line, mine1) || g_str_has_prefix (line, mine2))
+        continue;
+      g_assert_cmpint (g_ascii_strncasecmp (line, ws, strlen (ws)), ==, 0);
+      g_assert_nonnull (strstr (line, " by our Route: "));
+      return;
+    }
+}
+
 /* @user registers at Kamailio's ws listener over @socket, through the edge: the Request-URI
  * names the ws target, the Contact the socket's own address (which the edge reaches over the
  * same connection). */
@@ -361,11 +384,13 @@ register_through_edge (Fixture *f, SipSocket *socket, const char *user)
 }
 
 /* fs1 and fs2 (standing in for two FreeSWITCH gateways: TCP to the edge, the ws target in the
- * Request-URI) register at Kamailio over the edge's ws connection; fs2's MESSAGE reaches fs1,
- * Kamailio sending it back over that connection; fs2 calls fs1: INVITE, 200, ACK, and fs1
- * hangs up (a BYE routed by the Record-Routes of the edge and Kamailio). */
+ * Request-URI) register at Kamailio over the edge's ws connection (the edge adds a Path naming
+ * it); fs2's MESSAGE reaches fs1, Kamailio sending it back over that connection by fs1's Path;
+ * fs2 calls fs1: INVITE, 200, ACK, fs1 re-INVITEs and hangs up, Kamailio sending each to fs2 by
+ * the edge's double Record-Route (its ws side, then its tcp side). Every request Kamailio
+ * sends to a gateway reaches the edge over its own ws connection, never its tcp listener. */
 static void
-run_outbound (Fixture *f)
+run_outbound (Fixture *f, char **stale)
 {
   g_autoptr(SipSocket) fs1 = sip_socket_connect (f->tcp_port);
   g_autoptr(SipSocket) fs2 = sip_socket_connect (f->tcp_port);
@@ -376,6 +401,7 @@ run_outbound (Fixture *f)
   g_autofree char *callee_routes = NULL, *to = NULL, *from = NULL, *from_tag = NULL;
   g_autofree char *to_tag = NULL, *callee_contact = NULL, *caller_contact = NULL;
   g_autofree char *ack = NULL, *bye = NULL, *bye_ok = NULL, *header = NULL;
+  g_autofree char *reinvite = NULL;
   g_autofree char *contact = g_strdup_printf ("Contact: <sip:fs2@%s;transport=tcp>\r\n"
                                               "Content-Type: application/sdp\r\n",
                                               sip_socket_local (fs2));
@@ -403,6 +429,8 @@ run_outbound (Fixture *f)
   response = sip_socket_read (fs2, 10000);
   g_assert_nonnull (response);
   g_assert_cmpuint (sip_text_status (response), ==, 200);
+  /* Kamailio sent it by fs1's Path: the edge's ws connection. */
+  assert_from_server (f, "MESSAGE", fs1, fs2);
 
   /* A call from fs2 to fs1. */
   invite = sip_text_over_tcp (sip_text_request ("INVITE", uri, "fs2", "sip:fs1@127.0.0.1",
@@ -414,6 +442,7 @@ run_outbound (Fixture *f)
   rr = header_list (got, "Record-Route");
   g_assert_nonnull (rr);
   g_test_message ("fs1 got the INVITE with Record-Route: %s", rr);
+  assert_from_server (f, "INVITE", fs1, fs2);
   g_clear_pointer (&header, g_free);
   header = sip_text_header (got, "Contact");
   caller_contact = contact_uri (header);
@@ -455,6 +484,41 @@ run_outbound (Fixture *f)
   got = next_request (fs1);
   g_assert_true (g_str_has_prefix (got, "ACK "));
 
+  /* fs1 (the callee) sends a re-INVITE by its route set: Kamailio sends it on to fs2 by the
+   * edge's Record-Route on its side, over the edge's ws connection. */
+  reinvite = g_strdup_printf ("INVITE %s SIP/2.0\r\nVia: SIP/2.0/TCP %s;branch=z9hG4bK%08x\r\n"
+                              "Max-Forwards: 70\r\nRoute: %s\r\n"
+                              "From: <sip:fs1@127.0.0.1>;tag=%s\r\n"
+                              "To: <sip:fs2@127.0.0.1>;tag=%s\r\nCall-ID: %s\r\n"
+                              "CSeq: 2 INVITE\r\nContact: <sip:fs1@%s;transport=tcp>\r\n"
+                              "Content-Type: application/sdp\r\nContent-Length: %zu\r\n\r\n%s",
+                              caller_contact, sip_socket_local (fs1), g_random_int (),
+                              callee_routes, to_tag, from_tag, call_id, sip_socket_local (fs1),
+                              strlen (sdp), sdp);
+  sip_socket_send (fs1, reinvite);
+  g_clear_pointer (&got, g_free);
+  got = next_request (fs2);
+  g_assert_true (g_str_has_prefix (got, "INVITE "));
+  assert_from_server (f, "INVITE", fs1, fs2);
+  g_clear_pointer (&answer, g_free);
+  answer = sip_text_response (got, 200, "OK");
+  sip_socket_send (fs2, answer);
+  g_clear_pointer (&ok, g_free);
+  ok = final_response (fs1, "", 10000);
+  g_assert_nonnull (ok);
+  g_assert_cmpuint (sip_text_status (ok), ==, 200);
+  g_clear_pointer (&ack, g_free);
+  ack = g_strdup_printf ("ACK %s SIP/2.0\r\nVia: SIP/2.0/TCP %s;branch=z9hG4bK%08x\r\n"
+                         "Max-Forwards: 70\r\nRoute: %s\r\nFrom: <sip:fs1@127.0.0.1>;tag=%s\r\n"
+                         "To: <sip:fs2@127.0.0.1>;tag=%s\r\nCall-ID: %s\r\n"
+                         "CSeq: 2 ACK\r\nContent-Length: 0\r\n\r\n", caller_contact,
+                         sip_socket_local (fs1), g_random_int (), callee_routes, to_tag,
+                         from_tag, call_id);
+  sip_socket_send (fs1, ack);
+  g_clear_pointer (&got, g_free);
+  got = next_request (fs2);
+  g_assert_true (g_str_has_prefix (got, "ACK "));
+
   /* fs1 hangs up. */
   bye = g_strdup_printf ("BYE %s SIP/2.0\r\nVia: SIP/2.0/TCP %s;branch=z9hG4bK%08x\r\n"
                          "Max-Forwards: 70\r\nRoute: %s\r\nFrom: <sip:fs1@127.0.0.1>;tag=%s\r\n"
@@ -472,13 +536,41 @@ run_outbound (Fixture *f)
   bye_ok = sip_socket_read (fs1, 10000);
   g_assert_nonnull (bye_ok);
   g_assert_cmpuint (sip_text_status (bye_ok), ==, 200);
+  assert_from_server (f, "BYE", fs1, fs2);
+
+  /* For the caller: a BYE by its route set, whose first entries are the edge's (its tcp side,
+   * then its ws side, with the token of its connection to Kamailio). */
+  if (stale != NULL)
+    *stale = g_strdup_printf ("BYE %s SIP/2.0\r\nVia: SIP/2.0/TCP %s;branch=z9hG4bK%08x\r\n"
+                              "Max-Forwards: 70\r\nRoute: %s\r\n"
+                              "From: <sip:fs2@127.0.0.1>;tag=%s\r\n"
+                              "To: <sip:fs1@127.0.0.1>;tag=%s\r\nCall-ID: %s\r\n"
+                              "CSeq: 3 BYE\r\nContent-Length: 0\r\n\r\n", callee_contact,
+                              sip_socket_local (fs2), g_random_int (), caller_routes, from_tag,
+                              to_tag, call_id);
+}
+
+/* @request, by a route set naming the edge's connection to Kamailio, once that connection
+ * has gone (Kamailio or the edge restarted): 430 from the edge at once, no new connection. */
+static void
+assert_stale_flow (Fixture *f, const char *request)
+{
+  g_autoptr(SipSocket) peer = sip_socket_connect (f->tcp_port);
+  g_autofree char *response = NULL, *line = NULL;
+
+  g_assert_true (g_str_has_prefix (request, "BYE "));
+  response = final_response (peer, request, 5000);
+  g_assert_nonnull (response);
+  g_assert_cmpuint (sip_text_status (response), ==, 430);
+  line = registrar_peer_read_line (f->edge, "BYE from tcp ", NULL, NULL);
+  g_assert_nonnull (strstr (line, ": 430, "));
 }
 
 static void
 test_outbound (Fixture *f, gconstpointer data)
 {
   if (f->kamailio != NULL)
-    run_outbound (f);
+    run_outbound (f, NULL);
 }
 
 /* ---- restarts and the configuration file ------------------------------------------------- */
@@ -527,13 +619,35 @@ static void
 test_restart_kamailio_outbound (Fixture *f, gconstpointer data)
 {
   g_autoptr(GError) error = NULL;
+  g_autofree char *stale = NULL;
 
   if (f->kamailio == NULL)
     return;
-  run_outbound (f);
+  run_outbound (f, &stale);
   g_assert_true (kamailio_peer_restart (f->kamailio, &error));
   g_assert_no_error (error);
-  run_outbound (f);
+  /* The connection's token names a connection that has gone: 430. */
+  assert_stale_flow (f, stale);
+  run_outbound (f, NULL);
+}
+
+/* The edge restarts (same ports) under registered gateways: its old tokens are unknown to the
+ * new edge (430), and the gateways registering again are reached again over its new
+ * connection. */
+static void
+test_restart_edge_outbound (Fixture *f, gconstpointer data)
+{
+  guint16 ws_port = f->ws_port, tcp_port = f->tcp_port;
+  g_autofree char *stale = NULL;
+
+  if (f->kamailio == NULL)
+    return;
+  run_outbound (f, &stale);
+  g_clear_pointer (&f->edge, registrar_peer_stop);
+  start_edge (f, ws_port, tcp_port);
+  g_assert_cmpuint (f->tcp_port, ==, tcp_port);
+  assert_stale_flow (f, stale);
+  run_outbound (f, NULL);
 }
 
 /* Every option from the [edge] group of a --config file, the listeners included. */
@@ -604,6 +718,7 @@ main (int argc, char **argv)
   ADD ("restart/kamailio", "sip", test_restart_kamailio);
   ADD ("restart/kamailio-outbound", "ws", test_restart_kamailio_outbound);
   ADD ("restart/edge", "sip", test_restart_edge);
+  ADD ("restart/edge-outbound", "ws", test_restart_edge_outbound);
   ADD ("config-file", "sip", test_config_file);
 #undef ADD
 
