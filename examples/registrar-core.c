@@ -91,6 +91,8 @@ struct _Flow {
   char *peer;                     /* "host port", its key in Registrar.flow_peers */
   tport_t *tport;                 /* a reference */
   gboolean outbound;              /* the edge's own connection to a ws/wss target */
+  char *target;                   /* outbound: its key in Registrar.targets */
+  gint64 keep_until;              /* outbound: monotonic time it may be closed as idle */
   GQueue bindings;                /* Binding */
 };
 
@@ -123,6 +125,7 @@ struct _Registrar {
   url_t *upstream;                /* NULL: the registrar */
   char upstream_proto[8];         /* "udp", "tcp", "tls" */
   tport_t *clients[2];            /* the ws and wss client primaries, made on first use */
+  GHashTable *targets;            /* "ws host:port" -> its connection's Flow (not owned) */
 };
 
 static gboolean quiet;            /* RegistrarOptions.quiet: no line per request */
@@ -182,6 +185,7 @@ tport_is_gone (tport_t *tport)
 
 static void binding_remove (Registrar *self, Binding *binding);
 static void user_prune     (Registrar *self, User *user);
+static void target_keep    (Registrar *self, Flow *flow, guint seconds);
 
 /* The flow of a connection, made on first use; NULL for a connectionless or closed tport. */
 static Flow *
@@ -241,6 +245,9 @@ flow_free (Registrar *self,
   g_hash_table_remove (self->flow_ids, flow->id);
   if (flow->peer != NULL && g_hash_table_lookup (self->flow_peers, flow->peer) == flow)
     g_hash_table_remove (self->flow_peers, flow->peer);
+  if (flow->target != NULL && g_hash_table_lookup (self->targets, flow->target) == flow)
+    g_hash_table_remove (self->targets, flow->target);
+  g_free (flow->target);
   g_free (flow->peer);
   tport_unref (flow->tport);
   g_free (flow);
@@ -691,6 +698,19 @@ on_relay_response (nta_outgoing_magic_t *magic,
 
   if (status < 200)
     return 0;
+  if (relay->method == sip_method_register && status < 300 && relay->tport != NULL &&
+      sip != NULL)
+    {
+      /* The server reaches the registered party by our Path, over this connection: it stays
+       * while the registration lasts. */
+      unsigned expires = sip->sip_expires != NULL ? sip->sip_expires->ex_delta : 0;
+
+      for (sip_contact_t const *m = sip->sip_contact; m != NULL; m = m->m_next)
+        if (m->m_expires != NULL)
+          expires = MAX (expires, (unsigned) strtoul (m->m_expires, NULL, 10));
+      target_keep (relay->self, g_hash_table_lookup (relay->self->flows, relay->tport),
+                   MIN (expires, MAX_EXPIRES) + relay->self->options.target_idle);
+    }
   say ("%s relayed: %d %s\n", relay->method_name, status, phrase);
   if (relay->method == sip_method_invite && status < 300 && status != 502)
     {
@@ -1005,6 +1025,9 @@ relay_request (Registrar      *self,
       return;
     }
 
+  if (target->tport != NULL)
+    target_keep (self, g_hash_table_lookup (self->flows, target->tport),
+                 self->options.target_idle);
   relay = g_new0 (Relay, 1);
   relay->self = self;
   relay->irq = irq;
@@ -1136,18 +1159,61 @@ creates_dialog (sip_t const *sip)
 
 /* ---- edge mode ------------------------------------------------------------------------------ */
 
+/* An outbound flow is in use: kept at least @seconds more. */
+static void
+target_keep (Registrar *self,
+             Flow      *flow,
+             guint      seconds)
+{
+  gint64 until = g_get_monotonic_time () + (gint64) seconds * G_USEC_PER_SEC;
+
+  if (flow != NULL && flow->outbound && until > flow->keep_until)
+    flow->keep_until = until;
+}
+
+/* The open target connections, their closed ones forgotten. */
+static guint
+count_targets (Registrar *self)
+{
+  GHashTableIter iter;
+  Flow *flow;
+
+  g_hash_table_iter_init (&iter, self->targets);
+  while (g_hash_table_iter_next (&iter, NULL, (gpointer *) &flow))
+    if (tport_is_gone (flow->tport))
+      g_hash_table_iter_remove (&iter);
+  return g_hash_table_size (self->targets);
+}
+
 /* The edge's connection to a ws/wss target, such as a WebSocket SIP server: the open one, or
- * a new one (sofia_ws_tport_connect()); NULL when none can be made. */
+ * a new one (sofia_ws_tport_connect()) while fewer than max_targets are open; NULL, with
+ * @why, when none can be made. */
 static tport_t *
 edge_connection (Registrar   *self,
                  const url_t *hop,
-                 gboolean     secure)
+                 gboolean     secure,
+                 const char **why)
 {
   g_autoptr(GError) error = NULL;
-  g_autofree char *url = NULL;
+  g_autofree char *url = NULL, *key = NULL;
   tport_t **client = &self->clients[secure ? 1 : 0];
   tport_t *connection;
+  Flow *flow;
+  const char *port = hop->url_port != NULL ? hop->url_port : secure ? "443" : "80";
+  gboolean v6 = strchr (hop->url_host, ':') != NULL && hop->url_host[0] != '[';
 
+  *why = "Service Unavailable (no connection)";
+  key = g_strdup_printf ("%s %s%s%s:%s", secure ? "wss" : "ws", v6 ? "[" : "", hop->url_host,
+                         v6 ? "]" : "", port);
+  flow = g_hash_table_lookup (self->targets, key);
+  if ((flow == NULL || tport_is_gone (flow->tport)) &&
+      count_targets (self) >= self->options.max_targets)
+    {
+      say ("%s: 503, %u ws/wss targets open (--max-targets)\n", key,
+           self->options.max_targets);
+      *why = "Service Unavailable (too many ws targets)";
+      return NULL;
+    }
   if (*client == NULL)
     *client = sofia_ws_tport_add_client (self->agent, secure ? "wss" : "ws", &error,
                                          WSTAG_CRLF_KEEPALIVE (self->options.crlf_keepalive),
@@ -1159,13 +1225,21 @@ edge_connection (Registrar   *self,
       say ("cannot make %s connections: %s\n", secure ? "wss" : "ws", error->message);
       return NULL;
     }
-  url = g_strdup_printf ("sip:%s%s%s:%s;transport=%s", strchr (hop->url_host, ':') ? "[" : "",
-                         hop->url_host, strchr (hop->url_host, ':') ? "]" : "",
-                         hop->url_port != NULL ? hop->url_port : secure ? "443" : "80",
-                         secure ? "wss" : "ws");
+  url = g_strdup_printf ("sip:%s%s%s:%s;transport=%s", v6 ? "[" : "", hop->url_host,
+                         v6 ? "]" : "", port, secure ? "wss" : "ws");
   connection = sofia_ws_tport_connect (*client, url, &error);
   if (connection == NULL)
-    say ("cannot connect to %s: %s\n", url, error->message);
+    {
+      say ("cannot connect to %s: %s\n", url, error->message);
+      return NULL;
+    }
+  flow = flow_for (self, connection);
+  if (flow != NULL && flow->target == NULL)
+    {
+      flow->target = g_steal_pointer (&key);
+      g_hash_table_replace (self->targets, flow->target, flow);
+    }
+  target_keep (self, flow, self->options.target_idle);
   return connection;
 }
 
@@ -1225,11 +1299,16 @@ edge_forward (Registrar      *self,
           refuse (irq, sip, 430, "Flow Failed");
           return;
         }
+      const char *why;
+
       target.tport = edge_connection (self, target.hop,
-                                      g_ascii_strcasecmp (transport, "wss") == 0);
+                                      g_ascii_strcasecmp (transport, "wss") == 0, &why);
       if (target.tport == NULL)
         {
-          refuse (irq, sip, 503, "Service Unavailable (no connection)");
+          if (sip->sip_request->rq_method == sip_method_ack)
+            nta_incoming_destroy (irq);
+          else
+            reply (irq, 503, why, SIPTAG_RETRY_AFTER_STR ("10"), TAG_END ());
           return;
         }
       /* Our Path or Record-Route on that side names this connection: the server sends the
@@ -1337,6 +1416,9 @@ on_request (nta_leg_magic_t *magic,
   sip_method_t method = sip->sip_request->rq_method;
   char label[128];
 
+  if (tport != NULL && self->upstream != NULL)
+    target_keep (self, g_hash_table_lookup (self->flows, tport), self->options.target_idle);
+
   if (request == NULL || msg_has_error (request) || sip->sip_error != NULL)
     {
       /* Sofia keeps a second single header (Max-Forwards, Content-Type...) aside as an
@@ -1384,6 +1466,17 @@ on_request (nta_leg_magic_t *magic,
 
 /* ---- the sweep ----------------------------------------------------------------------------- */
 
+/* Whether a request relayed over @tport is still pending. */
+static gboolean
+has_relays (Registrar *self,
+            tport_t   *tport)
+{
+  for (GList *l = self->relays.head; l != NULL; l = l->next)
+    if (((Relay *) l->data)->tport == tport && ((Relay *) l->data)->linger_until == 0)
+      return TRUE;
+  return FALSE;
+}
+
 static void
 on_sweep (su_root_magic_t *magic,
           su_timer_t      *timer,
@@ -1411,6 +1504,15 @@ on_sweep (su_root_magic_t *magic,
       {
         g_hash_table_iter_steal (&iter);
         flow_free (self, flow);
+      }
+    else if (flow->outbound && flow->keep_until <= now && !has_relays (self, flow->tport))
+      {
+        /* No message either way, nor a registration through it, for target_idle s: closed
+         * (with a 1000 close frame), its slot free; the next request opens a new one. */
+        say ("%s: idle for %u s, closed\n", flow->target != NULL ? flow->target : "ws target",
+             self->options.target_idle);
+        flow->keep_until = G_MAXINT64;
+        tport_shutdown (flow->tport, 2);
       }
 
   for (GList *l = self->relays.head, *next; l != NULL; l = next)
@@ -1442,6 +1544,8 @@ registrar_new (su_root_t              *root,
   DEFAULT (max_contacts, REGISTRAR_DEFAULT_MAX_CONTACTS);
   DEFAULT (max_relays, REGISTRAR_DEFAULT_MAX_RELAYS);
   DEFAULT (sweep_interval_ms, 1000);
+  DEFAULT (max_targets, REGISTRAR_DEFAULT_MAX_TARGETS);
+  DEFAULT (target_idle, REGISTRAR_DEFAULT_TARGET_IDLE);
 #undef DEFAULT
   self->options.max_contacts = MIN (self->options.max_contacts, 1000);
   quiet = self->options.quiet;
@@ -1470,6 +1574,7 @@ registrar_new (su_root_t              *root,
   self->flows = g_hash_table_new (g_direct_hash, g_direct_equal);
   self->flow_ids = g_hash_table_new (g_str_hash, g_str_equal);
   self->flow_peers = g_hash_table_new (g_str_hash, g_str_equal);
+  self->targets = g_hash_table_new (g_str_hash, g_str_equal);
   self->expiry = g_sequence_new (NULL);
   g_queue_init (&self->relays);
   self->leg = nta_leg_tcreate (agent, on_request, (nta_leg_magic_t *) self,
@@ -1517,6 +1622,7 @@ registrar_free (Registrar *self)
   g_hash_table_unref (self->flows);
   g_hash_table_unref (self->flow_ids);
   g_hash_table_unref (self->flow_peers);
+  g_hash_table_unref (self->targets);
   g_sequence_free (self->expiry);
   su_home_deinit (self->home);
   g_free (self);

@@ -701,6 +701,161 @@ test_config_file (Fixture *f, gconstpointer data)
   g_rmdir (dir);
 }
 
+/* ---- hostile: a bound on the edge's ws targets ------------------------------------------- */
+
+/* The file descriptors @pid has open. */
+static guint
+count_fds (GPid pid)
+{
+  g_autofree char *path = g_strdup_printf ("/proc/%d/fd", (int) pid);
+  g_autoptr(GDir) dir = g_dir_open (path, 0, NULL);
+  guint n = 0;
+
+  g_assert_nonnull (dir);
+  while (g_dir_read_name (dir) != NULL)
+    n++;
+  return n;
+}
+
+/* A TCP port on 127.0.0.1 that accepts connections (the kernel completes them) and never
+ * answers a WebSocket handshake: a target that holds a connection until the edge gives up. */
+static GSocket *
+silent_listener (guint16 *port)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GInetAddress) loopback = g_inet_address_new_loopback (G_SOCKET_FAMILY_IPV4);
+  g_autoptr(GSocketAddress) any = g_inet_socket_address_new (loopback, 0);
+  g_autoptr(GSocketAddress) bound = NULL;
+  GSocket *socket = g_socket_new (G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_STREAM,
+                                  G_SOCKET_PROTOCOL_TCP, &error);
+
+  g_assert_no_error (error);
+  g_assert_true (g_socket_bind (socket, any, FALSE, &error));
+  g_assert_no_error (error);
+  g_assert_true (g_socket_listen (socket, &error));
+  g_assert_no_error (error);
+  bound = g_socket_get_local_address (socket, &error);
+  g_assert_no_error (error);
+  *port = g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound));
+  return socket;
+}
+
+/* A MESSAGE from the network to sip:x@127.0.0.1:@port;transport=ws. */
+static char *
+message_to_target (guint16 port, guint n)
+{
+  g_autofree char *uri = g_strdup_printf ("sip:x@127.0.0.1:%u;transport=ws", port);
+  g_autofree char *call_id = g_strdup_printf ("edge-targets-%u-%08x", n, g_random_int ());
+
+  return sip_text_request ("MESSAGE", uri, "peer", "sip:x@127.0.0.1", call_id, 1,
+                           "Content-Type: text/plain\r\n", "who is there?");
+}
+
+/* A network-side peer names more ws targets than --max-targets: past the cap the edge answers
+ * 503 at once (and says so), without a connection; targets that never complete the handshake
+ * hold their slot only until the connect timeout, refused ones not at all, an idle
+ * connection is closed after --target-idle; the edge goes on serving, and its file descriptors
+ * come back to where they were (no tport, socket or lws connection left behind). */
+static void
+test_target_cap (Fixture *f, gconstpointer data)
+{
+  g_autofree char *upstream = NULL, *response = NULL, *line = NULL, *prefix = NULL;
+  g_autoptr(SipSocket) peer = NULL, slow = NULL;
+  guint16 kamailio_port, silent_port[4];
+  GSocket *silent[4];
+  guint fds_before, fds_peak, fds_after = 0;
+  GPid pid;
+
+  if (f->kamailio == NULL)
+    return;
+  kamailio_port = kamailio_peer_get_port (f->kamailio);
+  g_clear_pointer (&f->edge, registrar_peer_stop);
+  upstream = g_strdup_printf ("sip:127.0.0.1:%u;transport=tcp", kamailio_port);
+  {
+    const char *args[] = { "--listen", "sip:127.0.0.1:0;transport=tcp", "--upstream", upstream,
+                           "--max-targets", "2", "--target-idle", "2", NULL };
+
+    f->edge = registrar_peer_start_edge (args);
+  }
+  f->tcp_port = registrar_peer_get_port (f->edge, "tcp");
+  pid = registrar_peer_get_pid (f->edge);
+  for (guint i = 0; i < G_N_ELEMENTS (silent); i++)
+    silent[i] = silent_listener (&silent_port[i]);
+  peer = sip_socket_connect (f->tcp_port);
+  slow = sip_socket_connect (f->tcp_port);
+
+  /* One real target: Kamailio answers (404, nobody registered), its connection stays. */
+  response = final_response (peer, sip_text_over_tcp (message_to_target (kamailio_port, 0)),
+                             10000);
+  g_assert_nonnull (response);
+  g_assert_cmpuint (sip_text_status (response), ==, 404);
+  fds_before = count_fds (pid);
+
+  /* A silent one takes the second slot... */
+  {
+    g_autofree char *text = sip_text_over_tcp (message_to_target (silent_port[0], 1));
+
+    sip_socket_send (slow, text);
+  }
+  /* ...the others get 503 at once, and the edge says why. */
+  for (guint i = 1; i < G_N_ELEMENTS (silent); i++)
+    {
+      g_clear_pointer (&response, g_free);
+      response = final_response (peer, sip_text_over_tcp (message_to_target (silent_port[i],
+                                                                             i + 1)), 3000);
+      g_assert_nonnull (response);
+      g_assert_cmpuint (sip_text_status (response), ==, 503);
+      g_assert_nonnull (strstr (response, "too many ws targets"));
+      g_clear_pointer (&prefix, g_free);
+      g_clear_pointer (&line, g_free);
+      prefix = g_strdup_printf ("ws 127.0.0.1:%u: 503, 2 ws/wss targets open", silent_port[i]);
+      line = registrar_peer_read_line (f->edge, prefix, NULL, NULL);
+    }
+  fds_peak = count_fds (pid);
+  g_test_message ("edge fds: %u with Kamailio's connection, %u with a silent one too",
+                  fds_before, fds_peak);
+  g_assert_cmpuint (fds_peak, <=, fds_before + 1);
+
+  /* The silent target's handshake times out: its request fails (503), its slot is free. */
+  g_clear_pointer (&response, g_free);
+  response = final_response (slow, "", 15000);
+  g_assert_nonnull (response);
+  g_assert_cmpuint (sip_text_status (response), ==, 503);
+  /* Kamailio's connection, idle, is closed. */
+  g_clear_pointer (&prefix, g_free);
+  g_clear_pointer (&line, g_free);
+  prefix = g_strdup_printf ("ws 127.0.0.1:%u: idle for 2 s, closed", kamailio_port);
+  line = registrar_peer_read_line (f->edge, prefix, NULL, NULL);
+
+  /* Refused targets (ports nobody listens on any more) take no slot for long, and leave
+   * nothing behind. */
+  for (guint i = 1; i < G_N_ELEMENTS (silent); i++)
+    g_clear_object (&silent[i]);
+  for (guint round = 0; round < 3; round++)
+    for (guint i = 1; i < G_N_ELEMENTS (silent); i++)
+      {
+        g_clear_pointer (&response, g_free);
+        response = final_response (peer, sip_text_over_tcp (message_to_target (silent_port[i],
+                                                                               10 + i)), 10000);
+        g_assert_nonnull (response);
+        g_assert_cmpuint (sip_text_status (response), ==, 503);
+        g_assert_null (strstr (response, "too many ws targets"));
+      }
+
+  /* The edge still serves: Kamailio again, over a new connection. */
+  g_clear_pointer (&response, g_free);
+  response = final_response (peer, sip_text_over_tcp (message_to_target (kamailio_port, 20)),
+                             10000);
+  g_assert_nonnull (response);
+  g_assert_cmpuint (sip_text_status (response), ==, 404);
+  /* Where it was with Kamailio's connection open: nothing of the failed ones is left. */
+  for (guint i = 0; i < 50 && (fds_after = count_fds (pid)) > fds_before; i++)
+    g_usleep (100000);
+  g_test_message ("edge fds at the end: %u", fds_after);
+  g_assert_cmpuint (fds_after, <=, fds_before);
+  g_clear_object (&silent[0]);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -719,6 +874,7 @@ main (int argc, char **argv)
   ADD ("restart/kamailio-outbound", "ws", test_restart_kamailio_outbound);
   ADD ("restart/edge", "sip", test_restart_edge);
   ADD ("restart/edge-outbound", "ws", test_restart_edge_outbound);
+  ADD ("hostile/target-cap", "ws", test_target_cap);
   ADD ("config-file", "sip", test_config_file);
 #undef ADD
 
