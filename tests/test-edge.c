@@ -669,6 +669,8 @@ test_config_file (Fixture *f, gconstpointer data)
                           "listen=sip:127.0.0.1:0;transport=ws,sip:127.0.0.1:0;transport=tcp\n"
                           "upstream=sip:127.0.0.1:%u;transport=tcp\n"
                           "crlf-keepalive=20\n"
+                          "max-targets=8\n"
+                          "target-idle=60\n"
                           "max-connections=100\n",
                           kamailio_peer_get_port (f->kamailio));
   g_assert_true (g_file_set_contents (file, text, -1, &error));
