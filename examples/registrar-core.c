@@ -656,6 +656,10 @@ relay_free (Relay *relay)
   g_free (relay);
 }
 
+#define NTA_INTERNAL_MSG (1 << 15)  /* nta_internal.h: a response NTA made itself */
+
+static void send_non_2xx_ack (Relay *relay, sip_t const *response);
+
 static int
 on_relay_response (nta_outgoing_magic_t *magic,
                    nta_outgoing_t       *orq,
@@ -698,6 +702,10 @@ on_relay_response (nta_outgoing_magic_t *magic,
 
   if (status < 200)
     return 0;
+  if (relay->method == sip_method_invite && status >= 300 && sip != NULL &&
+      sip->sip_status != NULL && !(sip->sip_flags & NTA_INTERNAL_MSG) &&
+      relay->tport != NULL && sofia_ws_tport_is_ws (relay->tport))
+    send_non_2xx_ack (relay, sip);
   if (relay->method == sip_method_register && status < 300 && relay->tport != NULL &&
       sip != NULL)
     {
@@ -767,6 +775,57 @@ send_cancel (Relay *relay)
                             NTATAG_BRANCH_KEY (nta_outgoing_branch (relay->orq)),
                             TAG_END ()) == NULL)
     msg_destroy (cancel);
+  msg_destroy (invite);
+}
+
+/* The hop-by-hop ACK of a non-2xx final response to an INVITE we sent over a ws/wss
+ * connection (RFC 3261 17.1.1.3: the 487 after a CANCEL...). NTA sends one itself, but looks
+ * the transport up by name (tport_by_name()), which finds no ws connection ("No transport"):
+ * the same ACK, over the same connection, with the INVITE's branch. */
+static void
+send_non_2xx_ack (Relay       *relay,
+                  sip_t const *response)
+{
+  Registrar *self = relay->self;
+  msg_t *invite = nta_outgoing_getrequest (relay->orq);
+  sip_t const *isip = sip_object (invite);
+  msg_t *ack;
+  su_home_t *home;
+
+  if (isip == NULL || isip->sip_request == NULL || isip->sip_cseq == NULL ||
+      tport_is_gone (relay->tport))
+    {
+      if (invite != NULL)
+        msg_destroy (invite);
+      return;
+    }
+  ack = nta_msg_create (self->agent, 0);
+  home = msg_home (ack);
+  if (sip_add_tl (ack, sip_object (ack),
+                  SIPTAG_REQUEST (sip_request_create (home, SIP_METHOD_ACK,
+                                                      (url_string_t *) isip->sip_request->rq_url,
+                                                      NULL)),
+                  SIPTAG_FROM (isip->sip_from),
+                  SIPTAG_TO (response->sip_to),
+                  SIPTAG_CALL_ID (isip->sip_call_id),
+                  SIPTAG_CSEQ (sip_cseq_create (home, isip->sip_cseq->cs_seq, SIP_METHOD_ACK)),
+                  SIPTAG_ROUTE (isip->sip_route),
+                  SIPTAG_MAX_FORWARDS (isip->sip_max_forwards),
+                  TAG_END ()) < 0)
+    msg_destroy (ack);
+  else
+    {
+      nta_outgoing_t *orq = nta_outgoing_mcreate (self->agent, NULL, NULL,
+                                                  (url_string_t *) isip->sip_request->rq_url,
+                                                  ack, NTATAG_TPORT (relay->tport),
+                                                  NTATAG_BRANCH_KEY (nta_outgoing_branch (relay->orq)),
+                                                  TAG_END ());
+
+      if (orq != NULL)
+        nta_outgoing_destroy (orq);
+      else
+        msg_destroy (ack);
+    }
   msg_destroy (invite);
 }
 

@@ -27,6 +27,8 @@
 #include "support/sip-text.h"
 #include "support/ws-probe.h"
 
+#include <sofia-ws/sofia-ws.h>
+
 typedef struct {
   KamailioPeer *kamailio;
   RegistrarPeer *edge;
@@ -753,6 +755,16 @@ message_to_target (guint16 port, guint n)
                            "Content-Type: text/plain\r\n", "who is there?");
 }
 
+/* The final response to @request (taken), sent over @socket. */
+static char *
+ask (SipSocket *socket, char *request, guint timeout_ms)
+{
+  g_autofree char *text = request;
+
+  sip_socket_send (socket, text);
+  return final_response (socket, "", timeout_ms);
+}
+
 /* A network-side peer names more ws targets than --max-targets: past the cap the edge answers
  * 503 at once (and says so), without a connection; targets that never complete the handshake
  * hold their slot only until the connect timeout, refused ones not at all, an idle
@@ -775,7 +787,7 @@ test_target_cap (Fixture *f, gconstpointer data)
   upstream = g_strdup_printf ("sip:127.0.0.1:%u;transport=tcp", kamailio_port);
   {
     const char *args[] = { "--listen", "sip:127.0.0.1:0;transport=tcp", "--upstream", upstream,
-                           "--max-targets", "2", "--target-idle", "2", NULL };
+                           "--max-targets", "2", "--target-idle", "8", NULL };
 
     f->edge = registrar_peer_start_edge (args);
   }
@@ -787,8 +799,7 @@ test_target_cap (Fixture *f, gconstpointer data)
   slow = sip_socket_connect (f->tcp_port);
 
   /* One real target: Kamailio answers (404, nobody registered), its connection stays. */
-  response = final_response (peer, sip_text_over_tcp (message_to_target (kamailio_port, 0)),
-                             10000);
+  response = ask (peer, sip_text_over_tcp (message_to_target (kamailio_port, 0)), 10000);
   g_assert_nonnull (response);
   g_assert_cmpuint (sip_text_status (response), ==, 404);
   fds_before = count_fds (pid);
@@ -803,8 +814,8 @@ test_target_cap (Fixture *f, gconstpointer data)
   for (guint i = 1; i < G_N_ELEMENTS (silent); i++)
     {
       g_clear_pointer (&response, g_free);
-      response = final_response (peer, sip_text_over_tcp (message_to_target (silent_port[i],
-                                                                             i + 1)), 3000);
+      response = ask (peer, sip_text_over_tcp (message_to_target (silent_port[i], i + 1)),
+                      10000);
       g_assert_nonnull (response);
       g_assert_cmpuint (sip_text_status (response), ==, 503);
       g_assert_nonnull (strstr (response, "too many ws targets"));
@@ -826,7 +837,7 @@ test_target_cap (Fixture *f, gconstpointer data)
   /* Kamailio's connection, idle, is closed. */
   g_clear_pointer (&prefix, g_free);
   g_clear_pointer (&line, g_free);
-  prefix = g_strdup_printf ("ws 127.0.0.1:%u: idle for 2 s, closed", kamailio_port);
+  prefix = g_strdup_printf ("ws 127.0.0.1:%u: idle for 8 s, closed", kamailio_port);
   line = registrar_peer_read_line (f->edge, prefix, NULL, NULL);
 
   /* Refused targets (ports nobody listens on any more) take no slot for long, and leave
@@ -837,8 +848,8 @@ test_target_cap (Fixture *f, gconstpointer data)
     for (guint i = 1; i < G_N_ELEMENTS (silent); i++)
       {
         g_clear_pointer (&response, g_free);
-        response = final_response (peer, sip_text_over_tcp (message_to_target (silent_port[i],
-                                                                               10 + i)), 10000);
+        response = ask (peer, sip_text_over_tcp (message_to_target (silent_port[i], 10 + i)),
+                        10000);
         g_assert_nonnull (response);
         g_assert_cmpuint (sip_text_status (response), ==, 503);
         g_assert_null (strstr (response, "too many ws targets"));
@@ -846,8 +857,7 @@ test_target_cap (Fixture *f, gconstpointer data)
 
   /* The edge still serves: Kamailio again, over a new connection. */
   g_clear_pointer (&response, g_free);
-  response = final_response (peer, sip_text_over_tcp (message_to_target (kamailio_port, 20)),
-                             10000);
+  response = ask (peer, sip_text_over_tcp (message_to_target (kamailio_port, 20)), 10000);
   g_assert_nonnull (response);
   g_assert_cmpuint (sip_text_status (response), ==, 404);
   /* Where it was with Kamailio's connection open: nothing of the failed ones is left. */
@@ -856,6 +866,192 @@ test_target_cap (Fixture *f, gconstpointer data)
   g_test_message ("edge fds at the end: %u", fds_after);
   g_assert_cmpuint (fds_after, <=, fds_before);
   g_clear_object (&silent[0]);
+}
+
+/* ---- the ACK of a non-2xx answer, to a browser ------------------------------------------ */
+
+/* A browser in this process: a WebSocket client of the edge's listener (libsofia-ws's own),
+ * its messages kept in order of arrival. */
+typedef struct {
+  SofiaWsWebSocket *ws;
+  GQueue received;                /* char * */
+  gboolean done;
+} Browser;
+
+static void
+on_browser_message (SofiaWsTransport *transport, const char *message, Browser *browser)
+{
+  g_queue_push_tail (&browser->received, g_strdup (message));
+}
+
+static void
+on_browser_done (GObject *source, GAsyncResult *result, gpointer data)
+{
+  Browser *browser = data;
+  g_autoptr(GError) error = NULL;
+
+  if (g_task_get_source_tag (G_TASK (result)) == (gpointer) sofia_ws_transport_connect_async)
+    g_assert_true (sofia_ws_transport_connect_finish (SOFIA_WS_TRANSPORT (source), result,
+                                                      &error));
+  else
+    g_assert_true (sofia_ws_transport_send_finish (SOFIA_WS_TRANSPORT (source), result,
+                                                   &error));
+  g_assert_no_error (error);
+  browser->done = TRUE;
+}
+
+static void
+browser_wait_done (Browser *browser)
+{
+  gint64 deadline = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+
+  while (!browser->done)
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_main_context_iteration (NULL, TRUE);
+    }
+  browser->done = FALSE;
+}
+
+static void
+browser_send (Browser *browser, const char *text)
+{
+  sofia_ws_transport_send_async (SOFIA_WS_TRANSPORT (browser->ws), text, NULL, NULL,
+                                 on_browser_done, browser);
+  browser_wait_done (browser);
+}
+
+/* The next message starting with @start, the ones before it dropped; NULL after @seconds. */
+static char *
+browser_wait (Browser *browser, const char *start, guint seconds)
+{
+  gint64 deadline = g_get_monotonic_time () + seconds * G_USEC_PER_SEC;
+
+  for (;;)
+    {
+      char *message;
+
+      while ((message = g_queue_pop_head (&browser->received)) != NULL)
+        {
+          if (g_str_has_prefix (message, start))
+            return message;
+          g_test_message ("browser: skipped %.40s", message);
+          g_free (message);
+        }
+      if (g_get_monotonic_time () >= deadline)
+        return NULL;
+      g_main_context_iteration (NULL, FALSE);
+      g_usleep (1000);
+    }
+}
+
+/* A call to a browser behind the edge, cancelled while it rings: the browser answers the
+ * CANCEL (200) and the INVITE (487), and must get the edge's hop-by-hop ACK of that 487 over
+ * its own connection (RFC 3261 17.1.1.3), with the INVITE's branch. NTA's own would look the
+ * ws connection up by name and find none. */
+static void
+test_cancel_ack (Fixture *f, gconstpointer data)
+{
+  g_autofree char *url = NULL, *reg = NULL, *reply = NULL, *invite = NULL, *got = NULL;
+  g_autofree char *ringing = NULL, *cancel = NULL, *terminated = NULL, *ack = NULL;
+  g_autofree char *via = NULL, *from = NULL, *contact = NULL, *response = NULL;
+  g_autofree char *browser_via = NULL, *ack_via = NULL, *ack_to = NULL, *to = NULL;
+  g_autofree char *caller_ack = NULL;
+  g_autofree char *call_id = g_strdup_printf ("edge-cancel-%08x", g_random_int ());
+  g_autoptr(SipSocket) caller = NULL;
+  Browser browser = { 0 };
+  char *message;
+
+  if (f->kamailio == NULL)
+    return;
+  url = g_strdup_printf ("ws://127.0.0.1:%u/", f->ws_port);
+  browser.ws = sofia_ws_websocket_new (url);
+  g_queue_init (&browser.received);
+  g_signal_connect (browser.ws, "message", G_CALLBACK (on_browser_message), &browser);
+  sofia_ws_transport_connect_async (SOFIA_WS_TRANSPORT (browser.ws), NULL, NULL,
+                                    on_browser_done, &browser);
+  browser_wait_done (&browser);
+
+  reg = sip_text_request ("REGISTER", "sip:127.0.0.1", "carol", "sip:carol@127.0.0.1",
+                          "edge-cancel-reg", 1,
+                          "Contact: <sip:carol@carol.invalid;transport=ws>\r\n"
+                          "Supported: path, outbound\r\nExpires: 600\r\n", NULL);
+  browser_send (&browser, reg);
+  reply = browser_wait (&browser, "SIP/2.0 ", 10);
+  g_assert_nonnull (reply);
+  g_assert_cmpuint (sip_text_status (reply), ==, 200);
+
+  /* dave calls carol at Kamailio, which sends the INVITE to the edge by carol's Path. */
+  caller = sip_socket_connect (kamailio_peer_get_port (f->kamailio));
+  contact = g_strdup_printf ("Contact: <sip:dave@%s;transport=tcp>\r\n",
+                             sip_socket_local (caller));
+  invite = sip_text_over_tcp (sip_text_request ("INVITE", "sip:carol@127.0.0.1", "dave",
+                                                "sip:carol@127.0.0.1", call_id, 1, contact,
+                                                NULL));
+  sip_socket_send (caller, invite);
+  got = browser_wait (&browser, "INVITE ", 10);
+  g_assert_nonnull (got);
+  ringing = sip_text_response (got, 180, "Ringing");
+  browser_send (&browser, ringing);
+  do
+    {
+      g_clear_pointer (&response, g_free);
+      response = sip_socket_read (caller, 10000);
+      g_assert_nonnull (response);
+    }
+  while (sip_text_status (response) == 100);
+  g_assert_cmpuint (sip_text_status (response), ==, 180);
+
+  /* dave cancels. */
+  via = sip_text_header (invite, "Via");
+  from = sip_text_header (invite, "From");
+  cancel = g_strdup_printf ("CANCEL sip:carol@127.0.0.1 SIP/2.0\r\nVia: %s\r\n"
+                            "Max-Forwards: 70\r\nFrom: %s\r\nTo: <sip:carol@127.0.0.1>\r\n"
+                            "Call-ID: %s\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n",
+                            via, from, call_id);
+  sip_socket_send (caller, cancel);
+  message = browser_wait (&browser, "CANCEL ", 10);
+  g_assert_nonnull (message);
+  g_clear_pointer (&reply, g_free);
+  reply = sip_text_response (message, 200, "OK");
+  g_free (message);
+  browser_send (&browser, reply);
+  /* The 487, in the early dialog of the 180 (same To tag). */
+  terminated = g_strconcat ("SIP/2.0 487 Request Terminated",
+                            ringing + strlen ("SIP/2.0 180 Ringing"), NULL);
+  browser_send (&browser, terminated);
+
+  /* The edge's ACK, over carol's connection. */
+  ack = browser_wait (&browser, "ACK ", 10);
+  g_assert_nonnull (ack);
+  g_test_message ("browser got: %s", ack);
+  g_assert_nonnull (strstr (ack, "\r\nCSeq: 1 ACK\r\n"));
+  browser_via = sip_text_header (got, "Via");
+  ack_via = sip_text_header (ack, "Via");
+  g_assert_cmpstr (strstr (ack_via, ";branch="), ==, strstr (browser_via, ";branch="));
+  ack_to = sip_text_header (ack, "To");
+  to = sip_text_header (ringing, "To");
+  g_assert_cmpstr (ack_to, ==, to);
+
+  /* dave gets the 487 (and ACKs it to Kamailio). */
+  do
+    {
+      g_clear_pointer (&response, g_free);
+      response = sip_socket_read (caller, 10000);
+      g_assert_nonnull (response);
+    }
+  while (sip_text_status (response) != 487);
+  g_clear_pointer (&to, g_free);
+  to = sip_text_header (response, "To");
+  caller_ack = g_strdup_printf ("ACK sip:carol@127.0.0.1 SIP/2.0\r\nVia: %s\r\n"
+                                "Max-Forwards: 70\r\nFrom: %s\r\nTo: %s\r\n"
+                                "Call-ID: %s\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+                                via, from, to, call_id);
+  sip_socket_send (caller, caller_ack);
+
+  g_signal_handlers_disconnect_by_data (browser.ws, &browser);
+  g_queue_clear_full (&browser.received, g_free);
+  g_object_unref (browser.ws);
 }
 
 int
@@ -877,6 +1073,7 @@ main (int argc, char **argv)
   ADD ("restart/edge", "sip", test_restart_edge);
   ADD ("restart/edge-outbound", "ws", test_restart_edge_outbound);
   ADD ("hostile/target-cap", "ws", test_target_cap);
+  ADD ("inbound/cancel-ack", "sip", test_cancel_ack);
   ADD ("config-file", "sip", test_config_file);
 #undef ADD
 
