@@ -224,7 +224,8 @@ flow_for (Registrar *self,
     {
       flow->peer = g_strdup_printf ("%s %s", tport_name (tport)->tpn_host,
                                     tport_name (tport)->tpn_port);
-      g_hash_table_insert (self->flow_peers, flow->peer, flow);
+      /* replace: the key is this flow's string, not an older flow's with the same peer */
+      g_hash_table_replace (self->flow_peers, flow->peer, flow);
     }
   return flow;
 }
