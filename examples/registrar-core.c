@@ -938,6 +938,10 @@ add_own_route (Registrar *self,
       entries[1] = edge_side_uri (self, home, target->callee, token);
       if (!path)
         entries[0] = edge_side_uri (self, home, target->caller, token);
+      if ((entries[1] == NULL && target->callee != NULL && target->callee->outbound) ||
+          (!path && entries[0] == NULL && target->caller != NULL && target->caller->outbound))
+        say ("no local address for a ws target connection: no %s on its side\n",
+             path ? "Path" : "Record-Route");
       if (entries[0] != NULL && entries[1] != NULL && g_str_equal (entries[0], entries[1]))
         entries[0] = NULL;
     }
