@@ -90,6 +90,9 @@ struct _Flow {
   char id[FLOW_ID_LENGTH + 1];
   char *peer;                     /* "host port", its key in Registrar.flow_peers */
   tport_t *tport;                 /* a reference */
+  gboolean outbound;              /* the edge's own connection to a ws/wss target */
+  char *target;                   /* outbound: its key in Registrar.targets */
+  gint64 keep_until;              /* outbound: monotonic time it may be closed as idle */
   GQueue bindings;                /* Binding */
 };
 
@@ -122,6 +125,7 @@ struct _Registrar {
   url_t *upstream;                /* NULL: the registrar */
   char upstream_proto[8];         /* "udp", "tcp", "tls" */
   tport_t *clients[2];            /* the ws and wss client primaries, made on first use */
+  GHashTable *targets;            /* "ws host:port" -> its connection's Flow (not owned) */
 };
 
 static gboolean quiet;            /* RegistrarOptions.quiet: no line per request */
@@ -181,6 +185,7 @@ tport_is_gone (tport_t *tport)
 
 static void binding_remove (Registrar *self, Binding *binding);
 static void user_prune     (Registrar *self, User *user);
+static void target_keep    (Registrar *self, Flow *flow, guint seconds);
 
 /* The flow of a connection, made on first use; NULL for a connectionless or closed tport. */
 static Flow *
@@ -191,8 +196,10 @@ flow_for (Registrar *self,
 
   if (tport == NULL || !tport_is_secondary (tport) || tport_is_gone (tport))
     return NULL;
-  /* The edge's flows are its WebSocket clients' connections, the rest is the network. */
-  if (self->upstream != NULL && sofia_ws_tport_get_listener (tport) == NULL)
+  /* The edge's flows are its WebSocket clients' connections and its own connections to
+   * ws/wss targets; the rest is the network. */
+  if (self->upstream != NULL && sofia_ws_tport_get_listener (tport) == NULL &&
+      !sofia_ws_tport_is_ws (tport))
     return NULL;
   flow = g_hash_table_lookup (self->flows, tport);
   if (flow != NULL)
@@ -209,6 +216,7 @@ flow_for (Registrar *self,
     }
   while (g_str_equal (flow->id, NO_FLOW) || g_hash_table_contains (self->flow_ids, flow->id));
   flow->tport = tport_ref (tport);
+  flow->outbound = self->upstream != NULL && sofia_ws_tport_get_listener (tport) == NULL;
   g_queue_init (&flow->bindings);
   g_hash_table_insert (self->flows, tport, flow);
   g_hash_table_insert (self->flow_ids, flow->id, flow);
@@ -216,7 +224,8 @@ flow_for (Registrar *self,
     {
       flow->peer = g_strdup_printf ("%s %s", tport_name (tport)->tpn_host,
                                     tport_name (tport)->tpn_port);
-      g_hash_table_insert (self->flow_peers, flow->peer, flow);
+      /* replace: the key is this flow's string, not an older flow's with the same peer */
+      g_hash_table_replace (self->flow_peers, flow->peer, flow);
     }
   return flow;
 }
@@ -237,6 +246,9 @@ flow_free (Registrar *self,
   g_hash_table_remove (self->flow_ids, flow->id);
   if (flow->peer != NULL && g_hash_table_lookup (self->flow_peers, flow->peer) == flow)
     g_hash_table_remove (self->flow_peers, flow->peer);
+  if (flow->target != NULL && g_hash_table_lookup (self->targets, flow->target) == flow)
+    g_hash_table_remove (self->targets, flow->target);
+  g_free (flow->target);
   g_free (flow->peer);
   tport_unref (flow->tport);
   g_free (flow);
@@ -645,6 +657,10 @@ relay_free (Relay *relay)
   g_free (relay);
 }
 
+#define NTA_INTERNAL_MSG (1 << 15)  /* nta_internal.h: a response NTA made itself */
+
+static void send_non_2xx_ack (Relay *relay, sip_t const *response);
+
 static int
 on_relay_response (nta_outgoing_magic_t *magic,
                    nta_outgoing_t       *orq,
@@ -687,6 +703,23 @@ on_relay_response (nta_outgoing_magic_t *magic,
 
   if (status < 200)
     return 0;
+  if (relay->method == sip_method_invite && status >= 300 && sip != NULL &&
+      sip->sip_status != NULL && !(sip->sip_flags & NTA_INTERNAL_MSG) &&
+      relay->tport != NULL && sofia_ws_tport_is_ws (relay->tport))
+    send_non_2xx_ack (relay, sip);
+  if (relay->method == sip_method_register && status < 300 && relay->tport != NULL &&
+      sip != NULL)
+    {
+      /* The server reaches the registered party by our Path, over this connection: it stays
+       * while the registration lasts. */
+      unsigned expires = sip->sip_expires != NULL ? sip->sip_expires->ex_delta : 0;
+
+      for (sip_contact_t const *m = sip->sip_contact; m != NULL; m = m->m_next)
+        if (m->m_expires != NULL)
+          expires = MAX (expires, (unsigned) strtoul (m->m_expires, NULL, 10));
+      target_keep (relay->self, g_hash_table_lookup (relay->self->flows, relay->tport),
+                   MIN (expires, MAX_EXPIRES) + relay->self->options.target_idle);
+    }
   say ("%s relayed: %d %s\n", relay->method_name, status, phrase);
   if (relay->method == sip_method_invite && status < 300 && status != 502)
     {
@@ -746,6 +779,57 @@ send_cancel (Relay *relay)
   msg_destroy (invite);
 }
 
+/* The hop-by-hop ACK of a non-2xx final response to an INVITE we sent over a ws/wss
+ * connection (RFC 3261 17.1.1.3: the 487 after a CANCEL...). NTA sends one itself, but looks
+ * the transport up by name (tport_by_name()), which finds no ws connection ("No transport"):
+ * the same ACK, over the same connection, with the INVITE's branch. */
+static void
+send_non_2xx_ack (Relay       *relay,
+                  sip_t const *response)
+{
+  Registrar *self = relay->self;
+  msg_t *invite = nta_outgoing_getrequest (relay->orq);
+  sip_t const *isip = sip_object (invite);
+  msg_t *ack;
+  su_home_t *home;
+
+  if (isip == NULL || isip->sip_request == NULL || isip->sip_cseq == NULL ||
+      tport_is_gone (relay->tport))
+    {
+      if (invite != NULL)
+        msg_destroy (invite);
+      return;
+    }
+  ack = nta_msg_create (self->agent, 0);
+  home = msg_home (ack);
+  if (sip_add_tl (ack, sip_object (ack),
+                  SIPTAG_REQUEST (sip_request_create (home, SIP_METHOD_ACK,
+                                                      (url_string_t *) isip->sip_request->rq_url,
+                                                      NULL)),
+                  SIPTAG_FROM (isip->sip_from),
+                  SIPTAG_TO (response->sip_to),
+                  SIPTAG_CALL_ID (isip->sip_call_id),
+                  SIPTAG_CSEQ (sip_cseq_create (home, isip->sip_cseq->cs_seq, SIP_METHOD_ACK)),
+                  SIPTAG_ROUTE (isip->sip_route),
+                  SIPTAG_MAX_FORWARDS (isip->sip_max_forwards),
+                  TAG_END ()) < 0)
+    msg_destroy (ack);
+  else
+    {
+      nta_outgoing_t *orq = nta_outgoing_mcreate (self->agent, NULL, NULL,
+                                                  (url_string_t *) isip->sip_request->rq_url,
+                                                  ack, NTATAG_TPORT (relay->tport),
+                                                  NTATAG_BRANCH_KEY (nta_outgoing_branch (relay->orq)),
+                                                  TAG_END ());
+
+      if (orq != NULL)
+        nta_outgoing_destroy (orq);
+      else
+        msg_destroy (ack);
+    }
+  msg_destroy (invite);
+}
+
 /* CANCEL of a relayed INVITE: NTA has answered it (200) and the INVITE (487); forward it. */
 static int
 on_relay_cancel (nta_incoming_magic_t *magic,
@@ -789,8 +873,50 @@ network_primary (Registrar *self)
   return NULL;
 }
 
+/* The edge's address on the side of @flow, for its Path and Record-Route entries: on its own
+ * connection to a ws/wss target, the connection's local address (the server, which cannot
+ * dial a WebSocket, finds its connection from us by that address: RFC 7118's way of reaching
+ * a ws client); elsewhere (the network, its browsers' side) its network listener. NULL when
+ * unknown. */
+static char *
+edge_side_uri (Registrar  *self,
+               su_home_t  *home,
+               Flow       *flow,
+               const char *token)
+{
+  SofiaWsTransport *transport = flow != NULL && flow->outbound
+                                ? sofia_ws_tport_get_transport (flow->tport) : NULL;
+  tport_t *primary;
+  tp_name_t const *name;
+  g_autofree char *proto = NULL;
+
+  if (transport != NULL && SOFIA_WS_IS_WEBSOCKET (transport))
+    {
+      SofiaWsWebSocket *websocket = SOFIA_WS_WEBSOCKET (transport);
+      const char *local = sofia_ws_websocket_get_local_address (websocket);
+
+      if (local == NULL)
+        return NULL;
+      return su_sprintf (home, "<sip:%s@%s;transport=%s;lr>", token, local,
+                         sofia_ws_websocket_get_is_secure (websocket) ? "wss" : "ws");
+    }
+  if (flow != NULL && flow->outbound)
+    return NULL;
+  primary = network_primary (self);
+  name = primary != NULL ? tport_name (primary) : NULL;
+  if (name == NULL || name->tpn_host == NULL)
+    return NULL;
+  proto = g_ascii_strdown (name->tpn_proto, -1);
+  return su_sprintf (home, "<sip:%s@%s%s%s:%s;transport=%s;lr>", token,
+                     strchr (name->tpn_host, ':') ? "[" : "", name->tpn_host,
+                     strchr (name->tpn_host, ':') ? "]" : "", name->tpn_port, proto);
+}
+
 /* Our Record-Route (or, for the edge's REGISTER, Path) with the flow token of the two
- * parties: on the listener the request came to, or the edge's network listener. */
+ * parties: on the listener the request came to. The edge's entries face the parties: one on
+ * the caller's side and one on the callee's, two when these differ (a double Record-Route,
+ * RFC 5658: its own ws connection to a server on one side, the network on the other); its
+ * Path is the entry on the registrar's side. */
 static void
 add_own_route (Registrar *self,
                msg_t     *forward,
@@ -799,28 +925,69 @@ add_own_route (Registrar *self,
                Target    *target,
                gboolean   path)
 {
-  tport_t *primary = self->upstream != NULL ? network_primary (self)
-                     : inbound == NULL ? NULL
-                     : tport_is_primary (inbound) ? inbound : tport_parent (inbound);
-  tp_name_t const *name = primary != NULL ? tport_name (primary) : NULL;
-  g_autofree char *proto = NULL;
-  char *text;
-  msg_header_t *header;
+  su_home_t *home = msg_home (forward);
+  char *token = su_sprintf (home, "%s.%s",
+                            target->caller != NULL ? target->caller->id : NO_FLOW,
+                            target->callee != NULL ? target->callee->id : NO_FLOW);
+  char *entries[2] = { NULL, NULL };    /* the caller's side, the callee's */
 
-  if (name == NULL || name->tpn_host == NULL)
+  if (token == NULL)
     return;
-  proto = g_ascii_strdown (name->tpn_proto, -1);
-  text = su_sprintf (msg_home (forward), "<sip:%s.%s@%s%s%s:%s;transport=%s;lr>",
-                     target->caller != NULL ? target->caller->id : NO_FLOW,
-                     target->callee != NULL ? target->callee->id : NO_FLOW,
-                     strchr (name->tpn_host, ':') ? "[" : "", name->tpn_host,
-                     strchr (name->tpn_host, ':') ? "]" : "", name->tpn_port, proto);
-  if (text == NULL)
-    return;
-  header = path ? (msg_header_t *) sip_path_make (msg_home (forward), text)
-                : (msg_header_t *) sip_record_route_make (msg_home (forward), text);
-  if (header != NULL)
-    msg_header_insert (forward, (msg_pub_t *) fsip, header);
+  if (self->upstream != NULL)
+    {
+      entries[1] = edge_side_uri (self, home, target->callee, token);
+      if (!path)
+        entries[0] = edge_side_uri (self, home, target->caller, token);
+      if ((entries[1] == NULL && target->callee != NULL && target->callee->outbound) ||
+          (!path && entries[0] == NULL && target->caller != NULL && target->caller->outbound))
+        say ("no local address for a ws target connection: no %s on its side\n",
+             path ? "Path" : "Record-Route");
+      if (entries[0] != NULL && entries[1] != NULL && g_str_equal (entries[0], entries[1]))
+        entries[0] = NULL;
+    }
+  else
+    {
+      tport_t *primary = inbound == NULL ? NULL
+                         : tport_is_primary (inbound) ? inbound : tport_parent (inbound);
+      tp_name_t const *name = primary != NULL ? tport_name (primary) : NULL;
+      g_autofree char *proto = NULL;
+
+      if (name == NULL || name->tpn_host == NULL)
+        return;
+      proto = g_ascii_strdown (name->tpn_proto, -1);
+      entries[1] = su_sprintf (home, "<sip:%s@%s%s%s:%s;transport=%s;lr>", token,
+                               strchr (name->tpn_host, ':') ? "[" : "", name->tpn_host,
+                               strchr (name->tpn_host, ':') ? "]" : "", name->tpn_port, proto);
+    }
+  /* Inserted on top: the caller's side first, so that the callee's is the topmost. */
+  for (guint i = 0; i < 2; i++)
+    {
+      msg_header_t *header;
+
+      if (entries[i] == NULL)
+        continue;
+      header = path ? (msg_header_t *) sip_path_make (home, entries[i])
+                    : (msg_header_t *) sip_record_route_make (home, entries[i]);
+      if (header != NULL)
+        msg_header_insert (forward, (msg_pub_t *) fsip, header);
+    }
+}
+
+/* The Routes past our own on top: the first, and the next ones with the same token (our
+ * double Record-Route). */
+static sip_route_t const *
+past_own_routes (sip_route_t const *route)
+{
+  sip_route_t const *next;
+
+  if (route == NULL)
+    return NULL;
+  for (next = route->r_next; next != NULL && is_own_route (next) &&
+       route->r_url->url_user != NULL &&
+       g_ascii_strcasecmp (next->r_url->url_user, route->r_url->url_user) == 0;
+       next = next->r_next)
+    ;
+  return next;
 }
 
 static void
@@ -878,7 +1045,12 @@ relay_request (Registrar      *self,
                                                              (url_string_t *) target->url,
                                                              NULL));
   if (target->pop_route && fsip->sip_route != NULL)
-    msg_header_remove (forward, (msg_pub_t *) fsip, (msg_header_t *) fsip->sip_route);
+    {
+      sip_route_t const *rest = past_own_routes (fsip->sip_route);
+
+      while (fsip->sip_route != NULL && fsip->sip_route != rest)
+        msg_header_remove (forward, (msg_pub_t *) fsip, (msg_header_t *) fsip->sip_route);
+    }
   if (fsip->sip_max_forwards != NULL)
     fsip->sip_max_forwards->mf_count--;
   else
@@ -917,6 +1089,9 @@ relay_request (Registrar      *self,
       return;
     }
 
+  if (target->tport != NULL)
+    target_keep (self, g_hash_table_lookup (self->flows, target->tport),
+                 self->options.target_idle);
   relay = g_new0 (Relay, 1);
   relay->self = self;
   relay->irq = irq;
@@ -1048,18 +1223,61 @@ creates_dialog (sip_t const *sip)
 
 /* ---- edge mode ------------------------------------------------------------------------------ */
 
+/* An outbound flow is in use: kept at least @seconds more. */
+static void
+target_keep (Registrar *self,
+             Flow      *flow,
+             guint      seconds)
+{
+  gint64 until = g_get_monotonic_time () + (gint64) seconds * G_USEC_PER_SEC;
+
+  if (flow != NULL && flow->outbound && until > flow->keep_until)
+    flow->keep_until = until;
+}
+
+/* The open target connections, their closed ones forgotten. */
+static guint
+count_targets (Registrar *self)
+{
+  GHashTableIter iter;
+  Flow *flow;
+
+  g_hash_table_iter_init (&iter, self->targets);
+  while (g_hash_table_iter_next (&iter, NULL, (gpointer *) &flow))
+    if (tport_is_gone (flow->tport))
+      g_hash_table_iter_remove (&iter);
+  return g_hash_table_size (self->targets);
+}
+
 /* The edge's connection to a ws/wss target, such as a WebSocket SIP server: the open one, or
- * a new one (sofia_ws_tport_connect()); NULL when none can be made. */
+ * a new one (sofia_ws_tport_connect()) while fewer than max_targets are open; NULL, with
+ * @why, when none can be made. */
 static tport_t *
 edge_connection (Registrar   *self,
                  const url_t *hop,
-                 gboolean     secure)
+                 gboolean     secure,
+                 const char **why)
 {
   g_autoptr(GError) error = NULL;
-  g_autofree char *url = NULL;
+  g_autofree char *url = NULL, *key = NULL;
   tport_t **client = &self->clients[secure ? 1 : 0];
   tport_t *connection;
+  Flow *flow;
+  const char *port = hop->url_port != NULL ? hop->url_port : secure ? "443" : "80";
+  gboolean v6 = strchr (hop->url_host, ':') != NULL && hop->url_host[0] != '[';
 
+  *why = "Service Unavailable (no connection)";
+  key = g_strdup_printf ("%s %s%s%s:%s", secure ? "wss" : "ws", v6 ? "[" : "", hop->url_host,
+                         v6 ? "]" : "", port);
+  flow = g_hash_table_lookup (self->targets, key);
+  if ((flow == NULL || tport_is_gone (flow->tport)) &&
+      count_targets (self) >= self->options.max_targets)
+    {
+      say ("%s: 503, %u ws/wss targets open (--max-targets)\n", key,
+           self->options.max_targets);
+      *why = "Service Unavailable (too many ws targets)";
+      return NULL;
+    }
   if (*client == NULL)
     *client = sofia_ws_tport_add_client (self->agent, secure ? "wss" : "ws", &error,
                                          WSTAG_CRLF_KEEPALIVE (self->options.crlf_keepalive),
@@ -1071,13 +1289,21 @@ edge_connection (Registrar   *self,
       say ("cannot make %s connections: %s\n", secure ? "wss" : "ws", error->message);
       return NULL;
     }
-  url = g_strdup_printf ("sip:%s%s%s:%s;transport=%s", strchr (hop->url_host, ':') ? "[" : "",
-                         hop->url_host, strchr (hop->url_host, ':') ? "]" : "",
-                         hop->url_port != NULL ? hop->url_port : secure ? "443" : "80",
-                         secure ? "wss" : "ws");
+  url = g_strdup_printf ("sip:%s%s%s:%s;transport=%s", v6 ? "[" : "", hop->url_host,
+                         v6 ? "]" : "", port, secure ? "wss" : "ws");
   connection = sofia_ws_tport_connect (*client, url, &error);
   if (connection == NULL)
-    say ("cannot connect to %s: %s\n", url, error->message);
+    {
+      say ("cannot connect to %s: %s\n", url, error->message);
+      return NULL;
+    }
+  flow = flow_for (self, connection);
+  if (flow != NULL && flow->target == NULL)
+    {
+      flow->target = g_steal_pointer (&key);
+      g_hash_table_replace (self->targets, flow->target, flow);
+    }
+  target_keep (self, flow, self->options.target_idle);
   return connection;
 }
 
@@ -1098,7 +1324,7 @@ edge_forward (Registrar      *self,
   char transport[8] = "";
   char label[128];
 
-  if (from != NULL)
+  if (from != NULL && !from->outbound)
     {
       target.hop = self->upstream;
       target.path = sip->sip_request->rq_method == sip_method_register;
@@ -1108,7 +1334,7 @@ edge_forward (Registrar      *self,
     }
 
   if (pop_route && route != NULL)
-    route = route->r_next;
+    route = past_own_routes (route);
   target.hop = route != NULL ? route->r_url : sip->sip_request->rq_url;
   if (route == NULL && sip->sip_request->rq_method == sip_method_options &&
       target.hop->url_user == NULL &&
@@ -1137,16 +1363,26 @@ edge_forward (Registrar      *self,
           refuse (irq, sip, 430, "Flow Failed");
           return;
         }
+      const char *why;
+
       target.tport = edge_connection (self, target.hop,
-                                      g_ascii_strcasecmp (transport, "wss") == 0);
+                                      g_ascii_strcasecmp (transport, "wss") == 0, &why);
       if (target.tport == NULL)
         {
-          refuse (irq, sip, 503, "Service Unavailable (no connection)");
+          if (sip->sip_request->rq_method == sip_method_ack)
+            nta_incoming_destroy (irq);
+          else
+            reply (irq, 503, why, SIPTAG_RETRY_AFTER_STR ("10"), TAG_END ());
           return;
         }
+      /* Our Path or Record-Route on that side names this connection: the server sends the
+       * requests of the registration or dialog back over it. */
+      target.callee = flow_for (self, target.tport);
+      target.path = sip->sip_request->rq_method == sip_method_register && target.callee != NULL;
     }
-  say ("%s from %s: to %s%s%s\n", method, tport_label (inbound, label, sizeof label),
-       target.hop->url_host, target.hop->url_port != NULL ? ":" : "",
+  say ("%s from %s%s: to %s%s%s\n", method, tport_label (inbound, label, sizeof label),
+       pop_route ? " by our Route" : "", target.hop->url_host,
+       target.hop->url_port != NULL ? ":" : "",
        target.hop->url_port != NULL ? target.hop->url_port : "");
   relay_request (self, irq, sip, request, inbound, &target);
 }
@@ -1244,6 +1480,9 @@ on_request (nta_leg_magic_t *magic,
   sip_method_t method = sip->sip_request->rq_method;
   char label[128];
 
+  if (tport != NULL && self->upstream != NULL)
+    target_keep (self, g_hash_table_lookup (self->flows, tport), self->options.target_idle);
+
   if (request == NULL || msg_has_error (request) || sip->sip_error != NULL)
     {
       /* Sofia keeps a second single header (Max-Forwards, Content-Type...) aside as an
@@ -1291,6 +1530,17 @@ on_request (nta_leg_magic_t *magic,
 
 /* ---- the sweep ----------------------------------------------------------------------------- */
 
+/* Whether a request relayed over @tport is still pending. */
+static gboolean
+has_relays (Registrar *self,
+            tport_t   *tport)
+{
+  for (GList *l = self->relays.head; l != NULL; l = l->next)
+    if (((Relay *) l->data)->tport == tport && ((Relay *) l->data)->linger_until == 0)
+      return TRUE;
+  return FALSE;
+}
+
 static void
 on_sweep (su_root_magic_t *magic,
           su_timer_t      *timer,
@@ -1318,6 +1568,15 @@ on_sweep (su_root_magic_t *magic,
       {
         g_hash_table_iter_steal (&iter);
         flow_free (self, flow);
+      }
+    else if (flow->outbound && flow->keep_until <= now && !has_relays (self, flow->tport))
+      {
+        /* No message either way, nor a registration through it, for target_idle s: closed
+         * (with a 1000 close frame), its slot free; the next request opens a new one. */
+        say ("%s: idle for %u s, closed\n", flow->target != NULL ? flow->target : "ws target",
+             self->options.target_idle);
+        flow->keep_until = G_MAXINT64;
+        tport_shutdown (flow->tport, 2);
       }
 
   for (GList *l = self->relays.head, *next; l != NULL; l = next)
@@ -1349,6 +1608,8 @@ registrar_new (su_root_t              *root,
   DEFAULT (max_contacts, REGISTRAR_DEFAULT_MAX_CONTACTS);
   DEFAULT (max_relays, REGISTRAR_DEFAULT_MAX_RELAYS);
   DEFAULT (sweep_interval_ms, 1000);
+  DEFAULT (max_targets, REGISTRAR_DEFAULT_MAX_TARGETS);
+  DEFAULT (target_idle, REGISTRAR_DEFAULT_TARGET_IDLE);
 #undef DEFAULT
   self->options.max_contacts = MIN (self->options.max_contacts, 1000);
   quiet = self->options.quiet;
@@ -1377,6 +1638,7 @@ registrar_new (su_root_t              *root,
   self->flows = g_hash_table_new (g_direct_hash, g_direct_equal);
   self->flow_ids = g_hash_table_new (g_str_hash, g_str_equal);
   self->flow_peers = g_hash_table_new (g_str_hash, g_str_equal);
+  self->targets = g_hash_table_new (g_str_hash, g_str_equal);
   self->expiry = g_sequence_new (NULL);
   g_queue_init (&self->relays);
   self->leg = nta_leg_tcreate (agent, on_request, (nta_leg_magic_t *) self,
@@ -1424,6 +1686,7 @@ registrar_free (Registrar *self)
   g_hash_table_unref (self->flows);
   g_hash_table_unref (self->flow_ids);
   g_hash_table_unref (self->flow_peers);
+  g_hash_table_unref (self->targets);
   g_sequence_free (self->expiry);
   su_home_deinit (self->home);
   g_free (self);

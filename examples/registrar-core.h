@@ -20,6 +20,8 @@ G_BEGIN_DECLS
 #define REGISTRAR_DEFAULT_MAX_BINDINGS  10
 #define REGISTRAR_DEFAULT_MAX_CONTACTS  10
 #define REGISTRAR_DEFAULT_MAX_RELAYS    10000
+#define REGISTRAR_DEFAULT_MAX_TARGETS   64
+#define REGISTRAR_DEFAULT_TARGET_IDLE   120
 
 /* Every field 0 means its default. */
 typedef struct {
@@ -38,6 +40,10 @@ typedef struct {
   const char *tls_ca_file;        /* edge: CAs for wss targets (NULL: the system's) */
   guint crlf_keepalive;           /* edge: seconds between CRLF keep-alives to ws targets
                                    * (0: none; sofia-ws-edge's default is 30) */
+  guint max_targets;              /* edge: connections to ws/wss targets open (or opening) at
+                                   * once; a request for another target gets 503 (64) */
+  guint target_idle;              /* edge: seconds a target connection is kept without a
+                                   * message, nor a registration through it (120) */
 } RegistrarOptions;
 
 /* What the tables hold now. */

@@ -675,6 +675,7 @@ main (int argc, char **argv)
 #ifdef SOFIA_WS_EDGE
   g_autofree char *upstream = NULL, *config = NULL, *ca_file = NULL;
   gint crlf_keepalive = -1;
+  gint max_targets = -1, target_idle = -1;
   gboolean added = FALSE;
   tport_t *network = NULL;
   GOptionEntry edge_entries[] = {
@@ -689,6 +690,12 @@ main (int argc, char **argv)
     { "crlf-keepalive", 0, 0, G_OPTION_ARG_INT, &crlf_keepalive,
       "Seconds between CRLF keep-alives on connections to ws/wss targets (default 30, 0: none)",
       "S" },
+    { "max-targets", 0, 0, G_OPTION_ARG_INT, &max_targets,
+      "Connections to ws/wss targets open (or opening) at once; a request for another target "
+      "gets 503 (default 64)", "N" },
+    { "target-idle", 0, 0, G_OPTION_ARG_INT, &target_idle,
+      "Close a connection to a ws/wss target after S seconds without a message or a "
+      "registration through it (default 120)", "S" },
     { NULL }
   };
 #endif
@@ -778,6 +785,8 @@ main (int argc, char **argv)
         { "tls-ca-file", G_OPTION_ARG_FILENAME, &ca_file },
         { "idle", G_OPTION_ARG_INT, &idle },
         { "crlf-keepalive", G_OPTION_ARG_INT, &crlf_keepalive },
+        { "max-targets", G_OPTION_ARG_INT, &max_targets },
+        { "target-idle", G_OPTION_ARG_INT, &target_idle },
         { "max-connections", G_OPTION_ARG_INT, &max_connections },
         { "max-connections-per-address", G_OPTION_ARG_INT, &per_address },
         { "max-partial-bytes", G_OPTION_ARG_INT, &partial_bytes },
@@ -800,6 +809,15 @@ main (int argc, char **argv)
   if (crlf_keepalive < -1)
     {
       g_printerr (PROGRAM ": --crlf-keepalive is 0 (none) or more\n");
+      return 2;
+    }
+  if (max_targets == -1)
+    max_targets = REGISTRAR_DEFAULT_MAX_TARGETS;
+  if (target_idle == -1)
+    target_idle = REGISTRAR_DEFAULT_TARGET_IDLE;
+  if (max_targets < 1 || target_idle < 1)
+    {
+      g_printerr (PROGRAM ": --max-targets and --target-idle take a number from 1\n");
       return 2;
     }
 #endif
@@ -907,6 +925,8 @@ main (int argc, char **argv)
   registrar_options.upstream = upstream;
   registrar_options.tls_ca_file = ca_file;
   registrar_options.crlf_keepalive = crlf_keepalive >= 0 ? (guint) crlf_keepalive : 30;
+  registrar_options.max_targets = (guint) max_targets;
+  registrar_options.target_idle = (guint) target_idle;
 #endif
   self.registrar = registrar_new (self.root, self.agent, &registrar_options);
   if (self.registrar == NULL)

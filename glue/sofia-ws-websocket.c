@@ -2,6 +2,7 @@
 #include "config.h"
 
 #include <string.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 
@@ -95,6 +96,7 @@ struct _SofiaWsWebSocket
   SofiaWsListener *listener;      /* accepted: not a reference; the listener, which holds us,
                                    * clears it (sofia_ws_websocket_forget_listener()) */
   char *remote_address;
+  char *local_address;            /* sofia_ws_websocket_get_local_address(), of this wsi */
   gboolean secure;
 
   GTask *connect_task;            /* the connect vfunc's, until established or failed */
@@ -351,6 +353,7 @@ abandon_wsi (SofiaWsWebSocket *self,
   close_wsi (self->wsi, code, NULL);
   sofia_ws_loop_wake (self->loop, self->wsi);
   self->wsi = NULL;
+  g_clear_pointer (&self->local_address, g_free);
 }
 
 static void
@@ -632,6 +635,7 @@ start_client (SofiaWsWebSocket  *self,
       return FALSE;
     }
   self->wsi = wsi;
+  g_clear_pointer (&self->local_address, g_free);
   return TRUE;
 }
 
@@ -672,6 +676,7 @@ on_connection_error (SofiaWsWebSocket *self,
   GError *error = connection_error_from_lws (self, why);
 
   self->wsi = NULL;
+  g_clear_pointer (&self->local_address, g_free);
   self->start_failed = TRUE;
   if (self->connect_task != NULL)
     complete_connect (self, error);
@@ -765,6 +770,7 @@ on_closed (SofiaWsWebSocket *self)
   g_autoptr(GTask) disconnect_task = g_steal_pointer (&self->disconnect_task);
 
   self->wsi = NULL;
+  g_clear_pointer (&self->local_address, g_free);
   stop_keepalive (self);
   clear_source (&self->send_timeout_source);
   self->close_deadline = FALSE;
@@ -1788,6 +1794,57 @@ sofia_ws_websocket_get_remote_address (SofiaWsWebSocket *self)
 }
 
 /**
+ * sofia_ws_websocket_get_local_address:
+ * @self: a #SofiaWsWebSocket
+ *
+ * Our end of the connection, `IP:port` (`[IPv6]:port`): what the peer sees as its remote
+ * address. Known as soon as the TCP connection is being made (a proxy can name it in a Path
+ * or Record-Route before the handshake completes), until the connection goes.
+ *
+ * Returns: (nullable): the local address, or %NULL without a socket
+ */
+const char *
+sofia_ws_websocket_get_local_address (SofiaWsWebSocket *self)
+{
+  struct sockaddr_storage sa;
+  socklen_t len = sizeof sa;
+  char host[INET6_ADDRSTRLEN] = "";
+  int fd;
+
+  g_return_val_if_fail (SOFIA_WS_IS_WEBSOCKET (self), NULL);
+  if (self->local_address != NULL || self->wsi == NULL)
+    return self->local_address;
+  fd = lws_get_socket_fd (self->wsi);
+  if (fd < 0 || getsockname (fd, (struct sockaddr *) &sa, &len) != 0)
+    return NULL;
+  if (sa.ss_family == AF_INET6 &&
+      IN6_IS_ADDR_V4MAPPED (&((struct sockaddr_in6 *) &sa)->sin6_addr))
+    {
+      struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &sa;
+
+      inet_ntop (AF_INET, &in6->sin6_addr.s6_addr[12], host, sizeof host);
+      self->local_address = g_strdup_printf ("%s:%u", host, g_ntohs (in6->sin6_port));
+    }
+  else if (sa.ss_family == AF_INET6)
+    {
+      struct sockaddr_in6 *in6 = (struct sockaddr_in6 *) &sa;
+
+      inet_ntop (AF_INET6, &in6->sin6_addr, host, sizeof host);
+      self->local_address = g_strdup_printf ("[%s]:%u", host, g_ntohs (in6->sin6_port));
+    }
+  else if (sa.ss_family == AF_INET)
+    {
+      struct sockaddr_in *in4 = (struct sockaddr_in *) &sa;
+
+      if (in4->sin_port == 0)
+        return NULL;              /* not bound yet */
+      inet_ntop (AF_INET, &in4->sin_addr, host, sizeof host);
+      self->local_address = g_strdup_printf ("%s:%u", host, g_ntohs (in4->sin_port));
+    }
+  return self->local_address;
+}
+
+/**
  * sofia_ws_websocket_get_close_code:
  * @self: a #SofiaWsWebSocket
  *
@@ -1864,6 +1921,7 @@ sofia_ws_websocket_finalize (GObject *object)
   g_free (self->tls_ca_file);
   g_free (self->origin);
   g_free (self->remote_address);
+  g_free (self->local_address);
   g_free (self->close_reason);
   g_free (self->peer_close_reason);
   g_main_context_unref (self->context);

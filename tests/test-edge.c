@@ -27,6 +27,8 @@
 #include "support/sip-text.h"
 #include "support/ws-probe.h"
 
+#include <sofia-ws/sofia-ws.h>
+
 typedef struct {
   KamailioPeer *kamailio;
   RegistrarPeer *edge;
@@ -338,6 +340,29 @@ next_request (SipSocket *socket)
     }
 }
 
+/* As the edge saw it: @method from Kamailio (the line after those from the gateways' sockets)
+ * reached it over the edge's own ws connection, with the edge's Path or Record-Route on top
+ * ("by our Route"), not over its tcp listener. */
+static void
+assert_from_server (Fixture *f, const char *method, SipSocket *fs1, SipSocket *fs2)
+{
+  g_autofree char *prefix = g_strdup_printf ("%s from ", method);
+  g_autofree char *mine1 = g_strdup_printf ("%s from tcp %s", method, sip_socket_local (fs1));
+  g_autofree char *mine2 = g_strdup_printf ("%s from tcp %s", method, sip_socket_local (fs2));
+
+  for (;;)
+    {
+      g_autofree char *line = registrar_peer_read_line (f->edge, prefix, NULL, NULL);
+      g_autofree char *ws = g_strdup_printf ("%s from ws ", method);
+
+      if (g_str_has_prefix (line, mine1) || g_str_has_prefix (line, mine2))
+        continue;
+      g_assert_cmpint (g_ascii_strncasecmp (line, ws, strlen (ws)), ==, 0);
+      g_assert_nonnull (strstr (line, " by our Route: "));
+      return;
+    }
+}
+
 /* @user registers at Kamailio's ws listener over @socket, through the edge: the Request-URI
  * names the ws target, the Contact the socket's own address (which the edge reaches over the
  * same connection). */
@@ -361,11 +386,13 @@ register_through_edge (Fixture *f, SipSocket *socket, const char *user)
 }
 
 /* fs1 and fs2 (standing in for two FreeSWITCH gateways: TCP to the edge, the ws target in the
- * Request-URI) register at Kamailio over the edge's ws connection; fs2's MESSAGE reaches fs1,
- * Kamailio sending it back over that connection; fs2 calls fs1: INVITE, 200, ACK, and fs1
- * hangs up (a BYE routed by the Record-Routes of the edge and Kamailio). */
+ * Request-URI) register at Kamailio over the edge's ws connection (the edge adds a Path naming
+ * it); fs2's MESSAGE reaches fs1, Kamailio sending it back over that connection by fs1's Path;
+ * fs2 calls fs1: INVITE, 200, ACK, fs1 re-INVITEs and hangs up, Kamailio sending each to fs2 by
+ * the edge's double Record-Route (its ws side, then its tcp side). Every request Kamailio
+ * sends to a gateway reaches the edge over its own ws connection, never its tcp listener. */
 static void
-run_outbound (Fixture *f)
+run_outbound (Fixture *f, char **stale)
 {
   g_autoptr(SipSocket) fs1 = sip_socket_connect (f->tcp_port);
   g_autoptr(SipSocket) fs2 = sip_socket_connect (f->tcp_port);
@@ -376,6 +403,7 @@ run_outbound (Fixture *f)
   g_autofree char *callee_routes = NULL, *to = NULL, *from = NULL, *from_tag = NULL;
   g_autofree char *to_tag = NULL, *callee_contact = NULL, *caller_contact = NULL;
   g_autofree char *ack = NULL, *bye = NULL, *bye_ok = NULL, *header = NULL;
+  g_autofree char *reinvite = NULL;
   g_autofree char *contact = g_strdup_printf ("Contact: <sip:fs2@%s;transport=tcp>\r\n"
                                               "Content-Type: application/sdp\r\n",
                                               sip_socket_local (fs2));
@@ -403,6 +431,8 @@ run_outbound (Fixture *f)
   response = sip_socket_read (fs2, 10000);
   g_assert_nonnull (response);
   g_assert_cmpuint (sip_text_status (response), ==, 200);
+  /* Kamailio sent it by fs1's Path: the edge's ws connection. */
+  assert_from_server (f, "MESSAGE", fs1, fs2);
 
   /* A call from fs2 to fs1. */
   invite = sip_text_over_tcp (sip_text_request ("INVITE", uri, "fs2", "sip:fs1@127.0.0.1",
@@ -414,6 +444,7 @@ run_outbound (Fixture *f)
   rr = header_list (got, "Record-Route");
   g_assert_nonnull (rr);
   g_test_message ("fs1 got the INVITE with Record-Route: %s", rr);
+  assert_from_server (f, "INVITE", fs1, fs2);
   g_clear_pointer (&header, g_free);
   header = sip_text_header (got, "Contact");
   caller_contact = contact_uri (header);
@@ -455,6 +486,41 @@ run_outbound (Fixture *f)
   got = next_request (fs1);
   g_assert_true (g_str_has_prefix (got, "ACK "));
 
+  /* fs1 (the callee) sends a re-INVITE by its route set: Kamailio sends it on to fs2 by the
+   * edge's Record-Route on its side, over the edge's ws connection. */
+  reinvite = g_strdup_printf ("INVITE %s SIP/2.0\r\nVia: SIP/2.0/TCP %s;branch=z9hG4bK%08x\r\n"
+                              "Max-Forwards: 70\r\nRoute: %s\r\n"
+                              "From: <sip:fs1@127.0.0.1>;tag=%s\r\n"
+                              "To: <sip:fs2@127.0.0.1>;tag=%s\r\nCall-ID: %s\r\n"
+                              "CSeq: 2 INVITE\r\nContact: <sip:fs1@%s;transport=tcp>\r\n"
+                              "Content-Type: application/sdp\r\nContent-Length: %zu\r\n\r\n%s",
+                              caller_contact, sip_socket_local (fs1), g_random_int (),
+                              callee_routes, to_tag, from_tag, call_id, sip_socket_local (fs1),
+                              strlen (sdp), sdp);
+  sip_socket_send (fs1, reinvite);
+  g_clear_pointer (&got, g_free);
+  got = next_request (fs2);
+  g_assert_true (g_str_has_prefix (got, "INVITE "));
+  assert_from_server (f, "INVITE", fs1, fs2);
+  g_clear_pointer (&answer, g_free);
+  answer = sip_text_response (got, 200, "OK");
+  sip_socket_send (fs2, answer);
+  g_clear_pointer (&ok, g_free);
+  ok = final_response (fs1, "", 10000);
+  g_assert_nonnull (ok);
+  g_assert_cmpuint (sip_text_status (ok), ==, 200);
+  g_clear_pointer (&ack, g_free);
+  ack = g_strdup_printf ("ACK %s SIP/2.0\r\nVia: SIP/2.0/TCP %s;branch=z9hG4bK%08x\r\n"
+                         "Max-Forwards: 70\r\nRoute: %s\r\nFrom: <sip:fs1@127.0.0.1>;tag=%s\r\n"
+                         "To: <sip:fs2@127.0.0.1>;tag=%s\r\nCall-ID: %s\r\n"
+                         "CSeq: 2 ACK\r\nContent-Length: 0\r\n\r\n", caller_contact,
+                         sip_socket_local (fs1), g_random_int (), callee_routes, to_tag,
+                         from_tag, call_id);
+  sip_socket_send (fs1, ack);
+  g_clear_pointer (&got, g_free);
+  got = next_request (fs2);
+  g_assert_true (g_str_has_prefix (got, "ACK "));
+
   /* fs1 hangs up. */
   bye = g_strdup_printf ("BYE %s SIP/2.0\r\nVia: SIP/2.0/TCP %s;branch=z9hG4bK%08x\r\n"
                          "Max-Forwards: 70\r\nRoute: %s\r\nFrom: <sip:fs1@127.0.0.1>;tag=%s\r\n"
@@ -472,13 +538,41 @@ run_outbound (Fixture *f)
   bye_ok = sip_socket_read (fs1, 10000);
   g_assert_nonnull (bye_ok);
   g_assert_cmpuint (sip_text_status (bye_ok), ==, 200);
+  assert_from_server (f, "BYE", fs1, fs2);
+
+  /* For the caller: a BYE by its route set, whose first entries are the edge's (its tcp side,
+   * then its ws side, with the token of its connection to Kamailio). */
+  if (stale != NULL)
+    *stale = g_strdup_printf ("BYE %s SIP/2.0\r\nVia: SIP/2.0/TCP %s;branch=z9hG4bK%08x\r\n"
+                              "Max-Forwards: 70\r\nRoute: %s\r\n"
+                              "From: <sip:fs2@127.0.0.1>;tag=%s\r\n"
+                              "To: <sip:fs1@127.0.0.1>;tag=%s\r\nCall-ID: %s\r\n"
+                              "CSeq: 3 BYE\r\nContent-Length: 0\r\n\r\n", callee_contact,
+                              sip_socket_local (fs2), g_random_int (), caller_routes, from_tag,
+                              to_tag, call_id);
+}
+
+/* @request, by a route set naming the edge's connection to Kamailio, once that connection
+ * has gone (Kamailio or the edge restarted): 430 from the edge at once, no new connection. */
+static void
+assert_stale_flow (Fixture *f, const char *request)
+{
+  g_autoptr(SipSocket) peer = sip_socket_connect (f->tcp_port);
+  g_autofree char *response = NULL, *line = NULL;
+
+  g_assert_true (g_str_has_prefix (request, "BYE "));
+  response = final_response (peer, request, 5000);
+  g_assert_nonnull (response);
+  g_assert_cmpuint (sip_text_status (response), ==, 430);
+  line = registrar_peer_read_line (f->edge, "BYE from tcp ", NULL, NULL);
+  g_assert_nonnull (strstr (line, ": 430, "));
 }
 
 static void
 test_outbound (Fixture *f, gconstpointer data)
 {
   if (f->kamailio != NULL)
-    run_outbound (f);
+    run_outbound (f, NULL);
 }
 
 /* ---- restarts and the configuration file ------------------------------------------------- */
@@ -527,13 +621,35 @@ static void
 test_restart_kamailio_outbound (Fixture *f, gconstpointer data)
 {
   g_autoptr(GError) error = NULL;
+  g_autofree char *stale = NULL;
 
   if (f->kamailio == NULL)
     return;
-  run_outbound (f);
+  run_outbound (f, &stale);
   g_assert_true (kamailio_peer_restart (f->kamailio, &error));
   g_assert_no_error (error);
-  run_outbound (f);
+  /* The connection's token names a connection that has gone: 430. */
+  assert_stale_flow (f, stale);
+  run_outbound (f, NULL);
+}
+
+/* The edge restarts (same ports) under registered gateways: its old tokens are unknown to the
+ * new edge (430), and the gateways registering again are reached again over its new
+ * connection. */
+static void
+test_restart_edge_outbound (Fixture *f, gconstpointer data)
+{
+  guint16 ws_port = f->ws_port, tcp_port = f->tcp_port;
+  g_autofree char *stale = NULL;
+
+  if (f->kamailio == NULL)
+    return;
+  run_outbound (f, &stale);
+  g_clear_pointer (&f->edge, registrar_peer_stop);
+  start_edge (f, ws_port, tcp_port);
+  g_assert_cmpuint (f->tcp_port, ==, tcp_port);
+  assert_stale_flow (f, stale);
+  run_outbound (f, NULL);
 }
 
 /* Every option from the [edge] group of a --config file, the listeners included. */
@@ -555,6 +671,8 @@ test_config_file (Fixture *f, gconstpointer data)
                           "listen=sip:127.0.0.1:0;transport=ws,sip:127.0.0.1:0;transport=tcp\n"
                           "upstream=sip:127.0.0.1:%u;transport=tcp\n"
                           "crlf-keepalive=20\n"
+                          "max-targets=8\n"
+                          "target-idle=60\n"
                           "max-connections=100\n",
                           kamailio_peer_get_port (f->kamailio));
   g_assert_true (g_file_set_contents (file, text, -1, &error));
@@ -587,6 +705,359 @@ test_config_file (Fixture *f, gconstpointer data)
   g_rmdir (dir);
 }
 
+/* ---- hostile: a bound on the edge's ws targets ------------------------------------------- */
+
+/* The file descriptors @pid has open. */
+static guint
+count_fds (GPid pid)
+{
+  g_autofree char *path = g_strdup_printf ("/proc/%d/fd", (int) pid);
+  g_autoptr(GDir) dir = g_dir_open (path, 0, NULL);
+  guint n = 0;
+
+  g_assert_nonnull (dir);
+  while (g_dir_read_name (dir) != NULL)
+    n++;
+  return n;
+}
+
+/* A TCP port on 127.0.0.1 that accepts connections (the kernel completes them) and never
+ * answers a WebSocket handshake: a target that holds a connection until the edge gives up. */
+static GSocket *
+silent_listener (guint16 *port)
+{
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GInetAddress) loopback = g_inet_address_new_loopback (G_SOCKET_FAMILY_IPV4);
+  g_autoptr(GSocketAddress) any = g_inet_socket_address_new (loopback, 0);
+  g_autoptr(GSocketAddress) bound = NULL;
+  GSocket *socket = g_socket_new (G_SOCKET_FAMILY_IPV4, G_SOCKET_TYPE_STREAM,
+                                  G_SOCKET_PROTOCOL_TCP, &error);
+
+  g_assert_no_error (error);
+  g_assert_true (g_socket_bind (socket, any, FALSE, &error));
+  g_assert_no_error (error);
+  g_assert_true (g_socket_listen (socket, &error));
+  g_assert_no_error (error);
+  bound = g_socket_get_local_address (socket, &error);
+  g_assert_no_error (error);
+  *port = g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (bound));
+  return socket;
+}
+
+/* A MESSAGE from the network to sip:x@127.0.0.1:@port;transport=ws. */
+static char *
+message_to_target (guint16 port, guint n)
+{
+  g_autofree char *uri = g_strdup_printf ("sip:x@127.0.0.1:%u;transport=ws", port);
+  g_autofree char *call_id = g_strdup_printf ("edge-targets-%u-%08x", n, g_random_int ());
+
+  return sip_text_request ("MESSAGE", uri, "peer", "sip:x@127.0.0.1", call_id, 1,
+                           "Content-Type: text/plain\r\n", "who is there?");
+}
+
+/* The final response to @request (taken), sent over @socket. */
+static char *
+ask (SipSocket *socket, char *request, guint timeout_ms)
+{
+  g_autofree char *text = request;
+
+  sip_socket_send (socket, text);
+  return final_response (socket, "", timeout_ms);
+}
+
+/* A network-side peer names more ws targets than --max-targets: past the cap the edge answers
+ * 503 at once (and says so), without a connection; targets that never complete the handshake
+ * hold their slot only until the connect timeout, refused ones not at all, an idle
+ * connection is closed after --target-idle; the edge goes on serving, and its file descriptors
+ * come back to where they were (no tport, socket or lws connection left behind). */
+static void
+test_target_cap (Fixture *f, gconstpointer data)
+{
+  g_autofree char *upstream = NULL, *response = NULL, *line = NULL, *prefix = NULL;
+  g_autoptr(SipSocket) peer = NULL, slow = NULL;
+  guint16 kamailio_port, silent_port[4];
+  GSocket *silent[4];
+  guint fds_before, fds_peak, fds_after = 0;
+  GPid pid;
+
+  if (f->kamailio == NULL)
+    return;
+  kamailio_port = kamailio_peer_get_port (f->kamailio);
+  g_clear_pointer (&f->edge, registrar_peer_stop);
+  upstream = g_strdup_printf ("sip:127.0.0.1:%u;transport=tcp", kamailio_port);
+  {
+    const char *args[] = { "--listen", "sip:127.0.0.1:0;transport=tcp", "--upstream", upstream,
+                           "--max-targets", "2", "--target-idle", "8", NULL };
+
+    f->edge = registrar_peer_start_edge (args);
+  }
+  f->tcp_port = registrar_peer_get_port (f->edge, "tcp");
+  pid = registrar_peer_get_pid (f->edge);
+  for (guint i = 0; i < G_N_ELEMENTS (silent); i++)
+    silent[i] = silent_listener (&silent_port[i]);
+  peer = sip_socket_connect (f->tcp_port);
+  slow = sip_socket_connect (f->tcp_port);
+
+  /* One real target: Kamailio answers (404, nobody registered), its connection stays. */
+  response = ask (peer, sip_text_over_tcp (message_to_target (kamailio_port, 0)), 10000);
+  g_assert_nonnull (response);
+  g_assert_cmpuint (sip_text_status (response), ==, 404);
+  fds_before = count_fds (pid);
+
+  /* A silent one takes the second slot... */
+  {
+    g_autofree char *text = sip_text_over_tcp (message_to_target (silent_port[0], 1));
+
+    sip_socket_send (slow, text);
+    /* (The edge has taken it, before the others come on another connection.) */
+    prefix = g_strdup_printf ("MESSAGE from tcp %s: to 127.0.0.1:%u", sip_socket_local (slow),
+                              silent_port[0]);
+    line = registrar_peer_read_line (f->edge, prefix, NULL, NULL);
+  }
+  /* ...the others get 503 at once, and the edge says why. */
+  for (guint i = 1; i < G_N_ELEMENTS (silent); i++)
+    {
+      g_clear_pointer (&response, g_free);
+      response = ask (peer, sip_text_over_tcp (message_to_target (silent_port[i], i + 1)),
+                      10000);
+      g_assert_nonnull (response);
+      g_assert_cmpuint (sip_text_status (response), ==, 503);
+      g_assert_nonnull (strstr (response, "too many ws targets"));
+      g_clear_pointer (&prefix, g_free);
+      g_clear_pointer (&line, g_free);
+      prefix = g_strdup_printf ("ws 127.0.0.1:%u: 503, 2 ws/wss targets open", silent_port[i]);
+      line = registrar_peer_read_line (f->edge, prefix, NULL, NULL);
+    }
+  fds_peak = count_fds (pid);
+  g_test_message ("edge fds: %u with Kamailio's connection, %u with a silent one too",
+                  fds_before, fds_peak);
+  g_assert_cmpuint (fds_peak, <=, fds_before + 1);
+
+  /* The silent target's handshake times out: its request fails (503), its slot is free. */
+  g_clear_pointer (&response, g_free);
+  response = final_response (slow, "", 15000);
+  g_assert_nonnull (response);
+  g_assert_cmpuint (sip_text_status (response), ==, 503);
+  /* Kamailio's connection, idle, is closed. */
+  g_clear_pointer (&prefix, g_free);
+  g_clear_pointer (&line, g_free);
+  prefix = g_strdup_printf ("ws 127.0.0.1:%u: idle for 8 s, closed", kamailio_port);
+  line = registrar_peer_read_line (f->edge, prefix, NULL, NULL);
+
+  /* Refused targets (ports nobody listens on any more) take no slot for long, and leave
+   * nothing behind. */
+  for (guint i = 1; i < G_N_ELEMENTS (silent); i++)
+    g_clear_object (&silent[i]);
+  for (guint round = 0; round < 3; round++)
+    for (guint i = 1; i < G_N_ELEMENTS (silent); i++)
+      {
+        g_clear_pointer (&response, g_free);
+        response = ask (peer, sip_text_over_tcp (message_to_target (silent_port[i], 10 + i)),
+                        10000);
+        g_assert_nonnull (response);
+        g_assert_cmpuint (sip_text_status (response), ==, 503);
+        g_assert_null (strstr (response, "too many ws targets"));
+      }
+
+  /* The edge still serves: Kamailio again, over a new connection. */
+  g_clear_pointer (&response, g_free);
+  response = ask (peer, sip_text_over_tcp (message_to_target (kamailio_port, 20)), 10000);
+  g_assert_nonnull (response);
+  g_assert_cmpuint (sip_text_status (response), ==, 404);
+  /* Where it was with Kamailio's connection open: nothing of the failed ones is left. */
+  for (guint i = 0; i < 50 && (fds_after = count_fds (pid)) > fds_before; i++)
+    g_usleep (100000);
+  g_test_message ("edge fds at the end: %u", fds_after);
+  g_assert_cmpuint (fds_after, <=, fds_before);
+  g_clear_object (&silent[0]);
+}
+
+/* ---- the ACK of a non-2xx answer, to a browser ------------------------------------------ */
+
+/* A browser in this process: a WebSocket client of the edge's listener (libsofia-ws's own),
+ * its messages kept in order of arrival. */
+typedef struct {
+  SofiaWsWebSocket *ws;
+  GQueue received;                /* char * */
+  gboolean done;
+} Browser;
+
+static void
+on_browser_message (SofiaWsTransport *transport, const char *message, Browser *browser)
+{
+  g_queue_push_tail (&browser->received, g_strdup (message));
+}
+
+static void
+on_browser_done (GObject *source, GAsyncResult *result, gpointer data)
+{
+  Browser *browser = data;
+  g_autoptr(GError) error = NULL;
+
+  if (g_task_get_source_tag (G_TASK (result)) == (gpointer) sofia_ws_transport_connect_async)
+    g_assert_true (sofia_ws_transport_connect_finish (SOFIA_WS_TRANSPORT (source), result,
+                                                      &error));
+  else
+    g_assert_true (sofia_ws_transport_send_finish (SOFIA_WS_TRANSPORT (source), result,
+                                                   &error));
+  g_assert_no_error (error);
+  browser->done = TRUE;
+}
+
+static void
+browser_wait_done (Browser *browser)
+{
+  gint64 deadline = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+
+  while (!browser->done)
+    {
+      g_assert_cmpint (g_get_monotonic_time (), <, deadline);
+      g_main_context_iteration (NULL, TRUE);
+    }
+  browser->done = FALSE;
+}
+
+static void
+browser_send (Browser *browser, const char *text)
+{
+  sofia_ws_transport_send_async (SOFIA_WS_TRANSPORT (browser->ws), text, NULL, NULL,
+                                 on_browser_done, browser);
+  browser_wait_done (browser);
+}
+
+/* The next message starting with @start, the ones before it dropped; NULL after @seconds. */
+static char *
+browser_wait (Browser *browser, const char *start, guint seconds)
+{
+  gint64 deadline = g_get_monotonic_time () + seconds * G_USEC_PER_SEC;
+
+  for (;;)
+    {
+      char *message;
+
+      while ((message = g_queue_pop_head (&browser->received)) != NULL)
+        {
+          if (g_str_has_prefix (message, start))
+            return message;
+          g_test_message ("browser: skipped %.40s", message);
+          g_free (message);
+        }
+      if (g_get_monotonic_time () >= deadline)
+        return NULL;
+      g_main_context_iteration (NULL, FALSE);
+      g_usleep (1000);
+    }
+}
+
+/* A call to a browser behind the edge, cancelled while it rings: the browser answers the
+ * CANCEL (200) and the INVITE (487), and must get the edge's hop-by-hop ACK of that 487 over
+ * its own connection (RFC 3261 17.1.1.3), with the INVITE's branch. NTA's own would look the
+ * ws connection up by name and find none. */
+static void
+test_cancel_ack (Fixture *f, gconstpointer data)
+{
+  g_autofree char *url = NULL, *reg = NULL, *reply = NULL, *invite = NULL, *got = NULL;
+  g_autofree char *ringing = NULL, *cancel = NULL, *terminated = NULL, *ack = NULL;
+  g_autofree char *via = NULL, *from = NULL, *contact = NULL, *response = NULL;
+  g_autofree char *browser_via = NULL, *ack_via = NULL, *ack_to = NULL, *to = NULL;
+  g_autofree char *caller_ack = NULL;
+  g_autofree char *call_id = g_strdup_printf ("edge-cancel-%08x", g_random_int ());
+  g_autoptr(SipSocket) caller = NULL;
+  Browser browser = { 0 };
+  char *message;
+
+  if (f->kamailio == NULL)
+    return;
+  url = g_strdup_printf ("ws://127.0.0.1:%u/", f->ws_port);
+  browser.ws = sofia_ws_websocket_new (url);
+  g_queue_init (&browser.received);
+  g_signal_connect (browser.ws, "message", G_CALLBACK (on_browser_message), &browser);
+  sofia_ws_transport_connect_async (SOFIA_WS_TRANSPORT (browser.ws), NULL, NULL,
+                                    on_browser_done, &browser);
+  browser_wait_done (&browser);
+
+  reg = sip_text_request ("REGISTER", "sip:127.0.0.1", "carol", "sip:carol@127.0.0.1",
+                          "edge-cancel-reg", 1,
+                          "Contact: <sip:carol@carol.invalid;transport=ws>\r\n"
+                          "Supported: path, outbound\r\nExpires: 600\r\n", NULL);
+  browser_send (&browser, reg);
+  reply = browser_wait (&browser, "SIP/2.0 ", 10);
+  g_assert_nonnull (reply);
+  g_assert_cmpuint (sip_text_status (reply), ==, 200);
+
+  /* dave calls carol at Kamailio, which sends the INVITE to the edge by carol's Path. */
+  caller = sip_socket_connect (kamailio_peer_get_port (f->kamailio));
+  contact = g_strdup_printf ("Contact: <sip:dave@%s;transport=tcp>\r\n",
+                             sip_socket_local (caller));
+  invite = sip_text_over_tcp (sip_text_request ("INVITE", "sip:carol@127.0.0.1", "dave",
+                                                "sip:carol@127.0.0.1", call_id, 1, contact,
+                                                NULL));
+  sip_socket_send (caller, invite);
+  got = browser_wait (&browser, "INVITE ", 10);
+  g_assert_nonnull (got);
+  ringing = sip_text_response (got, 180, "Ringing");
+  browser_send (&browser, ringing);
+  do
+    {
+      g_clear_pointer (&response, g_free);
+      response = sip_socket_read (caller, 10000);
+      g_assert_nonnull (response);
+    }
+  while (sip_text_status (response) == 100);
+  g_assert_cmpuint (sip_text_status (response), ==, 180);
+
+  /* dave cancels. */
+  via = sip_text_header (invite, "Via");
+  from = sip_text_header (invite, "From");
+  cancel = g_strdup_printf ("CANCEL sip:carol@127.0.0.1 SIP/2.0\r\nVia: %s\r\n"
+                            "Max-Forwards: 70\r\nFrom: %s\r\nTo: <sip:carol@127.0.0.1>\r\n"
+                            "Call-ID: %s\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n",
+                            via, from, call_id);
+  sip_socket_send (caller, cancel);
+  message = browser_wait (&browser, "CANCEL ", 10);
+  g_assert_nonnull (message);
+  g_clear_pointer (&reply, g_free);
+  reply = sip_text_response (message, 200, "OK");
+  g_free (message);
+  browser_send (&browser, reply);
+  /* The 487, in the early dialog of the 180 (same To tag). */
+  terminated = g_strconcat ("SIP/2.0 487 Request Terminated",
+                            ringing + strlen ("SIP/2.0 180 Ringing"), NULL);
+  browser_send (&browser, terminated);
+
+  /* The edge's ACK, over carol's connection. */
+  ack = browser_wait (&browser, "ACK ", 10);
+  g_assert_nonnull (ack);
+  g_test_message ("browser got: %s", ack);
+  g_assert_nonnull (strstr (ack, "\r\nCSeq: 1 ACK\r\n"));
+  browser_via = sip_text_header (got, "Via");
+  ack_via = sip_text_header (ack, "Via");
+  g_assert_cmpstr (strstr (ack_via, ";branch="), ==, strstr (browser_via, ";branch="));
+  ack_to = sip_text_header (ack, "To");
+  to = sip_text_header (ringing, "To");
+  g_assert_cmpstr (ack_to, ==, to);
+
+  /* dave gets the 487 (and ACKs it to Kamailio). */
+  do
+    {
+      g_clear_pointer (&response, g_free);
+      response = sip_socket_read (caller, 10000);
+      g_assert_nonnull (response);
+    }
+  while (sip_text_status (response) != 487);
+  g_clear_pointer (&to, g_free);
+  to = sip_text_header (response, "To");
+  caller_ack = g_strdup_printf ("ACK sip:carol@127.0.0.1 SIP/2.0\r\nVia: %s\r\n"
+                                "Max-Forwards: 70\r\nFrom: %s\r\nTo: %s\r\n"
+                                "Call-ID: %s\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+                                via, from, to, call_id);
+  sip_socket_send (caller, caller_ack);
+
+  g_signal_handlers_disconnect_by_data (browser.ws, &browser);
+  g_queue_clear_full (&browser.received, g_free);
+  g_object_unref (browser.ws);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -604,6 +1075,9 @@ main (int argc, char **argv)
   ADD ("restart/kamailio", "sip", test_restart_kamailio);
   ADD ("restart/kamailio-outbound", "ws", test_restart_kamailio_outbound);
   ADD ("restart/edge", "sip", test_restart_edge);
+  ADD ("restart/edge-outbound", "ws", test_restart_edge_outbound);
+  ADD ("hostile/target-cap", "ws", test_target_cap);
+  ADD ("inbound/cancel-ack", "sip", test_cancel_ack);
   ADD ("config-file", "sip", test_config_file);
 #undef ADD
 

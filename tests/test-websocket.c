@@ -391,6 +391,10 @@ test_connect_send_receive_disconnect (Fixture *f, gconstpointer data)
   connect_client (f);
   g_assert_cmpstr (f->client_events->str, ==, "connecting,connected");
   server = server_side (f);
+  /* The client's end of the connection, as the server sees it. */
+  g_assert_nonnull (sofia_ws_websocket_get_local_address (f->client));
+  g_assert_cmpstr (sofia_ws_websocket_get_local_address (f->client), ==,
+                   sofia_ws_websocket_get_remote_address (server));
   g_signal_connect_swapped (server, "disconnected", G_CALLBACK (record),
                             (gpointer) server_events);
 

@@ -21,6 +21,8 @@ const char       *sofia_ws_websocket_get_server         (SofiaWsWebSocket *self)
 SOFIA_WS_AVAILABLE_IN_1_0
 const char       *sofia_ws_websocket_get_remote_address (SofiaWsWebSocket *self);
 SOFIA_WS_AVAILABLE_IN_1_0
+const char       *sofia_ws_websocket_get_local_address  (SofiaWsWebSocket *self);
+SOFIA_WS_AVAILABLE_IN_1_0
 guint16           sofia_ws_websocket_get_close_code     (SofiaWsWebSocket *self);
 SOFIA_WS_AVAILABLE_IN_1_0
 gboolean          sofia_ws_websocket_get_is_secure      (SofiaWsWebSocket *self);
