@@ -33,12 +33,59 @@ typedef struct {
   guint16 ws_port;
   guint16 tcp_port;
   char *node_dir;
+  const char *upstream_proto;     /* the edge's upstream: "tcp", "udp" or "tls" */
+  TestCertificate *certificate;   /* tls: Kamailio's, and the CA the edge trusts */
+  TestCertificate *other;         /* tls, untrusted: the one Kamailio serves instead */
+  char *sip_tls_dir;              /* tls: the edge's --sip-tls-dir */
 } Fixture;
 
 static gboolean
 node_available (Fixture *f)
 {
   return test_node_package_available ("sip.js");
+}
+
+/* Kamailio's address for the edge, over the fixture's transport. */
+static char *
+upstream_url (Fixture *f)
+{
+  if (g_str_equal (f->upstream_proto, "tls"))
+    return g_strdup_printf ("sips:127.0.0.1:%u;transport=tls",
+                            kamailio_peer_get_tls_port (f->kamailio));
+  return g_strdup_printf ("sip:127.0.0.1:%u;transport=%s", kamailio_peer_get_port (f->kamailio),
+                          f->upstream_proto);
+}
+
+/* The edge's --sip-tls-dir: agent.pem its own key and certificate (for its tls listener, where
+ * Kamailio sends requests by the Path), cafile.pem the certificate it trusts for the upstream. */
+static void
+make_sip_tls_dir (Fixture *f)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *key = NULL, *certificate = NULL, *agent = NULL, *agent_path = NULL;
+  g_autofree char *cafile_path = NULL;
+
+  f->sip_tls_dir = g_dir_make_tmp ("sofia-ws-edge-tls-XXXXXX", &error);
+  g_assert_no_error (error);
+  g_assert_true (g_file_get_contents (f->certificate->key, &key, NULL, &error));
+  g_assert_true (g_file_get_contents (f->certificate->certificate, &certificate, NULL, &error));
+  agent = g_strconcat (key, certificate, NULL);
+  agent_path = g_build_filename (f->sip_tls_dir, "agent.pem", NULL);
+  cafile_path = g_build_filename (f->sip_tls_dir, "cafile.pem", NULL);
+  g_assert_true (g_file_set_contents (agent_path, agent, -1, &error));
+  g_assert_true (g_file_set_contents (cafile_path, certificate, -1, &error));
+}
+
+static void
+remove_sip_tls_dir (char *dir)
+{
+  g_autofree char *agent = g_build_filename (dir, "agent.pem", NULL);
+  g_autofree char *cafile = g_build_filename (dir, "cafile.pem", NULL);
+
+  g_unlink (agent);
+  g_unlink (cafile);
+  g_rmdir (dir);
+  g_free (dir);
 }
 
 /* The edge on @ws_port and @tcp_port (0: any), in front of Kamailio. */
@@ -49,9 +96,19 @@ start_edge (Fixture *f,
 {
   g_autofree char *ws = g_strdup_printf ("sip:127.0.0.1:%u;transport=ws", ws_port);
   g_autofree char *tcp = g_strdup_printf ("sip:127.0.0.1:%u;transport=tcp", tcp_port);
-  g_autofree char *upstream = g_strdup_printf ("sip:127.0.0.1:%u;transport=tcp",
-                                               kamailio_peer_get_port (f->kamailio));
-  const char *args[] = { "--listen", ws, "--listen", tcp, "--upstream", upstream, NULL };
+  g_autofree char *upstream = upstream_url (f);
+  /* (NTA binds tls for a sips: URL only.) */
+  g_autofree char *network = g_strdup_printf ("%s:127.0.0.1:0;transport=%s",
+                                              g_str_equal (f->upstream_proto, "tls") ? "sips"
+                                                                                     : "sip",
+                                              f->upstream_proto);
+  g_autofree char *tls_dir = g_strdup_printf ("--sip-tls-dir=%s", f->sip_tls_dir);
+  const char *args[] = { "--listen", ws, "--listen", tcp, "--upstream", upstream,
+                         /* the listener of the upstream's transport, where tcp is not it */
+                         "--listen", network, f->sip_tls_dir != NULL ? tls_dir : NULL, NULL };
+
+  if (g_str_equal (f->upstream_proto, "tcp"))
+    args[6] = NULL;
 
   f->edge = registrar_peer_start_edge (args);
   f->ws_port = registrar_peer_get_port (f->edge, "ws");
@@ -60,14 +117,29 @@ start_edge (Fixture *f,
   g_assert_cmpuint (f->tcp_port, >, 0);
 }
 
-/* @data: "sip" (Kamailio as a plain SIP registrar behind the edge) or "ws" (Kamailio serving
- * WebSocket only, the edge's target). */
+/* @data: "sip" (Kamailio as a plain SIP registrar behind the edge, over tcp), "sip-udp",
+ * "sip-tls" (the same over udp, over tls), "sip-tls-untrusted" (over tls, Kamailio serving a
+ * certificate the edge does not trust) or "ws" (Kamailio serving WebSocket only, the edge's
+ * target). */
 static void
 fixture_setup (Fixture *f, gconstpointer data)
 {
   f->node_dir = g_test_build_filename (G_TEST_DIST, "interop", "node", NULL);
-  f->kamailio = g_str_equal (data, "sip") ? kamailio_peer_start_sip_or_skip ()
-                                          : kamailio_peer_start_or_skip ();
+  f->upstream_proto = g_str_has_prefix (data, "sip-tls") ? "tls" :
+                      g_str_equal (data, "sip-udp") ? "udp" : "tcp";
+  if (g_str_equal (f->upstream_proto, "tls"))
+    {
+      f->certificate = test_certificate_new ("127.0.0.1");
+      if (g_str_equal (data, "sip-tls-untrusted"))
+        f->other = test_certificate_new ("127.0.0.1");
+      make_sip_tls_dir (f);
+      f->kamailio = f->other != NULL
+        ? kamailio_peer_start_sip_tls_or_skip (f->other->certificate, f->other->key)
+        : kamailio_peer_start_sip_tls_or_skip (f->certificate->certificate, f->certificate->key);
+    }
+  else
+    f->kamailio = g_str_has_prefix (data, "sip") ? kamailio_peer_start_sip_or_skip ()
+                                                 : kamailio_peer_start_or_skip ();
   if (f->kamailio == NULL)
     return;
   start_edge (f, 0, 0);
@@ -78,6 +150,9 @@ fixture_teardown (Fixture *f, gconstpointer data)
 {
   g_clear_pointer (&f->edge, registrar_peer_stop);
   g_clear_pointer (&f->kamailio, kamailio_peer_stop);
+  g_clear_pointer (&f->sip_tls_dir, remove_sip_tls_dir);
+  g_clear_pointer (&f->certificate, test_certificate_free);
+  g_clear_pointer (&f->other, test_certificate_free);
   g_free (f->node_dir);
 }
 
@@ -114,15 +189,17 @@ static void
 run_clients (Fixture *f, const char *lib)
 {
   g_autofree char *out = NULL, *line = NULL;
+  g_autofree char *from = NULL;
 
   if (f->kamailio == NULL || !node_available (f))
     return;
+  from = g_strdup_printf ("MESSAGE from %s ", f->upstream_proto);
   out = run_node (f, "sip-clients.mjs", lib);
   g_assert_nonnull (strstr (out, "\"ua\":\"alice\",\"step\":\"register\",\"status\":200"));
   g_assert_nonnull (strstr (out, "\"ua\":\"bob\",\"step\":\"register\",\"status\":200"));
   g_assert_nonnull (strstr (out, "\"step\":\"message-received\""));
   /* As the edge saw it: the MESSAGE came back from Kamailio with bob's flow token. */
-  line = registrar_peer_read_line (f->edge, "MESSAGE from tcp ", NULL, NULL);
+  line = registrar_peer_read_line (f->edge, from, NULL, NULL);
   g_assert_cmpstr (strstr (line, ": "), ==, ": in dialog, relaying");
 }
 
@@ -255,6 +332,43 @@ test_gone_client (Fixture *f, gconstpointer data)
   g_assert_cmpuint (sip_text_status (response), ==, 430);
   line = registrar_peer_read_line (f->edge, "MESSAGE from tcp ", NULL, NULL);
   g_assert_nonnull (strstr (line, ": 430"));
+}
+
+/* Kamailio over tls serves a certificate the edge's CAs did not issue: Sofia closes the
+ * connection after the handshake (its log on the edge's stderr names the cause: "Error with
+ * certificate ... self-signed certificate"), and each client request gets 503 at once, not at
+ * the end of its transaction (timer F, 32 s); the edge keeps running (and exits 0 at
+ * teardown). */
+static void
+test_tls_untrusted (Fixture *f, gconstpointer data)
+{
+  g_autofree char *ws_url = NULL;
+
+  if (f->kamailio == NULL || !test_ws_probe_available ())
+    return;
+  ws_url = g_strdup_printf ("ws://127.0.0.1:%u/", f->ws_port);
+  for (guint i = 1; i <= 2; i++)
+    {
+      g_autofree char *call_id = g_strdup_printf ("edge-untrusted-%u", i);
+      g_autofree char *request = NULL, *reply = NULL, *line = NULL;
+      g_autoptr(GKeyFile) report = NULL;
+      gint64 start = g_get_monotonic_time ();
+      double took;
+
+      request = sip_text_request ("REGISTER", "sip:127.0.0.1", "alice", "sip:alice@127.0.0.1",
+                                  call_id, 1,
+                                  "Contact: <sip:alice@alice.invalid;transport=ws>\r\n"
+                                  "Supported: path, outbound\r\nExpires: 600\r\n", NULL);
+      report = test_ws_probe (ws_url, "text", "--text", request, NULL);
+      reply = g_key_file_get_string (report, "probe", "reply", NULL);
+      took = (g_get_monotonic_time () - start) / (double) G_USEC_PER_SEC;
+      /* (The probe waits 8 s for a reply: well short of timer F.) */
+      g_assert_nonnull (reply);
+      g_test_message ("REGISTER %u got, after %.1f s: %s", i, took, reply);
+      g_assert_cmpuint (sip_text_status (reply), ==, 503);
+      line = registrar_peer_read_line (f->edge, "REGISTER relayed: ", NULL, NULL);
+      g_assert_true (g_str_has_prefix (line, "REGISTER relayed: 503"));
+    }
 }
 
 /* ---- outbound: SIP peers over TCP to Kamailio's ws listener ------------------------------ */
@@ -605,6 +719,12 @@ main (int argc, char **argv)
   ADD ("restart/kamailio-outbound", "ws", test_restart_kamailio_outbound);
   ADD ("restart/edge", "sip", test_restart_edge);
   ADD ("config-file", "sip", test_config_file);
+  /* The same clients through the edge to a udp and a tls upstream. */
+  ADD ("inbound/udp/sipjs", "sip-udp", test_sipjs);
+  ADD ("inbound/udp/call-jssip", "sip-udp", test_call_jssip);
+  ADD ("inbound/tls/jssip", "sip-tls", test_jssip);
+  ADD ("inbound/tls/call-sipjs", "sip-tls", test_call_sipjs);
+  ADD ("hostile/tls-untrusted", "sip-tls-untrusted", test_tls_untrusted);
 #undef ADD
 
   return g_test_run ();
