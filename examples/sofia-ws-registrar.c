@@ -954,7 +954,15 @@ main (int argc, char **argv)
     }
 
   self.agent = nta_agent_create (self.root, (url_string_t *) -1 /* NONE: no transport yet */, NULL, NULL,
-                                 NTATAG_UA (0), NTATAG_SERVER_RPORT (1), TAG_END ());
+                                 NTATAG_UA (0), NTATAG_SERVER_RPORT (1),
+#ifdef SOFIA_WS_EDGE
+                                 /* A udp upstream (or udp target) gets udp, large requests
+                                  * too: NTA would send those over 1300 bytes by tcp (RFC 3261
+                                  * 18.1.1), to a server that may listen on udp only. For tcp,
+                                  * name the upstream with transport=tcp. */
+                                 NTATAG_UDP_MTU (65535),
+#endif
+                                 TAG_END ());
   if (self.agent == NULL)
     {
       g_printerr (PROGRAM ": cannot create the NTA agent\n");

@@ -371,6 +371,53 @@ test_tls_untrusted (Fixture *f, gconstpointer data)
     }
 }
 
+/* An INVITE of more than 1300 bytes (a big SDP offer) to a udp upstream goes over udp, as the
+ * upstream's URL says (NTA would switch to tcp, RFC 3261 18.1.1, to a server that may not
+ * listen there): Kamailio's own line for it says over which transport it came. */
+static void
+test_udp_large (Fixture *f, gconstpointer data)
+{
+  g_autofree char *ws_url = NULL, *request = NULL, *reply = NULL;
+  g_autoptr(GKeyFile) report = NULL;
+  g_autoptr(GString) sdp = g_string_new ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\n"
+                                         "c=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+                                         "m=audio 9 RTP/AVP 0 8 101\r\n");
+  gint64 until;
+
+  if (f->kamailio == NULL || !test_ws_probe_available ())
+    return;
+  for (guint i = 0; sdp->len < 1600; i++)
+    g_string_append_printf (sdp, "a=candidate:%u 1 udp 2122260223 127.0.0.1 %u typ host "
+                            "generation 0 network-id 1\r\n", i, 40000 + i);
+  ws_url = g_strdup_printf ("ws://127.0.0.1:%u/", f->ws_port);
+  request = sip_text_request ("INVITE", "sip:nobody@127.0.0.1", "alice", "sip:nobody@127.0.0.1",
+                              "edge-udp-large-1", 1,
+                              "Contact: <sip:alice@alice.invalid;transport=ws>\r\n"
+                              "Content-Type: application/sdp\r\n", sdp->str);
+  g_assert_cmpuint (strlen (request), >, 1300);
+  report = test_ws_probe (ws_url, "text", "--text", request, NULL);
+  reply = g_key_file_get_string (report, "probe", "reply", NULL);
+  g_assert_nonnull (reply);
+
+  until = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+  for (;;)
+    {
+      g_autofree char *log = kamailio_peer_get_log (f->kamailio);
+      const char *line = strstr (log, "kamailio-peer: INVITE sip:nobody@127.0.0.1 over ");
+
+      if (line != NULL)
+        {
+          g_autofree char *text = g_strndup (line, strcspn (line, "\n"));
+
+          g_test_message ("%s", text);
+          g_assert_nonnull (strstr (text, " over udp, "));
+          break;
+        }
+      g_assert_cmpint (g_get_monotonic_time (), <, until);
+      g_usleep (100 * 1000);
+    }
+}
+
 /* ---- outbound: SIP peers over TCP to Kamailio's ws listener ------------------------------ */
 
 /* Every value of header @name, in order, as one comma-separated list (NULL if none). */
@@ -725,6 +772,7 @@ main (int argc, char **argv)
   ADD ("inbound/tls/jssip", "sip-tls", test_jssip);
   ADD ("inbound/tls/call-sipjs", "sip-tls", test_call_sipjs);
   ADD ("hostile/tls-untrusted", "sip-tls-untrusted", test_tls_untrusted);
+  ADD ("inbound/udp/large-invite", "sip-udp", test_udp_large);
 #undef ADD
 
   return g_test_run ();
