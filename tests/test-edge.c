@@ -10,8 +10,12 @@
  *            FreeSWITCH gateways) send through the edge to Kamailio's ws-only listener (the
  *            Request-URI or Route says transport=ws): they register there, exchange a MESSAGE
  *            and call each other;
+ *  upstreams the same clients and calls to Kamailio over udp (a 2 kB INVITE too, which must
+ *            arrive over udp) and over tls (kamailio-tls-modules, a test certificate the edge
+ *            trusts through --sip-tls-dir);
  *  hostile   Max-Forwards 0 (483), a request forwarded back to the edge (482), a request for a
- *            client whose connection has gone (430 at once);
+ *            client whose connection has gone (430 at once), a tls upstream whose certificate
+ *            does not verify (503 at once; the edge keeps running);
  *  restarts  Kamailio, then the edge, restarted under the clients: registering again works.
  *
  * The edge is started and stopped (SIGTERM, exit 0) by PID through registrar-peer.c, so that
