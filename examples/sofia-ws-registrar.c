@@ -316,8 +316,8 @@ load_config (const char      *file,
 
 /* Sofia's own tls transport (the tls upstream, a tls --listen) takes its key, certificate and
  * CAs from one directory: agent.pem (key and certificate), cafile.pem (the CAs). Outgoing
- * connections are verified: the chain, the dates, and the name (the certificate's CN or DNS
- * name must be the upstream's host); a connection that fails any of them is closed before a
+ * connections are verified: the chain, the dates, and the name (the upstream's host must be
+ * among the certificate's names); a connection that fails any of them is closed before a
  * request goes over it. Sofia closes it without reporting an error to the requests waiting
  * for it unless told to (TPTAG_SDWN_ERROR): they then fail at once (503) instead of at the end
  * of their transactions (timer F, 32 s). */

@@ -15,7 +15,7 @@
  *            trusts through --sip-tls-dir);
  *  hostile   Max-Forwards 0 (483), a request forwarded back to the edge (482), a request for a
  *            client whose connection has gone (430 at once), a tls upstream whose certificate
- *            does not verify (503 at once; the edge keeps running);
+ *            does not verify, or names another host (503 at once; the edge keeps running);
  *  restarts  Kamailio, then the edge, restarted under the clients: registering again works.
  *
  * The edge is started and stopped (SIGTERM, exit 0) by PID through registrar-peer.c, so that
@@ -123,8 +123,8 @@ start_edge (Fixture *f,
 
 /* @data: "sip" (Kamailio as a plain SIP registrar behind the edge, over tcp), "sip-udp",
  * "sip-tls" (the same over udp, over tls), "sip-tls-untrusted" (over tls, Kamailio serving a
- * certificate the edge does not trust) or "ws" (Kamailio serving WebSocket only, the edge's
- * target). */
+ * certificate the edge does not trust), "sip-tls-wrong-name" (a trusted certificate for
+ * another host) or "ws" (Kamailio serving WebSocket only, the edge's target). */
 static void
 fixture_setup (Fixture *f, gconstpointer data)
 {
@@ -133,7 +133,10 @@ fixture_setup (Fixture *f, gconstpointer data)
                       g_str_equal (data, "sip-udp") ? "udp" : "tcp";
   if (g_str_equal (f->upstream_proto, "tls"))
     {
-      f->certificate = test_certificate_new ("127.0.0.1");
+      /* wrong-name: trusted (it is its own CA), but for another host than 127.0.0.1. */
+      f->certificate = g_str_equal (data, "sip-tls-wrong-name")
+        ? test_certificate_new_with_san ("wrong-name.invalid", "DNS:wrong-name.invalid")
+        : test_certificate_new ("127.0.0.1");
       if (g_str_equal (data, "sip-tls-untrusted"))
         f->other = test_certificate_new ("127.0.0.1");
       make_sip_tls_dir (f);
@@ -338,8 +341,9 @@ test_gone_client (Fixture *f, gconstpointer data)
   g_assert_nonnull (strstr (line, ": 430"));
 }
 
-/* Kamailio over tls serves a certificate the edge's CAs did not issue: Sofia closes the
- * connection after the handshake (its log on the edge's stderr names the cause: "Error with
+/* Kamailio over tls serves a certificate the edge's CAs did not issue, or (wrong-name) one
+ * they did issue for another host than the upstream's: Sofia closes the connection after the
+ * handshake (its log on the edge's stderr names the cause: "Error with
  * certificate ... self-signed certificate"), and each client request gets 503 at once, not at
  * the end of its transaction (timer F, 32 s); the edge keeps running (and exits 0 at
  * teardown). */
@@ -776,6 +780,7 @@ main (int argc, char **argv)
   ADD ("inbound/tls/jssip", "sip-tls", test_jssip);
   ADD ("inbound/tls/call-sipjs", "sip-tls", test_call_sipjs);
   ADD ("hostile/tls-untrusted", "sip-tls-untrusted", test_tls_untrusted);
+  ADD ("hostile/tls-wrong-name", "sip-tls-wrong-name", test_tls_untrusted);
   ADD ("inbound/udp/large-invite", "sip-udp", test_udp_large);
 #undef ADD
 

@@ -227,6 +227,13 @@ registrar_peer_stop (RegistrarPeer *self)
 TestCertificate *
 test_certificate_new (const char *name)
 {
+  return test_certificate_new_with_san (name, "IP:127.0.0.1");
+}
+
+TestCertificate *
+test_certificate_new_with_san (const char *name,
+                               const char *san)
+{
   TestCertificate *self = g_new0 (TestCertificate, 1);
   g_autofree char *command = NULL;
   g_autofree char *err = NULL;
@@ -238,8 +245,8 @@ test_certificate_new (const char *name)
   command = g_strdup_printf ("sh -c \"cd '%s' && openssl req -x509 -newkey ec "
                              "-pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout server.key "
                              "-out server.pem -days 2 -subj /CN=%s "
-                             "-addext subjectAltName=IP:127.0.0.1 2>/dev/null\"",
-                             self->dir, name);
+                             "-addext subjectAltName=%s 2>/dev/null\"",
+                             self->dir, name, san);
   g_spawn_command_line_sync (command, NULL, &err, &status, &error);
   g_assert_no_error (error);
   if (!g_spawn_check_wait_status (status, NULL))

@@ -67,6 +67,9 @@ typedef struct {
 } TestCertificate;
 
 TestCertificate *test_certificate_new  (const char      *name);
+/* The same with the subjectAltName @san ("DNS:host.example", "IP:127.0.0.1"). */
+TestCertificate *test_certificate_new_with_san (const char *name,
+                                                const char *san);
 void             test_certificate_free (TestCertificate *self);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RegistrarPeer, registrar_peer_stop)
