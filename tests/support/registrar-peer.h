@@ -18,6 +18,9 @@ RegistrarPeer *registrar_peer_start     (const char *const *args);
 
 /* The same for examples/sofia-ws-edge ($SOFIA_WS_EDGE), the registrar's core in edge mode. */
 RegistrarPeer *registrar_peer_start_edge (const char *const *args);
+/* The same, its stderr (Sofia's log, and valgrind's) written to the file @stderr_path. */
+RegistrarPeer *registrar_peer_start_edge_logging (const char *const *args,
+                                                  const char        *stderr_path);
 /* The same, reading @listeners "listening" lines (listeners given in a --config file). */
 RegistrarPeer *registrar_peer_start_edge_listening (const char *const *args,
                                                     guint              listeners);
