@@ -392,6 +392,36 @@ test_tls_untrusted (Fixture *f, gconstpointer data)
                                    : "self-signed certificate"));
 }
 
+/* A tls upstream without --sip-tls-dir, or with a directory that lacks Sofia's files, is a
+ * usage error (exit 2, saying what is missing), not an edge that fails every request. */
+static void
+test_tls_dir_required (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *empty = g_dir_make_tmp ("sofia-ws-edge-empty-XXXXXX", &error);
+  g_autofree char *dir_option = g_strdup_printf ("--sip-tls-dir=%s", empty);
+  const char *cases[][2] = { { NULL, "needs --sip-tls-dir" },
+                             { dir_option, "needs agent.pem" } };
+
+  g_assert_no_error (error);
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      const char *argv[] = { g_getenv ("SOFIA_WS_EDGE"), "--listen", "sip:127.0.0.1:0;transport=ws",
+                             "--upstream", "sips:127.0.0.1:5061", cases[i][0], NULL };
+      g_autoptr(GSubprocess) edge = g_subprocess_newv (argv, G_SUBPROCESS_FLAGS_STDERR_PIPE,
+                                                       &error);
+      g_autofree char *err = NULL;
+
+      g_assert_no_error (error);
+      g_subprocess_communicate_utf8 (edge, NULL, NULL, NULL, &err, &error);
+      g_assert_no_error (error);
+      g_test_message ("%s", err);
+      g_assert_cmpint (g_subprocess_get_exit_status (edge), ==, 2);
+      g_assert_nonnull (strstr (err, cases[i][1]));
+    }
+  g_rmdir (empty);
+}
+
 /* An INVITE of more than 1300 bytes (a big SDP offer) to a udp upstream goes over udp, as the
  * upstream's URL says (NTA would switch to tcp, RFC 3261 18.1.1, to a server that may not
  * listen there): Kamailio's own line for it says over which transport it came. */
@@ -795,6 +825,7 @@ main (int argc, char **argv)
   ADD ("hostile/tls-untrusted", "sip-tls-untrusted", test_tls_untrusted);
   ADD ("hostile/tls-wrong-name", "sip-tls-wrong-name", test_tls_untrusted);
   ADD ("inbound/udp/large-invite", "sip-udp", test_udp_large);
+  g_test_add_func ("/edge/config-tls-dir", test_tls_dir_required);
 #undef ADD
 
   return g_test_run ();
