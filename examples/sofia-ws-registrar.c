@@ -314,6 +314,55 @@ load_config (const char      *file,
   return TRUE;
 }
 
+/* Sofia's own tls transport (the tls upstream, a tls --listen) takes its key, certificate and
+ * CAs from one directory: agent.pem (key and certificate), cafile.pem (the CAs). Outgoing
+ * connections are verified: the chain, the dates, and the name (the upstream's host must be
+ * among the certificate's names); a connection that fails any of them is closed before a
+ * request goes over it. Sofia closes it without reporting an error to the requests waiting
+ * for it unless told to (TPTAG_SDWN_ERROR): they then fail at once (503) instead of at the end
+ * of their transactions (timer F, 32 s). */
+#define SIP_TLS_TAGS(dir) \
+  TAG_IF ((dir) != NULL, TPTAG_CERTIFICATE (dir)), \
+  TAG_IF ((dir) != NULL, TPTAG_TLS_VERIFY_POLICY (TPTLS_VERIFY_SUBJECTS_OUT)), \
+  TAG_IF ((dir) != NULL, TPTAG_SDWN_ERROR (1))
+
+/* A tls upstream needs Sofia's directory, with the CAs that verify it. */
+static gboolean
+check_sip_tls_dir (const char  *upstream,
+                   const char  *dir,
+                   GError     **error)
+{
+  su_home_t home[1] = { SU_HOME_INIT (home) };
+  url_t *up = url_make (home, upstream);
+  char proto[8] = "";
+  gboolean tls;
+  g_autofree char *agent = NULL, *cafile = NULL;
+
+  tls = up != NULL && (up->url_type == url_sips ||
+                       (up->url_params != NULL &&
+                        url_param (up->url_params, "transport", proto, sizeof proto) > 0 &&
+                        g_ascii_strcasecmp (proto, "tls") == 0));
+  su_home_deinit (home);
+  if (!tls)
+    return TRUE;
+  if (dir == NULL)
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED,
+                   "the tls upstream %s needs --sip-tls-dir (agent.pem, cafile.pem)", upstream);
+      return FALSE;
+    }
+  agent = g_build_filename (dir, "agent.pem", NULL);
+  cafile = g_build_filename (dir, "cafile.pem", NULL);
+  if (!g_file_test (agent, G_FILE_TEST_IS_REGULAR) || !g_file_test (cafile, G_FILE_TEST_IS_REGULAR))
+    {
+      g_set_error (error, G_OPTION_ERROR, G_OPTION_ERROR_FAILED,
+                   "--sip-tls-dir %s: needs agent.pem (the edge's key and certificate) and "
+                   "cafile.pem (the CAs of the upstream's certificate)", dir);
+      return FALSE;
+    }
+  return TRUE;
+}
+
 /* The edge's address in Path and Record-Route is its listener of the upstream's transport:
  * without one among --listen, one on the host of the first --listen, port 0. */
 static tport_t *
@@ -321,6 +370,7 @@ add_upstream_listener (nta_agent_t  *agent,
                        const char   *upstream,
                        const char   *first_listen,
                        gint          idle,
+                       const char   *sip_tls_dir,
                        gboolean     *added)
 {
   su_home_t home[1] = { SU_HOME_INIT (home) };
@@ -340,9 +390,12 @@ add_upstream_listener (nta_agent_t  *agent,
       found = tp;
   if (found != NULL)
     goto out;
-  url = su_sprintf (home, "sip:%s:0;transport=%s", first->url_host, proto);
+  /* (NTA binds tls for a sips: URL only.) */
+  url = su_sprintf (home, "%s:%s:0;transport=%s",
+                    g_ascii_strcasecmp (proto, "tls") == 0 ? "sips" : "sip", first->url_host, proto);
   if (nta_agent_add_tport (agent, URL_STRING_MAKE (url),
-                           TAG_IF (idle >= 0, TPTAG_IDLE ((unsigned) idle)), TAG_END ()) < 0)
+                           TAG_IF (idle >= 0, TPTAG_IDLE ((unsigned) idle)),
+                           SIP_TLS_TAGS (sip_tls_dir), TAG_END ()) < 0)
     goto out;
   for (tport_t *tp = tport_primaries (nta_agent_tports (agent)); tp && !found; tp = tport_next (tp))
     if (g_ascii_strcasecmp (tport_name (tp)->tpn_proto, proto) == 0)
@@ -673,7 +726,7 @@ main (int argc, char **argv)
   gint max_bindings = REGISTRAR_DEFAULT_MAX_BINDINGS;
   gint max_contacts = REGISTRAR_DEFAULT_MAX_CONTACTS;
 #ifdef SOFIA_WS_EDGE
-  g_autofree char *upstream = NULL, *config = NULL, *ca_file = NULL;
+  g_autofree char *upstream = NULL, *config = NULL, *ca_file = NULL, *sip_tls_dir = NULL;
   gint crlf_keepalive = -1;
   gint max_targets = -1, target_idle = -1;
   gboolean added = FALSE;
@@ -687,6 +740,9 @@ main (int argc, char **argv)
       "FILE" },
     { "tls-ca-file", 0, 0, G_OPTION_ARG_FILENAME, &ca_file,
       "PEM file of the CAs trusted for wss targets (default: the system's)", "FILE" },
+    { "sip-tls-dir", 0, 0, G_OPTION_ARG_FILENAME, &sip_tls_dir,
+      "Sofia's TLS directory for a tls upstream and tls listeners: agent.pem (the edge's key "
+      "and certificate), cafile.pem (the CAs the upstream's certificate must chain to)", "DIR" },
     { "crlf-keepalive", 0, 0, G_OPTION_ARG_INT, &crlf_keepalive,
       "Seconds between CRLF keep-alives on connections to ws/wss targets (default 30, 0: none)",
       "S" },
@@ -783,6 +839,7 @@ main (int argc, char **argv)
         { "tls-certificate", G_OPTION_ARG_FILENAME, &certificate },
         { "tls-key", G_OPTION_ARG_FILENAME, &key },
         { "tls-ca-file", G_OPTION_ARG_FILENAME, &ca_file },
+        { "sip-tls-dir", G_OPTION_ARG_FILENAME, &sip_tls_dir },
         { "idle", G_OPTION_ARG_INT, &idle },
         { "crlf-keepalive", G_OPTION_ARG_INT, &crlf_keepalive },
         { "max-targets", G_OPTION_ARG_INT, &max_targets },
@@ -804,6 +861,11 @@ main (int argc, char **argv)
   if (upstream == NULL)
     {
       g_printerr (PROGRAM ": give the --upstream SIP server\n");
+      return 2;
+    }
+  if (!check_sip_tls_dir (upstream, sip_tls_dir, &error))
+    {
+      g_printerr (PROGRAM ": %s\n", error->message);
       return 2;
     }
   if (crlf_keepalive < -1)
@@ -910,7 +972,15 @@ main (int argc, char **argv)
     }
 
   self.agent = nta_agent_create (self.root, (url_string_t *) -1 /* NONE: no transport yet */, NULL, NULL,
-                                 NTATAG_UA (0), NTATAG_SERVER_RPORT (1), TAG_END ());
+                                 NTATAG_UA (0), NTATAG_SERVER_RPORT (1),
+#ifdef SOFIA_WS_EDGE
+                                 /* A udp upstream (or udp target) gets udp, large requests
+                                  * too: NTA would send those over 1300 bytes by tcp (RFC 3261
+                                  * 18.1.1), to a server that may listen on udp only. For tcp,
+                                  * name the upstream with transport=tcp. */
+                                 NTATAG_UDP_MTU (65535),
+#endif
+                                 TAG_END ());
   if (self.agent == NULL)
     {
       g_printerr (PROGRAM ": cannot create the NTA agent\n");
@@ -941,7 +1011,11 @@ main (int argc, char **argv)
       if (is_ws_url (*url))
         continue;
       if (nta_agent_add_tport (self.agent, URL_STRING_MAKE (*url),
-                               TAG_IF (idle >= 0, TPTAG_IDLE ((unsigned) idle)), TAG_END ()) < 0)
+                               TAG_IF (idle >= 0, TPTAG_IDLE ((unsigned) idle)),
+#ifdef SOFIA_WS_EDGE
+                               SIP_TLS_TAGS (sip_tls_dir),
+#endif
+                               TAG_END ()) < 0)
         {
           g_printerr (PROGRAM ": cannot listen on %s: %s\n", *url, g_strerror (errno));
           status = 1;
@@ -1002,7 +1076,7 @@ main (int argc, char **argv)
       ready_fd = -1;
     }
 #ifdef SOFIA_WS_EDGE
-  network = add_upstream_listener (self.agent, upstream, listen[0], idle, &added);
+  network = add_upstream_listener (self.agent, upstream, listen[0], idle, sip_tls_dir, &added);
   if (network == NULL)
     {
       g_printerr (PROGRAM ": no listener for the upstream %s\n", upstream);

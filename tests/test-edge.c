@@ -10,8 +10,12 @@
  *            FreeSWITCH gateways) send through the edge to Kamailio's ws-only listener (the
  *            Request-URI or Route says transport=ws): they register there, exchange a MESSAGE
  *            and call each other;
+ *  upstreams the same clients and calls to Kamailio over udp (a 2 kB INVITE too, which must
+ *            arrive over udp) and over tls (kamailio-tls-modules, a test certificate the edge
+ *            trusts through --sip-tls-dir);
  *  hostile   Max-Forwards 0 (483), a request forwarded back to the edge (482), a request for a
- *            client whose connection has gone (430 at once);
+ *            client whose connection has gone (430 at once), a tls upstream whose certificate
+ *            does not verify, or names another host (503 at once; the edge keeps running);
  *  restarts  Kamailio, then the edge, restarted under the clients: registering again works.
  *
  * The edge is started and stopped (SIGTERM, exit 0) by PID through registrar-peer.c, so that
@@ -35,12 +39,63 @@ typedef struct {
   guint16 ws_port;
   guint16 tcp_port;
   char *node_dir;
+  const char *upstream_proto;     /* the edge's upstream: "tcp", "udp" or "tls" */
+  TestCertificate *certificate;   /* tls: Kamailio's, and the CA the edge trusts */
+  TestCertificate *other;         /* tls, untrusted: the one Kamailio serves instead */
+  char *sip_tls_dir;              /* tls: the edge's --sip-tls-dir */
+  char *edge_stderr;              /* tls: the edge's stderr (Sofia's log), in sip_tls_dir */
 } Fixture;
 
 static gboolean
 node_available (Fixture *f)
 {
   return test_node_package_available ("sip.js");
+}
+
+/* Kamailio's address for the edge, over the fixture's transport. */
+static char *
+upstream_url (Fixture *f)
+{
+  if (g_str_equal (f->upstream_proto, "tls"))
+    return g_strdup_printf ("sips:127.0.0.1:%u;transport=tls",
+                            kamailio_peer_get_tls_port (f->kamailio));
+  return g_strdup_printf ("sip:127.0.0.1:%u;transport=%s", kamailio_peer_get_port (f->kamailio),
+                          f->upstream_proto);
+}
+
+/* The edge's --sip-tls-dir: agent.pem its own key and certificate (for its tls listener, where
+ * Kamailio sends requests by the Path), cafile.pem the certificate it trusts for the upstream. */
+static void
+make_sip_tls_dir (Fixture *f)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *key = NULL, *certificate = NULL, *agent = NULL, *agent_path = NULL;
+  g_autofree char *cafile_path = NULL;
+
+  f->sip_tls_dir = g_dir_make_tmp ("sofia-ws-edge-tls-XXXXXX", &error);
+  g_assert_no_error (error);
+  g_assert_true (g_file_get_contents (f->certificate->key, &key, NULL, &error));
+  g_assert_true (g_file_get_contents (f->certificate->certificate, &certificate, NULL, &error));
+  agent = g_strconcat (key, certificate, NULL);
+  agent_path = g_build_filename (f->sip_tls_dir, "agent.pem", NULL);
+  cafile_path = g_build_filename (f->sip_tls_dir, "cafile.pem", NULL);
+  g_assert_true (g_file_set_contents (agent_path, agent, -1, &error));
+  g_assert_true (g_file_set_contents (cafile_path, certificate, -1, &error));
+  f->edge_stderr = g_build_filename (f->sip_tls_dir, "edge.log", NULL);
+}
+
+static void
+remove_sip_tls_dir (char *dir)
+{
+  g_autofree char *agent = g_build_filename (dir, "agent.pem", NULL);
+  g_autofree char *cafile = g_build_filename (dir, "cafile.pem", NULL);
+  g_autofree char *log = g_build_filename (dir, "edge.log", NULL);
+
+  g_unlink (agent);
+  g_unlink (cafile);
+  g_unlink (log);
+  g_rmdir (dir);
+  g_free (dir);
 }
 
 /* The edge on @ws_port and @tcp_port (0: any), in front of Kamailio. */
@@ -51,25 +106,54 @@ start_edge (Fixture *f,
 {
   g_autofree char *ws = g_strdup_printf ("sip:127.0.0.1:%u;transport=ws", ws_port);
   g_autofree char *tcp = g_strdup_printf ("sip:127.0.0.1:%u;transport=tcp", tcp_port);
-  g_autofree char *upstream = g_strdup_printf ("sip:127.0.0.1:%u;transport=tcp",
-                                               kamailio_peer_get_port (f->kamailio));
-  const char *args[] = { "--listen", ws, "--listen", tcp, "--upstream", upstream, NULL };
+  g_autofree char *upstream = upstream_url (f);
+  /* (NTA binds tls for a sips: URL only.) */
+  g_autofree char *network = g_strdup_printf ("%s:127.0.0.1:0;transport=%s",
+                                              g_str_equal (f->upstream_proto, "tls") ? "sips"
+                                                                                     : "sip",
+                                              f->upstream_proto);
+  g_autofree char *tls_dir = g_strdup_printf ("--sip-tls-dir=%s", f->sip_tls_dir);
+  const char *args[] = { "--listen", ws, "--listen", tcp, "--upstream", upstream,
+                         /* the listener of the upstream's transport, where tcp is not it */
+                         "--listen", network, f->sip_tls_dir != NULL ? tls_dir : NULL, NULL };
 
-  f->edge = registrar_peer_start_edge (args);
+  if (g_str_equal (f->upstream_proto, "tcp"))
+    args[6] = NULL;
+
+  f->edge = f->edge_stderr != NULL ? registrar_peer_start_edge_logging (args, f->edge_stderr)
+                                    : registrar_peer_start_edge (args);
   f->ws_port = registrar_peer_get_port (f->edge, "ws");
   f->tcp_port = registrar_peer_get_port (f->edge, "tcp");
   g_assert_cmpuint (f->ws_port, >, 0);
   g_assert_cmpuint (f->tcp_port, >, 0);
 }
 
-/* @data: "sip" (Kamailio as a plain SIP registrar behind the edge) or "ws" (Kamailio serving
- * WebSocket only, the edge's target). */
+/* @data: "sip" (Kamailio as a plain SIP registrar behind the edge, over tcp), "sip-udp",
+ * "sip-tls" (the same over udp, over tls), "sip-tls-untrusted" (over tls, Kamailio serving a
+ * certificate the edge does not trust), "sip-tls-wrong-name" (a trusted certificate for
+ * another host) or "ws" (Kamailio serving WebSocket only, the edge's target). */
 static void
 fixture_setup (Fixture *f, gconstpointer data)
 {
   f->node_dir = g_test_build_filename (G_TEST_DIST, "interop", "node", NULL);
-  f->kamailio = g_str_equal (data, "sip") ? kamailio_peer_start_sip_or_skip ()
-                                          : kamailio_peer_start_or_skip ();
+  f->upstream_proto = g_str_has_prefix (data, "sip-tls") ? "tls" :
+                      g_str_equal (data, "sip-udp") ? "udp" : "tcp";
+  if (g_str_equal (f->upstream_proto, "tls"))
+    {
+      /* wrong-name: trusted (it is its own CA), but for another host than 127.0.0.1. */
+      f->certificate = g_str_equal (data, "sip-tls-wrong-name")
+        ? test_certificate_new_with_san ("wrong-name.invalid", "DNS:wrong-name.invalid")
+        : test_certificate_new ("127.0.0.1");
+      if (g_str_equal (data, "sip-tls-untrusted"))
+        f->other = test_certificate_new ("127.0.0.1");
+      make_sip_tls_dir (f);
+      f->kamailio = f->other != NULL
+        ? kamailio_peer_start_sip_tls_or_skip (f->other->certificate, f->other->key)
+        : kamailio_peer_start_sip_tls_or_skip (f->certificate->certificate, f->certificate->key);
+    }
+  else
+    f->kamailio = g_str_has_prefix (data, "sip") ? kamailio_peer_start_sip_or_skip ()
+                                                 : kamailio_peer_start_or_skip ();
   if (f->kamailio == NULL)
     return;
   start_edge (f, 0, 0);
@@ -80,6 +164,10 @@ fixture_teardown (Fixture *f, gconstpointer data)
 {
   g_clear_pointer (&f->edge, registrar_peer_stop);
   g_clear_pointer (&f->kamailio, kamailio_peer_stop);
+  g_clear_pointer (&f->sip_tls_dir, remove_sip_tls_dir);
+  g_clear_pointer (&f->edge_stderr, g_free);
+  g_clear_pointer (&f->certificate, test_certificate_free);
+  g_clear_pointer (&f->other, test_certificate_free);
   g_free (f->node_dir);
 }
 
@@ -116,15 +204,17 @@ static void
 run_clients (Fixture *f, const char *lib)
 {
   g_autofree char *out = NULL, *line = NULL;
+  g_autofree char *from = NULL;
 
   if (f->kamailio == NULL || !node_available (f))
     return;
+  from = g_strdup_printf ("MESSAGE from %s ", f->upstream_proto);
   out = run_node (f, "sip-clients.mjs", lib);
   g_assert_nonnull (strstr (out, "\"ua\":\"alice\",\"step\":\"register\",\"status\":200"));
   g_assert_nonnull (strstr (out, "\"ua\":\"bob\",\"step\":\"register\",\"status\":200"));
   g_assert_nonnull (strstr (out, "\"step\":\"message-received\""));
   /* As the edge saw it: the MESSAGE came back from Kamailio with bob's flow token. */
-  line = registrar_peer_read_line (f->edge, "MESSAGE from tcp ", NULL, NULL);
+  line = registrar_peer_read_line (f->edge, from, NULL, NULL);
   g_assert_cmpstr (strstr (line, ": "), ==, ": in dialog, relaying");
 }
 
@@ -257,6 +347,128 @@ test_gone_client (Fixture *f, gconstpointer data)
   g_assert_cmpuint (sip_text_status (response), ==, 430);
   line = registrar_peer_read_line (f->edge, "MESSAGE from tcp ", NULL, NULL);
   g_assert_nonnull (strstr (line, ": 430"));
+}
+
+/* Kamailio over tls serves a certificate the edge's CAs did not issue, or (wrong-name) one
+ * they did issue for another host than the upstream's: Sofia closes the connection after the
+ * handshake, and each client request gets 503 at once, not at the end of its transaction
+ * (timer F, 32 s); Sofia's log on the edge's stderr names the cause ("self-signed
+ * certificate", "Peer Subject Mismatch"); the edge keeps running (and exits 0 at teardown). */
+static void
+test_tls_untrusted (Fixture *f, gconstpointer data)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *ws_url = NULL, *log = NULL;
+
+  if (f->kamailio == NULL || !test_ws_probe_available ())
+    return;
+  ws_url = g_strdup_printf ("ws://127.0.0.1:%u/", f->ws_port);
+  for (guint i = 1; i <= 2; i++)
+    {
+      g_autofree char *call_id = g_strdup_printf ("edge-untrusted-%u", i);
+      g_autofree char *request = NULL, *reply = NULL, *line = NULL;
+      g_autoptr(GKeyFile) report = NULL;
+      gint64 start = g_get_monotonic_time ();
+      double took;
+
+      request = sip_text_request ("REGISTER", "sip:127.0.0.1", "alice", "sip:alice@127.0.0.1",
+                                  call_id, 1,
+                                  "Contact: <sip:alice@alice.invalid;transport=ws>\r\n"
+                                  "Supported: path, outbound\r\nExpires: 600\r\n", NULL);
+      report = test_ws_probe (ws_url, "text", "--text", request, NULL);
+      reply = g_key_file_get_string (report, "probe", "reply", NULL);
+      took = (g_get_monotonic_time () - start) / (double) G_USEC_PER_SEC;
+      /* (The probe waits 8 s for a reply: well short of timer F.) */
+      g_assert_nonnull (reply);
+      g_test_message ("REGISTER %u got, after %.1f s: %s", i, took, reply);
+      g_assert_cmpuint (sip_text_status (reply), ==, 503);
+      line = registrar_peer_read_line (f->edge, "REGISTER relayed: ", NULL, NULL);
+      g_assert_true (g_str_has_prefix (line, "REGISTER relayed: 503"));
+    }
+  /* The edge's stderr (Sofia's tport log) names the cause. */
+  g_assert_true (g_file_get_contents (f->edge_stderr, &log, NULL, &error));
+  g_assert_no_error (error);
+  g_test_message ("the edge's stderr:\n%s", log);
+  g_assert_nonnull (strstr (log, g_str_equal (data, "sip-tls-wrong-name")
+                                   ? "Peer Subject Mismatch (127.0.0.1)"
+                                   : "self-signed certificate"));
+}
+
+/* A tls upstream without --sip-tls-dir, or with a directory that lacks Sofia's files, is a
+ * usage error (exit 2, saying what is missing), not an edge that fails every request. */
+static void
+test_tls_dir_required (void)
+{
+  g_autoptr(GError) error = NULL;
+  g_autofree char *empty = g_dir_make_tmp ("sofia-ws-edge-empty-XXXXXX", &error);
+  g_autofree char *dir_option = g_strdup_printf ("--sip-tls-dir=%s", empty);
+  const char *cases[][2] = { { NULL, "needs --sip-tls-dir" },
+                             { dir_option, "needs agent.pem" } };
+
+  g_assert_no_error (error);
+  for (guint i = 0; i < G_N_ELEMENTS (cases); i++)
+    {
+      const char *argv[] = { g_getenv ("SOFIA_WS_EDGE"), "--listen", "sip:127.0.0.1:0;transport=ws",
+                             "--upstream", "sips:127.0.0.1:5061", cases[i][0], NULL };
+      g_autoptr(GSubprocess) edge = g_subprocess_newv (argv, G_SUBPROCESS_FLAGS_STDERR_PIPE,
+                                                       &error);
+      g_autofree char *err = NULL;
+
+      g_assert_no_error (error);
+      g_subprocess_communicate_utf8 (edge, NULL, NULL, NULL, &err, &error);
+      g_assert_no_error (error);
+      g_test_message ("%s", err);
+      g_assert_cmpint (g_subprocess_get_exit_status (edge), ==, 2);
+      g_assert_nonnull (strstr (err, cases[i][1]));
+    }
+  g_rmdir (empty);
+}
+
+/* An INVITE of more than 1300 bytes (a big SDP offer) to a udp upstream goes over udp, as the
+ * upstream's URL says (NTA would switch to tcp, RFC 3261 18.1.1, to a server that may not
+ * listen there): Kamailio's own line for it says over which transport it came. */
+static void
+test_udp_large (Fixture *f, gconstpointer data)
+{
+  g_autofree char *ws_url = NULL, *request = NULL, *reply = NULL;
+  g_autoptr(GKeyFile) report = NULL;
+  g_autoptr(GString) sdp = g_string_new ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\n"
+                                         "c=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+                                         "m=audio 9 RTP/AVP 0 8 101\r\n");
+  gint64 until;
+
+  if (f->kamailio == NULL || !test_ws_probe_available ())
+    return;
+  for (guint i = 0; sdp->len < 1600; i++)
+    g_string_append_printf (sdp, "a=candidate:%u 1 udp 2122260223 127.0.0.1 %u typ host "
+                            "generation 0 network-id 1\r\n", i, 40000 + i);
+  ws_url = g_strdup_printf ("ws://127.0.0.1:%u/", f->ws_port);
+  request = sip_text_request ("INVITE", "sip:nobody@127.0.0.1", "alice", "sip:nobody@127.0.0.1",
+                              "edge-udp-large-1", 1,
+                              "Contact: <sip:alice@alice.invalid;transport=ws>\r\n"
+                              "Content-Type: application/sdp\r\n", sdp->str);
+  g_assert_cmpuint (strlen (request), >, 1300);
+  report = test_ws_probe (ws_url, "text", "--text", request, NULL);
+  reply = g_key_file_get_string (report, "probe", "reply", NULL);
+  g_assert_nonnull (reply);
+
+  until = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+  for (;;)
+    {
+      g_autofree char *log = kamailio_peer_get_log (f->kamailio);
+      const char *line = strstr (log, "kamailio-peer: INVITE sip:nobody@127.0.0.1 over ");
+
+      if (line != NULL)
+        {
+          g_autofree char *text = g_strndup (line, strcspn (line, "\n"));
+
+          g_test_message ("%s", text);
+          g_assert_nonnull (strstr (text, " over udp, "));
+          break;
+        }
+      g_assert_cmpint (g_get_monotonic_time (), <, until);
+      g_usleep (100 * 1000);
+    }
 }
 
 /* ---- outbound: SIP peers over TCP to Kamailio's ws listener ------------------------------ */
@@ -1079,6 +1291,15 @@ main (int argc, char **argv)
   ADD ("hostile/target-cap", "ws", test_target_cap);
   ADD ("inbound/cancel-ack", "sip", test_cancel_ack);
   ADD ("config-file", "sip", test_config_file);
+  /* The same clients through the edge to a udp and a tls upstream. */
+  ADD ("inbound/udp/sipjs", "sip-udp", test_sipjs);
+  ADD ("inbound/udp/call-jssip", "sip-udp", test_call_jssip);
+  ADD ("inbound/tls/jssip", "sip-tls", test_jssip);
+  ADD ("inbound/tls/call-sipjs", "sip-tls", test_call_sipjs);
+  ADD ("hostile/tls-untrusted", "sip-tls-untrusted", test_tls_untrusted);
+  ADD ("hostile/tls-wrong-name", "sip-tls-wrong-name", test_tls_untrusted);
+  ADD ("inbound/udp/large-invite", "sip-udp", test_udp_large);
+  g_test_add_func ("/edge/config-tls-dir", test_tls_dir_required);
 #undef ADD
 
   return g_test_run ();

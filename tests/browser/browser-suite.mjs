@@ -1,19 +1,22 @@
 // SPDX-License-Identifier: LGPL-2.1-or-later
 //
 // The real-browser suite: SIP.js 0.21 and JsSIP 3 in headless Chromium (Debian's, driven by
-// puppeteer-core: no browser download), through examples/sofia-ws-registrar (NTA) and
-// examples/sofia-ws-nua-pbx (NUA, bridging the calls) over ws and wss.
+// puppeteer-core: no browser download), through examples/sofia-ws-registrar (NTA),
+// examples/sofia-ws-nua-pbx (NUA, bridging the calls) and sofia-ws-edge (in front of Kamailio as
+// a plain SIP registrar and proxy over tcp) over ws and wss.
 //
 //   SOFIA_WS_REGISTRAR=_build/examples/sofia-ws-registrar \
-//   SOFIA_WS_NUA_PBX=_build/examples/sofia-ws-nua-pbx SOFIA_WS_PLUGIN_DIR=_build/plugin \
+//   SOFIA_WS_NUA_PBX=_build/examples/sofia-ws-nua-pbx SOFIA_WS_EDGE=_build/examples/sofia-ws-edge \
+//   SOFIA_WS_KAMAILIO_PEER=_build/tests/kamailio-peer-run SOFIA_WS_PLUGIN_DIR=_build/plugin \
 //     node tests/browser/browser-suite.mjs
 //   (or: meson test -C _build browser -v)
 //
 // Two pages per scenario, each a phone on one library (pages/), served from 127.0.0.1 by
 // static-server.mjs; they REGISTER, exchange MESSAGEs both ways, and call each other with
 // Chromium's fake microphone (the media must flow both ways: inbound-rtp bytes on both pages),
-// through the registrar and through the NUA pbx; a browser hangs up, or the pbx (`hangup` on
-// its stdin).
+// through the registrar, through the NUA pbx and through the edge and Kamailio (the
+// configuration of tests/support/kamailio-peer.c, run by kamailio-peer-run); a browser hangs
+// up, or the pbx (`hangup` on its stdin).
 // For wss the suite makes a CA and a certificate for 127.0.0.1 signed by it (openssl), and
 // trusts the CA in the NSS database of a $HOME of its own, which is where headless Chromium on
 // Linux looks: certificate verification stays on (a scenario checks that an untrusted issuer is
@@ -22,10 +25,12 @@
 // Output: TAP, one point per scenario; a scenario that cannot run says why (# SKIP). Bounded:
 // each scenario has its own timeout and the whole suite stops within 150 s. Every process it
 // starts (the registrars, the pbx, Chromium) is stopped by its PID, and its temporary files
-// removed. Environment: SOFIA_WS_REGISTRAR and SOFIA_WS_NUA_PBX (required), SOFIA_WS_CHROMIUM
-// (default /usr/bin/chromium), SOFIA_WS_BROWSER_TRACE=1 prints every page, registrar and pbx
-// line as TAP comments; SOFIA_WS_BROWSER_VALGRIND=1 runs the registrars and the pbx under
-// memcheck.
+// removed. Environment: SOFIA_WS_REGISTRAR and SOFIA_WS_NUA_PBX (required), SOFIA_WS_EDGE and
+// SOFIA_WS_KAMAILIO_PEER (without them, or without Kamailio, the edge's scenarios skip),
+// SOFIA_WS_CHROMIUM (default /usr/bin/chromium), SOFIA_WS_BROWSER_TRACE=1 prints every page,
+// registrar, pbx and edge line as TAP comments; SOFIA_WS_BROWSER_VALGRIND=1 runs the
+// registrars, the pbx and the edge under memcheck; SOFIA_WS_BROWSER_ONLY=REGEX runs only the
+// scenarios whose names match (the others are reported skipped, saying so).
 
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -42,6 +47,9 @@ const nodeDir = join(here, "..", "interop", "node");
 const chromium = process.env.SOFIA_WS_CHROMIUM ?? "/usr/bin/chromium";
 const registrarPath = process.env.SOFIA_WS_REGISTRAR;
 const pbxPath = process.env.SOFIA_WS_NUA_PBX;
+const edgePath = process.env.SOFIA_WS_EDGE;
+const kamailioPeerPath = process.env.SOFIA_WS_KAMAILIO_PEER;
+const only = process.env.SOFIA_WS_BROWSER_ONLY ? new RegExp(process.env.SOFIA_WS_BROWSER_ONLY) : null;
 const trace = process.env.SOFIA_WS_BROWSER_TRACE === "1";
 const valgrind = process.env.SOFIA_WS_BROWSER_VALGRIND === "1";
 
@@ -209,9 +217,11 @@ function trustInNss(home, ca) {
 // line it prints goes to `log` as "NAME: line". say() writes a command line on its stdin.
 // With SOFIA_WS_BROWSER_VALGRIND=1 it runs under memcheck (suppressions from
 // $SOFIA_WS_VALGRIND_SUPPRESSIONS): an error or a definite leak makes it exit 99.
-function startServer(name, program, args, log) {
+// kamailio-peer-run (`plain`: never under memcheck, one "listening" line) says
+// "unavailable: REASON" where Kamailio is not installed: the promise rejects with {skip}.
+function startServer(name, program, args, log, plain = false) {
   const suppressions = (process.env.SOFIA_WS_VALGRIND_SUPPRESSIONS ?? "").split(":").filter(Boolean);
-  const argv = valgrind
+  const argv = valgrind && !plain
     ? ["valgrind", "--error-exitcode=99", "--leak-check=full", "--errors-for-leak-kinds=definite",
        "--show-leak-kinds=definite", ...suppressions.map((f) => `--suppressions=${f}`),
        program, ...args]
@@ -221,7 +231,7 @@ function startServer(name, program, args, log) {
   child.stdin.on("error", (e) => log(`${name} (stdin): ${e.message}`));
   const entry = { name, process: child };
   const exited = new Promise((resolve) => child.once("exit", (code, signal) => resolve({ code, signal })));
-  const wanted = args.filter((a) => a === "--listen").length;
+  const wanted = plain ? 1 : args.filter((a) => a === "--listen").length;
   const ports = {};
   children.add(entry);
 
@@ -232,6 +242,10 @@ function startServer(name, program, args, log) {
     const timer = setTimeout(() => reject(new Error(`${name}: no "listening" lines in 20 s`)), 20_000);
     lines.on("line", (line) => {
       log(`${name}: ${line}`);
+      if (line.startsWith("unavailable: ")) {
+        clearTimeout(timer);
+        reject(Object.assign(new Error(line), { skip: line.slice("unavailable: ".length) }));
+      }
       const m = /^listening sips?:.*:(\d+);transport=(\w+)$/.exec(line);
       if (m) {
         ports[m[2]] = Number(m[1]);
@@ -309,6 +323,16 @@ async function registeredPair(a, b, transport, context, via = "registrar") {
       throw new Error(`${phone.label}: REGISTER over ${url} got ${status}`);
     phone.user = users[i];
   }
+  if (via === "edge") {
+    // Each browser's connection to the edge, by the port its REGISTER came from (alice
+    // registered first): the edge's lines name it.
+    const ports = context.serverOutput
+      .map((line) => /^edge: REGISTER from WSS? 127\.0\.0\.1:(\d+): to the upstream$/.exec(line))
+      .filter(Boolean).map((m) => m[1]);
+    if (ports.length !== 2)
+      throw new Error(`the edge printed ${ports.length} REGISTER lines, expected 2`);
+    phones.forEach((phone, i) => { phone.edgePort = ports[i]; });
+  }
   return phones;
 }
 
@@ -378,6 +402,19 @@ const through = {
     hungUp: (hanging) => [[new RegExp(`^pbx: call ended by ${hanging.user}$`)],
                           [/^pbx: hangup 200 /]],
     pbxHungUp: () => [[/^pbx: call ended by the pbx$/], [/^pbx: hangup 200 /, 2]]
+  },
+  // The edge: the request came in over the sending browser's own WebSocket (its port) and went
+  // to Kamailio, came back from Kamailio (tcp) with the other browser's flow token and went on
+  // over that browser's connection, and both legs were answered.
+  edge: {
+    answered: (caller) =>
+      [[new RegExp(`^edge: INVITE from WSS? 127\\.0\\.0\\.1:${caller.edgePort}: to the upstream$`)],
+       [/^edge: INVITE from tcp 127\.0\.0\.1:\d+: in dialog, relaying$/],
+       [/^edge: INVITE relayed: 200 /, 2]],
+    hungUp: (hanging) =>
+      [[new RegExp(`^edge: BYE from WSS? 127\\.0\\.0\\.1:${hanging.edgePort}: to the upstream$`)],
+       [/^edge: BYE from tcp 127\.0\.0\.1:\d+: in dialog, relaying$/],
+       [/^edge: BYE relayed: 200 /, 2]]
   }
 };
 
@@ -392,6 +429,8 @@ async function serverSaysAll(context, patterns) {
 // server's lines prove the call went through it (`through`: JsSIP reports no status for its own
 // BYE). A registrar that answers the INVITE 405 makes the scenario skip.
 async function callScenario({ a, b, transport, hangup, via }, context) {
+  if (via === "edge" && !context.edge)
+    return { skip: context.edgeSkip };
   const [alice, bob] = await registeredPair(a, b, transport, context, via);
   const ringing = bob.call("nextCall");
   const calling = alice.call("call", bob.user);
@@ -493,7 +532,9 @@ for (const [a, b, transport, hangup, via] of [["sipjs", "jssip", "ws", "caller",
                                               ["sipjs", "jssip", "ws", "callee", "pbx"],
                                               ["jssip", "sipjs", "ws", "pbx", "pbx"],
                                               ["jssip", "sipjs", "wss", "caller", "pbx"],
-                                              ["sipjs", "jssip", "wss", "pbx", "pbx"]]) {
+                                              ["sipjs", "jssip", "wss", "pbx", "pbx"],
+                                              ["sipjs", "jssip", "ws", "callee", "edge"],
+                                              ["jssip", "sipjs", "wss", "caller", "edge"]]) {
   scenarios.push({
     name: `${transport}: ${LIBRARY[a]} calls ${LIBRARY[b]} through the ${via} with audio both ` +
           `ways, the ${hangup} hangs up`,
@@ -507,6 +548,9 @@ const home = join(tmp, "home");
 mkdirSync(home);
 let registrar = null;
 let pbx = null;
+let kamailio = null;
+let edge = null;
+let edgeSkip = null;
 let certificates = null;
 let setupError = null;
 
@@ -547,6 +591,29 @@ try {
     `--tls-key=${certificates.server.key}`,
     `--allowed-origins=${server.origin}`
   ], serverLog);
+  // Kamailio, and the edge in front of it over tcp.
+  if (!edgePath || !existsSync(edgePath) || !kamailioPeerPath || !existsSync(kamailioPeerPath)) {
+    edgeSkip = "SOFIA_WS_EDGE or SOFIA_WS_KAMAILIO_PEER is not set to the built programs";
+  } else {
+    try {
+      kamailio = await startServer("kamailio", kamailioPeerPath, ["--sip"], serverLog, true);
+    } catch (e) {
+      if (e.skip === undefined)
+        throw e;
+      edgeSkip = e.skip;
+    }
+  }
+  if (kamailio) {
+    edge = await startServer("edge", edgePath, [
+      "--listen", "sip:127.0.0.1:0;transport=ws",
+      "--listen", "sips:127.0.0.1:0;transport=wss",
+      "--listen", "sip:127.0.0.1:0;transport=tcp",
+      "--upstream", `sip:127.0.0.1:${kamailio.ports.tcp};transport=tcp`,
+      `--tls-certificate=${certificates.server.certificate}`,
+      `--tls-key=${certificates.server.key}`,
+      `--allowed-origins=${server.origin}`
+    ], serverLog);
+  }
   browser = await puppeteer.launch({
     executablePath: chromium,
     headless: true, // Chromium's own headless mode (--headless=new)
@@ -571,7 +638,8 @@ try {
 
 for (const scenario of scenarios) {
   // notes: printed after the point (as TAP comments), whatever the outcome.
-  const context = { registrar, pbx, certificates, pages: [], log: null, notes: [], serverOutput: [] };
+  const context = { registrar, pbx, edge, edgeSkip, certificates, pages: [], log: null, notes: [],
+                    serverOutput: [] };
   const lines = [];
   const t0 = Date.now();
   context.log = (line) => {
@@ -582,7 +650,9 @@ for (const scenario of scenarios) {
   current = context;
   let outcome;
   const budget = Math.min(scenario.timeout, deadline - Date.now());
-  if (setupError) {
+  if (only && !only.test(scenario.name)) {
+    outcome = { skip: "not selected by SOFIA_WS_BROWSER_ONLY" };
+  } else if (setupError) {
     outcome = { ok: false, error: `setup failed: ${setupError.stack ?? setupError}` };
   } else if (budget <= 0) {
     outcome = { ok: false, error: `the suite's ${SUITE_BUDGET_MS / 1000} s are spent` };
@@ -615,12 +685,17 @@ try {
     await registrar.stop();
   if (pbx)
     await pbx.stop();
+  if (edge)
+    await edge.stop();
+  if (kamailio)
+    await kamailio.stop();
   if (!registrar || !pbx)
     teardown = { ok: false, error: "the registrar or the pbx never started" };
 } catch (e) {
   teardown = { ok: false, error: e.stack ?? String(e) };
 }
 current = null;
-report("the registrar and the pbx exit 0 on SIGTERM, Chromium closes", teardown);
+report("the registrar, the pbx, the edge and Kamailio's runner exit 0 on SIGTERM, Chromium " +
+       "closes", teardown);
 diag(`the suite took ${((Date.now() - started) / 1000).toFixed(1)} s`);
 process.exit(failures > 0 ? 1 : 0);

@@ -28,6 +28,8 @@ struct _KamailioPeer {
   char *binary;
   char *ws_url;
   guint16 port;
+  guint16 tls_port;   /* 0: no tls listener */
+  char *tls_certificate, *tls_key;
   gboolean sip;       /* plain SIP too (kamailio_peer_start_sip()) */
   guint runs;
   GSubprocess *process;
@@ -154,6 +156,9 @@ static const char config_body[] =
   "tcp_connection_lifetime=3605\n"
   "\n"
   "listen=tcp:127.0.0.1:PEER_PORT\n"
+  "#!ifdef PEER_SIP\n"
+  "listen=udp:127.0.0.1:PEER_PORT\n"
+  "#!endif\n"
   "# Port 5060 (no port in a URI) and ours, not every port: a SIP peer on 127.0.0.1 (behind\n"
   "# sofia-ws-edge) is not us.\n"
   "alias=127.0.0.1:5060\n"
@@ -195,6 +200,9 @@ static const char config_body[] =
   "modparam(\"registrar\", \"path_mode\", 0)\n"
   "\n"
   "request_route {\n"
+  "#!ifdef PEER_SIP\n"
+  "\txlog(\"L_INFO\", \"kamailio-peer: $rm $ru over $proto, $ml bytes\\n\");\n"
+  "#!endif\n"
   "#!ifndef PEER_SIP\n"
   "\tif (proto != WS && proto != WSS) {\n"
   "\t\tsl_send_reply(\"403\", \"WebSocket Only\");\n"
@@ -318,6 +326,25 @@ write_config (KamailioPeer *self,
   if (self->sip)
     g_string_append (cfg, "#!define PEER_SIP\n");
   g_string_append_printf (cfg, "mpath=\"%s/\"\n", modules_dir);
+  if (self->tls_port != 0)
+    {
+      g_autofree char *tls_cfg = g_build_filename (self->dir, "tls.cfg", NULL);
+      g_autofree char *tls_text = NULL;
+
+      /* A server with the given certificate; as a client (to a Path over tls) it verifies
+       * nothing: the tests are about the edge's checks, not Kamailio's. */
+      tls_text = g_strdup_printf ("[server:default]\nmethod = TLSv1.2+\n"
+                                  "verify_certificate = no\nrequire_certificate = no\n"
+                                  "certificate = %s\nprivate_key = %s\n\n"
+                                  "[client:default]\nmethod = TLSv1.2+\n"
+                                  "verify_certificate = no\nrequire_certificate = no\n",
+                                  self->tls_certificate, self->tls_key);
+      if (!g_file_set_contents (tls_cfg, tls_text, -1, error))
+        return FALSE;
+      g_string_append_printf (cfg, "enable_tls=yes\nlisten=tls:127.0.0.1:%u\n"
+                              "loadmodule \"tls.so\"\nmodparam(\"tls\", \"config\", \"%s\")\n",
+                              (guint) self->tls_port, tls_cfg);
+    }
   g_string_append (cfg, config_body);
 
   return g_file_set_contents (self->cfg_path, cfg->str, (gssize) cfg->len, error);
@@ -640,14 +667,18 @@ peer_free (KamailioPeer *self)
   g_free (self->log_path);
   g_free (self->binary);
   g_free (self->ws_url);
+  g_free (self->tls_certificate);
+  g_free (self->tls_key);
   g_free (self);
 }
 
 /* ---- public API ------------------------------------------------------------------------- */
 
 static KamailioPeer *
-peer_start (gboolean   sip,
-            GError   **error)
+peer_start (gboolean     sip,
+            const char  *tls_certificate,
+            const char  *tls_key,
+            GError     **error)
 {
   KamailioPeer *self;
   g_autofree char *modules_dir = NULL;
@@ -699,6 +730,27 @@ peer_start (gboolean   sip,
       return NULL;
     }
   self->ws_url = g_strdup_printf ("ws://127.0.0.1:%u/", (guint) self->port);
+  if (tls_certificate != NULL)
+    {
+      g_autofree char *tls_so = g_build_filename (modules_dir, "tls.so", NULL);
+
+      if (!g_file_test (tls_so, G_FILE_TEST_IS_REGULAR))
+        {
+          g_set_error (error, KAMAILIO_PEER_ERROR, KAMAILIO_PEER_ERROR_NOT_FOUND,
+                       "kamailio-peer: no %s (install kamailio-tls-modules)", tls_so);
+          kamailio_peer_stop (self);
+          return NULL;
+        }
+      self->tls_certificate = g_strdup (tls_certificate);
+      self->tls_key = g_strdup (tls_key);
+      self->tls_port = pick_free_port (error);
+      if (self->tls_port == 0)
+        {
+          g_prefix_error (error, "kamailio-peer: no free port: ");
+          kamailio_peer_stop (self);
+          return NULL;
+        }
+    }
 
   if (!write_config (self, modules_dir, error) || !spawn_and_wait (self, error))
     {
@@ -712,19 +764,30 @@ peer_start (gboolean   sip,
 KamailioPeer *
 kamailio_peer_start (GError **error)
 {
-  return peer_start (FALSE, error);
+  return peer_start (FALSE, NULL, NULL, error);
 }
 
 KamailioPeer *
 kamailio_peer_start_sip (GError **error)
 {
-  return peer_start (TRUE, error);
+  return peer_start (TRUE, NULL, NULL, error);
+}
+
+KamailioPeer *
+kamailio_peer_start_sip_tls (const char  *certificate,
+                             const char  *key,
+                             GError     **error)
+{
+  g_return_val_if_fail (certificate != NULL && key != NULL, NULL);
+  return peer_start (TRUE, certificate, key, error);
 }
 
 /* A started peer (ws, or plain SIP when @sip), or NULL with the test skipped, saying why, where
  * Kamailio is not installed. */
 static KamailioPeer *
-start_or_skip (gboolean sip)
+start_or_skip (gboolean    sip,
+               const char *tls_certificate,
+               const char *tls_key)
 {
   g_autoptr(GError) error = NULL;
   g_autofree char *reason = NULL;
@@ -735,7 +798,12 @@ start_or_skip (gboolean sip)
       g_test_skip (reason);
       return NULL;
     }
-  peer = peer_start (sip, &error);
+  peer = peer_start (sip, tls_certificate, tls_key, &error);
+  if (g_error_matches (error, KAMAILIO_PEER_ERROR, KAMAILIO_PEER_ERROR_NOT_FOUND))
+    {
+      g_test_skip (error->message);
+      return NULL;
+    }
   g_assert_no_error (error);
   g_assert_nonnull (peer);
   return peer;
@@ -744,13 +812,20 @@ start_or_skip (gboolean sip)
 KamailioPeer *
 kamailio_peer_start_or_skip (void)
 {
-  return start_or_skip (FALSE);
+  return start_or_skip (FALSE, NULL, NULL);
 }
 
 KamailioPeer *
 kamailio_peer_start_sip_or_skip (void)
 {
-  return start_or_skip (TRUE);
+  return start_or_skip (TRUE, NULL, NULL);
+}
+
+KamailioPeer *
+kamailio_peer_start_sip_tls_or_skip (const char *certificate,
+                                     const char *key)
+{
+  return start_or_skip (TRUE, certificate, key);
 }
 
 gboolean
@@ -768,6 +843,13 @@ kamailio_peer_get_port (KamailioPeer *self)
 {
   g_return_val_if_fail (self != NULL, 0);
   return self->port;
+}
+
+guint16
+kamailio_peer_get_tls_port (KamailioPeer *self)
+{
+  g_return_val_if_fail (self != NULL, 0);
+  return self->tls_port;
 }
 
 const char *

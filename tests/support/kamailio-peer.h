@@ -41,6 +41,14 @@ KamailioPeer *kamailio_peer_start        (GError **error);
  * REGISTER and routing its user's requests by it (registrar use_path). */
 KamailioPeer *kamailio_peer_start_sip        (GError **error);
 KamailioPeer *kamailio_peer_start_sip_or_skip (void);
+/* The plain SIP peer listens on udp on the same port number too. With a TLS listener as well
+ * (kamailio-tls-modules) on kamailio_peer_get_tls_port(), serving @certificate and @key (PEM
+ * files); the _or_skip variant skips where Kamailio or its tls module is not installed. */
+KamailioPeer *kamailio_peer_start_sip_tls        (const char  *certificate,
+                                                  const char  *key,
+                                                  GError     **error);
+KamailioPeer *kamailio_peer_start_sip_tls_or_skip (const char *certificate,
+                                                   const char *key);
 
 /* Stops kamailio and starts it again on the same port, with the same configuration. On
  * failure the peer is left stopped; kamailio_peer_stop() must still be called. */
@@ -48,6 +56,9 @@ gboolean      kamailio_peer_restart      (KamailioPeer *self,
                                           GError      **error);
 
 guint16       kamailio_peer_get_port     (KamailioPeer *self);
+
+/* The port of the tls listener (kamailio_peer_start_sip_tls()), 0 if none. */
+guint16       kamailio_peer_get_tls_port (KamailioPeer *self);
 
 /* "ws://127.0.0.1:PORT/" */
 const char   *kamailio_peer_get_ws_url   (KamailioPeer *self);

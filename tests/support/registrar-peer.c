@@ -57,7 +57,8 @@ die_with_parent (gpointer data)
 static RegistrarPeer *
 peer_start (const char        *variable,
             const char *const *args,
-            guint              listeners)
+            guint              listeners,
+            const char        *stderr_path)
 {
   const char *binary = g_getenv (variable);
   g_autoptr(GPtrArray) argv = g_ptr_array_new_with_free_func (g_free);
@@ -82,6 +83,8 @@ peer_start (const char        *variable,
     /* A test that dies (a fatal assertion) takes its registrar along: an orphan would keep the
      * test's stdout open and meson waiting for it until the timeout. */
     g_subprocess_launcher_set_child_setup (launcher, die_with_parent, NULL, NULL);
+    if (stderr_path != NULL)
+      g_subprocess_launcher_set_stderr_file_path (launcher, stderr_path);
     self->process = g_subprocess_launcher_spawnv (launcher, (const char *const *) argv->pdata,
                                                   &error);
   }
@@ -111,20 +114,27 @@ peer_start (const char        *variable,
 RegistrarPeer *
 registrar_peer_start (const char *const *args)
 {
-  return peer_start ("SOFIA_WS_REGISTRAR", args, 0);
+  return peer_start ("SOFIA_WS_REGISTRAR", args, 0, NULL);
 }
 
 RegistrarPeer *
 registrar_peer_start_edge (const char *const *args)
 {
-  return peer_start ("SOFIA_WS_EDGE", args, 0);
+  return peer_start ("SOFIA_WS_EDGE", args, 0, NULL);
+}
+
+RegistrarPeer *
+registrar_peer_start_edge_logging (const char *const *args,
+                                   const char        *stderr_path)
+{
+  return peer_start ("SOFIA_WS_EDGE", args, 0, stderr_path);
 }
 
 RegistrarPeer *
 registrar_peer_start_edge_listening (const char *const *args,
                                      guint              listeners)
 {
-  return peer_start ("SOFIA_WS_EDGE", args, listeners);
+  return peer_start ("SOFIA_WS_EDGE", args, listeners, NULL);
 }
 
 guint16
@@ -227,6 +237,13 @@ registrar_peer_stop (RegistrarPeer *self)
 TestCertificate *
 test_certificate_new (const char *name)
 {
+  return test_certificate_new_with_san (name, "IP:127.0.0.1");
+}
+
+TestCertificate *
+test_certificate_new_with_san (const char *name,
+                               const char *san)
+{
   TestCertificate *self = g_new0 (TestCertificate, 1);
   g_autofree char *command = NULL;
   g_autofree char *err = NULL;
@@ -238,8 +255,8 @@ test_certificate_new (const char *name)
   command = g_strdup_printf ("sh -c \"cd '%s' && openssl req -x509 -newkey ec "
                              "-pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout server.key "
                              "-out server.pem -days 2 -subj /CN=%s "
-                             "-addext subjectAltName=IP:127.0.0.1 2>/dev/null\"",
-                             self->dir, name);
+                             "-addext subjectAltName=%s 2>/dev/null\"",
+                             self->dir, name, san);
   g_spawn_command_line_sync (command, NULL, &err, &status, &error);
   g_assert_no_error (error);
   if (!g_spawn_check_wait_status (status, NULL))

@@ -18,6 +18,9 @@ RegistrarPeer *registrar_peer_start     (const char *const *args);
 
 /* The same for examples/sofia-ws-edge ($SOFIA_WS_EDGE), the registrar's core in edge mode. */
 RegistrarPeer *registrar_peer_start_edge (const char *const *args);
+/* The same, its stderr (Sofia's log, and valgrind's) written to the file @stderr_path. */
+RegistrarPeer *registrar_peer_start_edge_logging (const char *const *args,
+                                                  const char        *stderr_path);
 /* The same, reading @listeners "listening" lines (listeners given in a --config file). */
 RegistrarPeer *registrar_peer_start_edge_listening (const char *const *args,
                                                     guint              listeners);
@@ -67,6 +70,9 @@ typedef struct {
 } TestCertificate;
 
 TestCertificate *test_certificate_new  (const char      *name);
+/* The same with the subjectAltName @san ("DNS:host.example", "IP:127.0.0.1"). */
+TestCertificate *test_certificate_new_with_san (const char *name,
+                                                const char *san);
 void             test_certificate_free (TestCertificate *self);
 
 G_DEFINE_AUTOPTR_CLEANUP_FUNC (RegistrarPeer, registrar_peer_stop)
