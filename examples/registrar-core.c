@@ -159,6 +159,53 @@ tport_label (tport_t *tport, char *buffer, gsize size)
   return buffer;
 }
 
+/* The address @request came from: FALSE when the message has none. */
+static gboolean
+sender_address (msg_t    *request,
+                char     *host,
+                gsize     size,
+                unsigned *port)
+{
+  su_addrinfo_t *ai = request != NULL ? msg_addrinfo (request) : NULL;
+
+  if (ai == NULL || ai->ai_addr == NULL)
+    return FALSE;
+  if (ai->ai_family == AF_INET)
+    {
+      struct sockaddr_in const *in = (struct sockaddr_in const *) ai->ai_addr;
+
+      inet_ntop (AF_INET, &in->sin_addr, host, size);
+      *port = ntohs (in->sin_port);
+    }
+  else if (ai->ai_family == AF_INET6)
+    {
+      struct sockaddr_in6 const *in6 = (struct sockaddr_in6 const *) ai->ai_addr;
+
+      inet_ntop (AF_INET6, &in6->sin6_addr, host, size);
+      *port = ntohs (in6->sin6_port);
+    }
+  else
+    return FALSE;
+  return TRUE;
+}
+
+/* tport_label(), or for a request NTA gives no connection for (an ACK outside a transaction)
+ * the address it came from. */
+static const char *
+sender_label (tport_t *tport, msg_t *request, char *buffer, gsize size)
+{
+  su_addrinfo_t *ai = request != NULL ? msg_addrinfo (request) : NULL;
+  char host[64] = "";
+  unsigned port = 0;
+
+  if (tport != NULL || !sender_address (request, host, sizeof host, &port))
+    return tport_label (tport, buffer, size);
+  g_snprintf (buffer, size, "%s %s:%u", ai->ai_protocol == IPPROTO_UDP ? "udp"
+                                        : ai->ai_protocol == IPPROTO_TCP ? "tcp" : "?",
+              host, port);
+  return buffer;
+}
+
 static void
 reply (nta_incoming_t *irq,
        int             status,
@@ -1202,7 +1249,7 @@ route_in_dialog (Registrar      *self,
       target.callee = to;
     }
   say ("%s from %s: in dialog, relaying\n", sip->sip_request->rq_method_name,
-       tport_label (inbound, label, sizeof label));
+       sender_label (inbound, request, label, sizeof label));
   relay_request (self, irq, sip, request, inbound, &target);
 }
 
@@ -1442,27 +1489,12 @@ inbound_tport (Registrar      *self,
                msg_t          *request)
 {
   tport_t *tport = nta_incoming_transport (self->agent, irq, NULL);
-  su_addrinfo_t *ai = request != NULL ? msg_addrinfo (request) : NULL;
   char host[64] = "", key[80];
   unsigned port = 0;
   Flow *flow;
 
-  if (tport != NULL || ai == NULL || ai->ai_addr == NULL)
+  if (tport != NULL || !sender_address (request, host, sizeof host, &port))
     return tport;
-  if (ai->ai_family == AF_INET)
-    {
-      struct sockaddr_in const *in = (struct sockaddr_in const *) ai->ai_addr;
-
-      inet_ntop (AF_INET, &in->sin_addr, host, sizeof host);
-      port = ntohs (in->sin_port);
-    }
-  else if (ai->ai_family == AF_INET6)
-    {
-      struct sockaddr_in6 const *in6 = (struct sockaddr_in6 const *) ai->ai_addr;
-
-      inet_ntop (AF_INET6, &in6->sin6_addr, host, sizeof host);
-      port = ntohs (in6->sin6_port);
-    }
   g_snprintf (key, sizeof key, "%s %u", host, port);
   flow = g_hash_table_lookup (self->flow_peers, key);
   return flow != NULL ? tport_ref (flow->tport) : NULL;
