@@ -8,6 +8,7 @@
 #include <gmodule.h>
 #include <sofia-sip/su_tag_class.h>
 #include <sofia-sip/su_tagarg.h>
+#include <sofia-sip/su_uniqueid.h>
 
 /**
  * SECTION:sofia-ws-tport
@@ -28,6 +29,20 @@
  * towards a WebSocket client are sent over its connection with `NTATAG_TPORT (tport)`, where
  * tport is the connection the client's REGISTER arrived on (nta_incoming_transport()).
  */
+
+/* libsofia-sip-ua 1.12.11 deletes the thread-specific key of its random numbers in a
+ * destructor (sofia_su_uniqueid_destructor(), at exit or unload), even when it never made one:
+ * then it deletes key 0, another library's (GLib's in a GLib program), and a thread of the
+ * process still using its thread data while the process exits aborts ("GLib (gthread-posix.c):
+ * Unexpected error from C library during 'pthread_setspecific': Invalid argument"). Every
+ * program linking libsofia-ws links libsofia-sip-ua, and one that only uses SofiaWsWebSocket
+ * never draws a Sofia random number: drawing one as the library loads makes Sofia create its
+ * own key, the one its destructor then deletes. */
+__attribute__((constructor)) static void
+sofia_ws_own_sofia_key (void)
+{
+  (void) su_random ();
+}
 
 tag_typedef_t wstag_path = STRTAG_TYPEDEF (path);
 tag_typedef_t wstag_path_ref = REFTAG_TYPEDEF (wstag_path);

@@ -3,6 +3,10 @@
  * sofia-ws-transport.h, every signal with its arguments and order. */
 #include <sofia-ws/sofia-ws.h>
 
+#include <pthread.h>
+#include <stdio.h>
+#include <unistd.h>
+
 #include "support/memory-transport.h"
 #include "support/outcome.h"
 
@@ -968,6 +972,51 @@ test_no_leak_with_pending_waiters_cancelled (Fixture *f, gconstpointer data)
     g_main_context_iteration (NULL, TRUE);
 }
 
+/* What exit() does to a program of libsofia-ws: libsofia-sip-ua's destructor deletes its
+ * thread-specific key, and must not delete another library's (before libsofia-ws made Sofia
+ * create its own key as it loads, Sofia deleted key 0: GLib's, and a GLib thread still running
+ * while the process exited aborted in pthread_setspecific()). In a subprocess that ends with
+ * _exit(): the destructor cannot run twice. */
+extern void sofia_su_uniqueid_destructor (void);
+
+#define KEYS_PROBED 256
+
+static gboolean
+key_is_valid (pthread_key_t key)
+{
+  return pthread_setspecific (key, pthread_getspecific (key)) == 0;
+}
+
+static void
+test_exit_keeps_thread_keys (void)
+{
+  if (g_test_subprocess ())
+    {
+      gboolean before[KEYS_PROBED];
+      guint lost = 0;
+
+      for (pthread_key_t key = 0; key < KEYS_PROBED; key++)
+        before[key] = key_is_valid (key);
+      g_assert_true (before[0]);
+      sofia_su_uniqueid_destructor ();
+      for (pthread_key_t key = 0; key < KEYS_PROBED; key++)
+        if (before[key] && !key_is_valid (key))
+          {
+            g_test_message ("the destructor deleted key %u", (unsigned) key);
+            lost++;
+            /* key 0 was made before libsofia-ws loaded: never Sofia's own */
+            g_assert_cmpuint (key, !=, 0);
+          }
+      /* Sofia's own key, made when libsofia-ws loaded */
+      g_assert_cmpuint (lost, ==, 1);
+      /* not exit(): the destructor would run again, and close its random source twice */
+      fflush (stdout);
+      _exit (0);
+    }
+  g_test_trap_subprocess (NULL, 0, G_TEST_SUBPROCESS_DEFAULT);
+  g_test_trap_assert_passed ();
+}
+
 int
 main (int argc, char **argv)
 {
@@ -976,6 +1025,7 @@ main (int argc, char **argv)
 #define ADD(path, fn) \
   g_test_add ("/transport/" path, Fixture, NULL, fixture_setup, fn, fixture_teardown)
 
+  g_test_add_func ("/transport/library/exit-keeps-thread-keys", test_exit_keeps_thread_keys);
   ADD ("initial-state", test_initial_state);
   ADD ("connect", test_connect);
   ADD ("connect/joins-pending", test_connect_joins_pending);
