@@ -1515,20 +1515,17 @@ test_trace_sip (Fixture *f, gconstpointer data)
 /* ---- host names: GResolver, asynchronously ------------------------------------------------ */
 
 typedef struct {
-  guint ticks;
-  gint64 last;
-  gint64 longest_gap;             /* µs between two ticks, or from the start to the first */
+  guint ticks;                    /* while the lookup is under way */
+  guint lookups_done;             /* test_resolver_finished() when the lookup has ended */
 } Ticker;
 
 static gboolean
 on_tick (gpointer user_data)
 {
   Ticker *t = user_data;
-  gint64 now = g_get_monotonic_time ();
 
-  t->ticks++;
-  t->longest_gap = MAX (t->longest_gap, now - t->last);
-  t->last = now;
+  if (test_resolver_finished (resolver) < t->lookups_done)
+    t->ticks++;
   return G_SOURCE_CONTINUE;
 }
 
@@ -1545,7 +1542,7 @@ test_name_resolved_without_blocking (Fixture *f, gconstpointer data)
 {
   g_autofree char *url = url_for_name (f, "slow.sofia-ws.test");
   g_autoptr(SofiaWsWebSocket) client = client_new (f, url);
-  Ticker ticker = { 0, g_get_monotonic_time (), 0 };
+  Ticker ticker = { 0, test_resolver_finished (resolver) + 1 };
   guint started = test_resolver_started (resolver);
   Outcome o = { 0 };
   gint64 start;
@@ -1561,11 +1558,10 @@ test_name_resolved_without_blocking (Fixture *f, gconstpointer data)
   g_assert_no_error (o.error);
   g_assert_true (o.ok);
   g_assert_cmpint (g_get_monotonic_time () - start, >=, 1400 * 1000);
-  /* About 15 ticks; a loop blocked for the lookup would have none until it ends. */
-  g_test_message ("%u ticks during the lookup, longest gap %" G_GINT64_FORMAT " ms",
-                  ticker.ticks, ticker.longest_gap / 1000);
-  g_assert_cmpuint (ticker.ticks, >=, 7);
-  g_assert_cmpint (ticker.longest_gap, <, 1000 * 1000);
+  /* About 15 ticks while the lookup was under way; a loop blocked in the lookup would have
+   * none (fewer on a loaded machine or under valgrind, but not none). */
+  g_test_message ("%u ticks of 100 ms during the 1.5 s lookup", ticker.ticks);
+  g_assert_cmpuint (ticker.ticks, >=, 3);
   g_assert_cmpstr (f->client_events->str, ==, "connecting,connected");
   g_assert_cmpstr (sofia_ws_websocket_get_remote_address (client), ==, "127.0.0.1");
   wait_for_len (f->accepted, 1, "accepted");
