@@ -529,8 +529,11 @@ on_connect_timeout (gpointer user_data)
 {
   SofiaWsWebSocket *self = user_data;
   GError *error = g_error_new (SOFIA_WS_ERROR, SOFIA_WS_ERROR_CONNECT_TIMEOUT,
-                               "Connection to %s timed out after %u s", self->server,
-                               self->connection_timeout);
+                               "Connection to %s timed out after %u s%s%s%s", self->server,
+                               self->connection_timeout,
+                               self->resolve_cancellable != NULL ? " (still resolving " : "",
+                               self->resolve_cancellable != NULL ? self->target_host : "",
+                               self->resolve_cancellable != NULL ? ")" : "");
 
   g_clear_pointer (&self->connect_timeout_source, g_source_unref);
   abandon_wsi (self, 0);
