@@ -255,14 +255,17 @@ sofia_ws_tport_add_client (nta_agent_t  *agent,
 /**
  * sofia_ws_tport_connect:
  * @client: a client made by sofia_ws_tport_add_client()
- * @url: the server, such as `sip:192.0.2.1:8080;transport=ws` (a host name is resolved
- *   synchronously; with wss its certificate must match the name)
+ * @url: the server, such as `sip:192.0.2.1:8080;transport=ws` or
+ *   `sip:sip.example.com;transport=wss` (a host name is resolved asynchronously, with GLib's
+ *   resolver, by the connection's #SofiaWsWebSocket; with wss the certificate must match the
+ *   name)
  * @error: return location for a #GError
  *
  * The connection to @url: an open one (not closing) if there is, else a new one, which
- * connects in the background (`ws://192.0.2.1:8080/` plus WSTAG_PATH()). Requests sent over it
- * before the handshake completes wait for it. When it cannot be made (refused, timeout, TLS
- * failure) the requests waiting on it fail with 503 and it is closed; requests given a closed
+ * connects in the background (`ws://192.0.2.1:8080/` plus WSTAG_PATH()); nothing here blocks
+ * on DNS. Requests sent over it before the name is resolved and the handshake completes wait
+ * for it. When it cannot be made (name not resolved, refused, timeout, TLS failure) the
+ * requests waiting on it fail with 503 and it is closed; requests given a closed
  * connection fail at once. Call again for a new connection after a failure or a close.
  * Call in the thread of the agent's root.
  *

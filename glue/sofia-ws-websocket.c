@@ -19,8 +19,10 @@
  * the thread-default GMainContext at construction.
  *
  * As a client, set [property@SofiaWs.WebSocket:server] (`ws://` or `wss://`) and call
- * [method@SofiaWs.Transport.connect_async]. A [class@SofiaWs.Listener] hands out the server
- * side of the connections it accepts as WebSockets too, already connected.
+ * [method@SofiaWs.Transport.connect_async]. The server's host name is resolved
+ * asynchronously with GLib's resolver, within [property@SofiaWs.WebSocket:connection-timeout].
+ * A [class@SofiaWs.Listener] hands out the server side of the connections it accepts as
+ * WebSockets too, already connected.
  *
  * RFC 7118 rules: the `sip` subprotocol is required of the server; one SIP message is one
  * WebSocket message, sent as text (binary when it is not valid UTF-8); text and binary
@@ -100,7 +102,14 @@ struct _SofiaWsWebSocket
   gboolean secure;
 
   GTask *connect_task;            /* the connect vfunc's, until established or failed */
-  GSource *connect_timeout_source;
+  GSource *connect_timeout_source;  /* the whole attempt: resolution, TCP, TLS, handshake */
+  char *target_host;              /* the attempt's host as the URL names it (no brackets) */
+  char *target_host_header;       /* Host header, TLS SNI and the certificate's name check */
+  char *target_path;
+  int target_port;
+  GCancellable *resolve_cancellable;  /* while GResolver looks target_host up */
+  GList *addresses;               /* GInetAddress *: the resolved ones not tried yet */
+  GSource *next_address_source;   /* the next of them is tried from here */
   GSource *connect_cancel_source;
   gboolean start_failed;          /* lws reported the failure from inside the connect call */
   GTask *disconnect_task;
@@ -340,12 +349,28 @@ close_wsi (struct lws *wsi,
     lws_set_timeout (wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
 }
 
-/* Detaches from the wsi and lets lws close it on its own; no callbacks reach us after. */
+/* Drops the resolution of the attempt's host, if under way (its callback sees the
+ * cancellable cancelled and touches nothing), and the addresses not tried yet. */
+static void
+cancel_resolution (SofiaWsWebSocket *self)
+{
+  if (self->resolve_cancellable != NULL)
+    {
+      g_cancellable_cancel (self->resolve_cancellable);
+      g_clear_object (&self->resolve_cancellable);
+    }
+  g_list_free_full (g_steal_pointer (&self->addresses), g_object_unref);
+  clear_source (&self->next_address_source);
+}
+
+/* Detaches from the wsi and lets lws close it on its own; no callbacks reach us after. An
+ * attempt still resolving its host, or between two of its addresses, is dropped too. */
 static void
 abandon_wsi (SofiaWsWebSocket *self,
              guint16           code)
 {
   clear_source (&self->send_timeout_source);
+  cancel_resolution (self);
   if (self->wsi == NULL)
     return;
 
@@ -504,8 +529,11 @@ on_connect_timeout (gpointer user_data)
 {
   SofiaWsWebSocket *self = user_data;
   GError *error = g_error_new (SOFIA_WS_ERROR, SOFIA_WS_ERROR_CONNECT_TIMEOUT,
-                               "Connection to %s timed out after %u s", self->server,
-                               self->connection_timeout);
+                               "Connection to %s timed out after %u s%s%s%s", self->server,
+                               self->connection_timeout,
+                               self->resolve_cancellable != NULL ? " (still resolving " : "",
+                               self->resolve_cancellable != NULL ? self->target_host : "",
+                               self->resolve_cancellable != NULL ? ")" : "");
 
   g_clear_pointer (&self->connect_timeout_source, g_source_unref);
   abandon_wsi (self, 0);
@@ -523,16 +551,171 @@ on_connect_timeout (gpointer user_data)
   return G_SOURCE_REMOVE;
 }
 
+/* The attempt failed before a connection was established: the connect call fails, or a
+ * reconnection attempt reports @error and the next one is scheduled. Takes @error. */
+static void
+fail_attempt (SofiaWsWebSocket *self,
+              GError           *error)
+{
+  cancel_resolution (self);
+  if (self->connect_task != NULL)
+    complete_connect (self, error);
+  else if (self->reconnecting)
+    {
+      self->reconnecting = FALSE;
+      clear_source (&self->connect_timeout_source);
+      sofia_ws_transport_emit_transport_error (SOFIA_WS_TRANSPORT (self), error);
+      g_error_free (error);
+      sofia_ws_transport_transition (SOFIA_WS_TRANSPORT (self),
+                                     SOFIA_WS_TRANSPORT_STATE_DISCONNECTED);
+      schedule_reconnection (self);
+    }
+  else
+    g_error_free (error);
+}
+
+/* Starts the lws connection to @address (numeric) for the attempt's target. */
+static gboolean
+connect_address (SofiaWsWebSocket  *self,
+                 const char        *address,
+                 GError           **error)
+{
+  struct lws_client_connect_info info = { 0 };
+  struct lws_vhost *vhost;
+  struct lws *wsi;
+
+  vhost = sofia_ws_loop_get_client_vhost (self->loop, self->secure ? self->tls_ca_file : NULL,
+                                          error);
+  if (vhost == NULL)
+    return FALSE;
+
+  info.context = sofia_ws_loop_get_client_context (self->loop, NULL);
+  info.vhost = vhost;
+  /* lws connects to the numeric address as it is (no lookup of its own: this lws has no
+   * asynchronous DNS, and a name would block the loop in getaddrinfo()). The name stays in
+   * info.host, the Host header, from which lws also takes the TLS SNI and the name the
+   * server's certificate is checked against (with the ":port" cut off). */
+  info.address = address;
+  info.port = self->target_port;
+  info.path = self->target_path;
+  info.host = self->target_host_header;
+  info.origin = self->origin;
+  info.protocol = "sip";
+  info.local_protocol_name = "sip";
+  info.opaque_user_data = self;
+  info.retry_and_idle_policy =
+    sofia_ws_loop_get_liveness_policy (self->loop, self->ping_interval,
+                                       self->ping_interval + self->ping_timeout);
+  if (self->secure)
+    {
+      info.ssl_connection = LCCSCF_USE_SSL;
+      if (!self->tls_verify)
+        info.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED | LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK |
+                               LCCSCF_ALLOW_EXPIRED | LCCSCF_ALLOW_INSECURE;
+    }
+
+  g_debug ("connecting to %s at %s", self->server, address);
+  /* lws may report a failure from inside this call (through CLIENT_CONNECTION_ERROR, which
+   * completes the attempt): then the wsi it returns is not ours to keep. */
+  self->start_failed = FALSE;
+  wsi = lws_client_connect_via_info (&info);
+  sofia_ws_loop_kick (self->loop);
+  if (self->start_failed)
+    return TRUE;
+  if (wsi == NULL)
+    {
+      g_set_error (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_CONNECTION_REFUSED,
+                   "Could not start a connection to %s (%s)", self->server, address);
+      return FALSE;
+    }
+  self->wsi = wsi;
+  g_clear_pointer (&self->local_address, g_free);
+  return TRUE;
+}
+
+/* Tries the next resolved address; the last failure fails the attempt. */
+static void
+connect_next_address (SofiaWsWebSocket *self)
+{
+  g_autoptr(GError) error = NULL;
+
+  while (self->addresses != NULL)
+    {
+      GInetAddress *address = self->addresses->data;
+      g_autofree char *text = g_inet_address_to_string (address);
+
+      self->addresses = g_list_delete_link (self->addresses, self->addresses);
+      g_object_unref (address);
+      g_clear_error (&error);
+      if (connect_address (self, text, &error))
+        return;
+    }
+  fail_attempt (self, g_steal_pointer (&error));
+}
+
+static gboolean
+on_next_address_due (gpointer user_data)
+{
+  SofiaWsWebSocket *self = user_data;
+
+  g_clear_pointer (&self->next_address_source, g_source_unref);
+  connect_next_address (self);
+  return G_SOURCE_REMOVE;
+}
+
+typedef struct {
+  SofiaWsWebSocket *self;         /* not a reference: valid while the cancellable is not
+                                   * cancelled (every path that drops the attempt cancels) */
+  GCancellable *cancellable;
+} Resolution;
+
+static void
+on_resolved (GObject      *source,
+             GAsyncResult *result,
+             gpointer      user_data)
+{
+  Resolution *r = user_data;
+  SofiaWsWebSocket *self = r->self;
+  g_autoptr(GError) error = NULL;
+  GList *addresses;
+
+  addresses = g_resolver_lookup_by_name_finish (G_RESOLVER (source), result, &error);
+  if (g_cancellable_is_cancelled (r->cancellable))
+    {
+      /* The attempt was dropped (disconnect, timeout, dispose, a new attempt). */
+      g_resolver_free_addresses (addresses);
+      g_object_unref (r->cancellable);
+      g_free (r);
+      return;
+    }
+  g_object_unref (r->cancellable);
+  g_free (r);
+  g_clear_object (&self->resolve_cancellable);
+
+  if (addresses == NULL)
+    {
+      fail_attempt (self, g_error_new (SOFIA_WS_ERROR, SOFIA_WS_ERROR_RESOLVE,
+                                       "Could not resolve %s: %s", self->target_host,
+                                       error != NULL ? error->message : "no address"));
+      return;
+    }
+  g_debug ("%s resolved to %u address(es)", self->target_host, g_list_length (addresses));
+  self->addresses = addresses;
+  connect_next_address (self);
+}
+
+/* Starts an attempt to connect to the server: checks the URL, arms the connection timeout
+ * (which covers the whole attempt), then connects to an IP literal at once or looks a name up
+ * with GLib's resolver, asynchronously, on the transport's context. The outcome comes later,
+ * through fail_attempt() or on_established(); FALSE (and @error) only for what fails now. */
 static gboolean
 start_client (SofiaWsWebSocket  *self,
               GError           **error)
 {
-  struct lws_client_connect_info info = { 0 };
   g_autoptr(GUri) uri = NULL;
-  g_autofree char *host_header = NULL;
-  g_autofree char *path = NULL;
+  g_autoptr(GResolver) resolver = NULL;
   struct lws_vhost *vhost;
-  struct lws *wsi;
+  Resolution *r;
   const char *scheme;
   const char *host;
   int port;
@@ -561,13 +744,28 @@ start_client (SofiaWsWebSocket  *self,
       return FALSE;
     }
 
+  cancel_resolution (self);
   self->secure = g_ascii_strcasecmp (scheme, "wss") == 0;
   port = g_uri_get_port (uri);
   if (port <= 0)
     port = self->secure ? 443 : 80;
-  path = g_uri_join (G_URI_FLAGS_ENCODED, NULL, NULL, NULL, -1,
-                     *g_uri_get_path (uri) ? g_uri_get_path (uri) : "/",
-                     g_uri_get_query (uri), NULL);
+  self->target_port = port;
+  g_free (self->target_path);
+  self->target_path = g_uri_join (G_URI_FLAGS_ENCODED, NULL, NULL, NULL, -1,
+                                  *g_uri_get_path (uri) ? g_uri_get_path (uri) : "/",
+                                  g_uri_get_query (uri), NULL);
+  g_free (self->target_host);
+  self->target_host = g_strdup (host);
+  g_free (self->target_host_header);
+  /* RFC 7230 5.4: an IPv6 literal keeps its brackets; the default port may be left out. */
+  if (strchr (host, ':') != NULL)
+    self->target_host_header = port == (self->secure ? 443 : 80)
+                                 ? g_strdup_printf ("[%s]", host)
+                                 : g_strdup_printf ("[%s]:%d", host, port);
+  else
+    self->target_host_header = port == (self->secure ? 443 : 80)
+                                 ? g_strdup (host)
+                                 : g_strdup_printf ("%s:%d", host, port);
 
   if (self->loop == NULL)
     {
@@ -575,38 +773,11 @@ start_client (SofiaWsWebSocket  *self,
       if (self->loop == NULL)
         return FALSE;
     }
+  /* Made (or its CA file found wrong) now rather than after the resolution. */
   vhost = sofia_ws_loop_get_client_vhost (self->loop, self->secure ? self->tls_ca_file : NULL,
                                           error);
   if (vhost == NULL)
     return FALSE;
-
-  /* RFC 7230 5.4: an IPv6 literal keeps its brackets; the default port may be left out. */
-  if (strchr (host, ':') != NULL)
-    host_header = port == (self->secure ? 443 : 80) ? g_strdup_printf ("[%s]", host)
-                                                    : g_strdup_printf ("[%s]:%d", host, port);
-  else
-    host_header = port == (self->secure ? 443 : 80) ? g_strdup (host)
-                                                    : g_strdup_printf ("%s:%d", host, port);
-  info.context = sofia_ws_loop_get_client_context (self->loop, NULL);
-  info.vhost = vhost;
-  info.address = host;
-  info.port = port;
-  info.path = path;
-  info.host = host_header;
-  info.origin = self->origin;
-  info.protocol = "sip";
-  info.local_protocol_name = "sip";
-  info.opaque_user_data = self;
-  info.retry_and_idle_policy =
-    sofia_ws_loop_get_liveness_policy (self->loop, self->ping_interval,
-                                       self->ping_interval + self->ping_timeout);
-  if (self->secure)
-    {
-      info.ssl_connection = LCCSCF_USE_SSL;
-      if (!self->tls_verify)
-        info.ssl_connection |= LCCSCF_ALLOW_SELFSIGNED | LCCSCF_SKIP_SERVER_CERT_HOSTNAME_CHECK |
-                               LCCSCF_ALLOW_EXPIRED | LCCSCF_ALLOW_INSECURE;
-    }
 
   g_clear_error (&self->pending_error);
   g_clear_pointer (&self->remote_address, g_free);
@@ -617,25 +788,30 @@ start_client (SofiaWsWebSocket  *self,
   self->close_deadline = FALSE;
   clear_source (&self->send_timeout_source);
 
+  clear_source (&self->connect_timeout_source);
   self->connect_timeout_source = timeout_source_new (self, self->connection_timeout * 1000,
                                                      on_connect_timeout,
                                                      "[sofia-ws] connection timeout");
-  /* lws may report a failure from inside this call (through CLIENT_CONNECTION_ERROR, which
-   * completes the attempt): then the wsi it returns is not ours to keep. */
-  self->start_failed = FALSE;
-  wsi = lws_client_connect_via_info (&info);
-  sofia_ws_loop_kick (self->loop);
-  if (self->start_failed)
-    return TRUE;
-  if (wsi == NULL)
+  if (g_hostname_is_ip_address (host))
     {
-      clear_source (&self->connect_timeout_source);
-      g_set_error (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_CONNECTION_REFUSED,
-                   "Could not start a connection to %s", self->server);
-      return FALSE;
+      if (!connect_address (self, host, error))
+        {
+          clear_source (&self->connect_timeout_source);
+          return FALSE;
+        }
+      return TRUE;
     }
-  self->wsi = wsi;
-  g_clear_pointer (&self->local_address, g_free);
+
+  /* A name: looked up without blocking the loop (lws would call getaddrinfo() here). */
+  self->resolve_cancellable = g_cancellable_new ();
+  r = g_new0 (Resolution, 1);
+  r->self = self;
+  r->cancellable = g_object_ref (self->resolve_cancellable);
+  resolver = g_resolver_get_default ();
+  g_debug ("resolving %s", host);
+  g_main_context_push_thread_default (self->context);
+  g_resolver_lookup_by_name_async (resolver, host, self->resolve_cancellable, on_resolved, r);
+  g_main_context_pop_thread_default (self->context);
   return TRUE;
 }
 
@@ -648,6 +824,7 @@ on_established (SofiaWsWebSocket *self,
   lws_get_peer_simple (wsi, address, sizeof address);
   g_free (self->remote_address);
   self->remote_address = g_strdup (address);
+  cancel_resolution (self);       /* the addresses not tried */
   self->reconnection_attempt = 0;
   self->last_alive = g_get_monotonic_time ();
   g_debug ("connected to %s (%s)", self->server, self->remote_address);
@@ -678,20 +855,20 @@ on_connection_error (SofiaWsWebSocket *self,
   self->wsi = NULL;
   g_clear_pointer (&self->local_address, g_free);
   self->start_failed = TRUE;
-  if (self->connect_task != NULL)
-    complete_connect (self, error);
-  else if (self->reconnecting)
+  /* Refused at one address of the name: the next one, from the loop (not from inside lws's
+   * callback), within the same connection timeout. */
+  if (self->addresses != NULL &&
+      g_error_matches (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_CONNECTION_REFUSED) &&
+      (self->connect_task != NULL || self->reconnecting))
     {
-      self->reconnecting = FALSE;
-      clear_source (&self->connect_timeout_source);
-      sofia_ws_transport_emit_transport_error (SOFIA_WS_TRANSPORT (self), error);
+      g_debug ("%s; trying %s's next address", error->message, self->target_host);
       g_error_free (error);
-      sofia_ws_transport_transition (SOFIA_WS_TRANSPORT (self),
-                                     SOFIA_WS_TRANSPORT_STATE_DISCONNECTED);
-      schedule_reconnection (self);
+      if (self->next_address_source == NULL)
+        self->next_address_source = timeout_source_new (self, 0, on_next_address_due,
+                                                        "[sofia-ws] next address");
+      return;
     }
-  else
-    g_error_free (error);
+  fail_attempt (self, error);
 }
 
 /* ---- reconnection --------------------------------------------------------------------- */
@@ -1918,6 +2095,9 @@ sofia_ws_websocket_finalize (GObject *object)
   g_clear_error (&self->pending_error);
   g_clear_pointer (&self->rx, g_byte_array_unref);
   g_free (self->server);
+  g_free (self->target_host);
+  g_free (self->target_host_header);
+  g_free (self->target_path);
   g_free (self->tls_ca_file);
   g_free (self->origin);
   g_free (self->remote_address);
@@ -2027,6 +2207,12 @@ sofia_ws_websocket_class_init (SofiaWsWebSocketClass *klass)
    * SofiaWsWebSocket:server:
    *
    * The server to connect to: `ws://host[:port][/path]` or `wss://...` (SIP.js `server`).
+   *
+   * A host name is looked up with GLib's default [class@Gio.Resolver], asynchronously on the
+   * transport's context (the loop is never blocked); its addresses are tried in the resolver's
+   * order until one accepts the TCP connection. The name is what the Host header, the TLS SNI
+   * and the check of the server's certificate use. An IP literal is connected to directly. A
+   * name that cannot be resolved fails the connect with %SOFIA_WS_ERROR_RESOLVE.
    */
   properties[PROP_SERVER] =
     g_param_spec_string ("server", NULL, NULL, NULL, rw);
@@ -2034,8 +2220,8 @@ sofia_ws_websocket_class_init (SofiaWsWebSocketClass *klass)
   /**
    * SofiaWsWebSocket:connection-timeout:
    *
-   * Seconds to establish the connection (TCP, TLS and the WebSocket handshake) before the
-   * connect fails with %SOFIA_WS_ERROR_CONNECT_TIMEOUT.
+   * Seconds to establish the connection (the lookup of the server's host name, TCP, TLS and
+   * the WebSocket handshake) before the connect fails with %SOFIA_WS_ERROR_CONNECT_TIMEOUT.
    */
   properties[PROP_CONNECTION_TIMEOUT] =
     g_param_spec_uint ("connection-timeout", NULL, NULL, 1, 3600, DEFAULT_CONNECTION_TIMEOUT, rw);

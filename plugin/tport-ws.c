@@ -105,6 +105,8 @@ typedef struct {
   gboolean closing;
   GQueue pending;                 /* outgoing: messages sent before the handshake completed */
   guint drops;                    /* outgoing: disconnections since it was last connected */
+  gboolean by_name;               /* outgoing to a host name: the WebSocket resolves it, and
+                                   * the address is known once connected (take_address()) */
 } WsSecondary;
 
 /* Messages a connecting client connection holds before it refuses more (ENOBUFS). */
@@ -573,6 +575,47 @@ errno_of (const GError *error)
   return ECONNRESET;
 }
 
+/* A connection made by name, once connected: its address becomes the one the name resolved
+ * to (in place of the unspecified one), re-keyed in the primary's tree of open connections,
+ * so that lookups by address (tport_by_name() with a numeric host, NTA's own) find it too and
+ * received messages carry the peer's address. */
+static void
+take_address (WsSecondary *sec)
+{
+  tport_t *self = (tport_t *) sec;
+  const char *remote = sofia_ws_websocket_get_remote_address (sec->websocket);
+  su_sockaddr_t su[1] = { { 0 } };
+  su_addrinfo_t ai = { 0 };
+  guint16 port = ((su_sockaddr_t *) self->tp_addr)->su_port;
+
+  if (!sec->by_name || remote == NULL || tport_is_closed (self))
+    return;
+  if (inet_pton (AF_INET, remote, &su->su_sin.sin_addr) == 1)
+    {
+      su->su_family = AF_INET;
+      ai.ai_addrlen = sizeof su->su_sin;
+    }
+  else if (inet_pton (AF_INET6, remote, &su->su_sin6.sin6_addr) == 1)
+    {
+      su->su_family = AF_INET6;
+      ai.ai_addrlen = sizeof su->su_sin6;
+    }
+  else
+    return;
+  su->su_port = port;
+  ai.ai_family = su->su_family;
+  ai.ai_socktype = SOCK_STREAM;
+  ai.ai_protocol = IPPROTO_TCP;
+  ai.ai_addr = (void *) su;
+
+  ws_tprb_remove (&self->tp_pri->pri_open, self);
+  if (tport_setname (self, self->tp_pri->pri_vtable->vtp_name, &ai, self->tp_name->tpn_canon)
+      < 0)
+    SU_DEBUG_3 (("tport_ws(%p): cannot name the connection %s\n", (void *) self, remote));
+  self->tp_addrinfo->ai_socktype = SOCK_SEQPACKET;
+  ws_tprb_append (&self->tp_pri->pri_open, self);
+}
+
 static void
 on_client_connected (GObject      *source,
                      GAsyncResult *result,
@@ -594,6 +637,7 @@ on_client_connected (GObject      *source,
     {
       char *message;
 
+      take_address (sec);
       SU_DEBUG_5 (("tport_ws(%p): connected to " TPN_FORMAT "\n", (void *) self,
                    TPN_ARGS (self->tp_name)));
       self->tp_is_connected = 1;
@@ -619,11 +663,14 @@ on_client_connected (GObject      *source,
   link_unref (link);
 }
 
-/* tport_tsend() found no open connection to the destination on a client primary: dial it. */
+/* A new outgoing connection to @ai for @tpn. With @by_name, @ai holds only the port (the
+ * unspecified address stands in until connected) and the WebSocket's URL names
+ * tpn->tpn_canon, which it resolves itself, asynchronously. */
 static tport_t *
-ws_connect (tport_primary_t    *base,
-            su_addrinfo_t      *ai,
-            tp_name_t const    *tpn)
+ws_connect_full (tport_primary_t    *base,
+                 su_addrinfo_t      *ai,
+                 tp_name_t const    *tpn,
+                 gboolean            by_name)
 {
   WsPrimary *pri = (WsPrimary *) base;
   char const *why = "";
@@ -672,11 +719,15 @@ ws_connect (tport_primary_t    *base,
       return NULL;
     }
   self->tp_addrinfo->ai_socktype = SOCK_SEQPACKET;
+  sec->by_name = by_name;
+  if (by_name)
+    /* Named, not addressed, until connected: the placeholder address is nobody's. */
+    self->tp_name->tpn_host = su_strdup (self->tp_home, tpn->tpn_canon);
 
   /* TLS checks the certificate against the name asked for: the canonical name when the
-   * request named a host, else the address. */
+   * request named a host, else the address. A connection by name always has the name. */
   numeric_canon = tpn->tpn_canon == NULL || host_is_ip_address (tpn->tpn_canon);
-  name_host = pri->secure && !numeric_canon ? tpn->tpn_canon : host;
+  name_host = (pri->secure || by_name) && !numeric_canon ? tpn->tpn_canon : host;
   url = g_strdup_printf ("%s://%s%s%s:%u%s", pri->secure ? "wss" : "ws",
                          strchr (name_host, ':') ? "[" : "", name_host,
                          strchr (name_host, ':') ? "]" : "", port,
@@ -709,6 +760,16 @@ ws_connect (tport_primary_t    *base,
   SU_DEBUG_5 (("tport_ws(%p): connecting to %s for " TPN_FORMAT "\n", (void *) self, url,
                TPN_ARGS (tpn)));
   return self;
+}
+
+/* tport_tsend() found no open connection to the destination on a client primary: dial it
+ * (NTA resolved the destination already). */
+static tport_t *
+ws_connect (tport_primary_t    *base,
+            su_addrinfo_t      *ai,
+            tp_name_t const    *tpn)
+{
+  return ws_connect_full (base, ai, tpn, FALSE);
 }
 
 /* ---- the WebSocket side of a secondary ---------------------------------------------------- */
@@ -817,6 +878,7 @@ on_connected (SofiaWsTransport *websocket,
 
   if (self->tp_accepted || sec->drops == 0 || tport_is_closed (self))
     return;
+  take_address (sec);             /* a name may resolve to another address this time */
   SU_DEBUG_3 (("tport_ws(%p): reconnected to " TPN_FORMAT "\n", (void *) self,
                TPN_ARGS (self->tp_name)));
   sec->drops = 0;
@@ -1564,6 +1626,11 @@ ws_client_connect (tport_t    *client,
 
   g_snprintf (port_text, sizeof port_text, "%s",
               url->url_port && url->url_port[0] ? url->url_port : pri->secure ? "443" : "80");
+  if (!g_ascii_string_to_unsigned (port_text, 10, 1, 65535, NULL, NULL))
+    {
+      fail (error, SOFIA_WS_ERROR_INVALID_ARGUMENT, "\"%s\" has no valid port", url_text);
+      goto out;
+    }
   tpn->tpn_proto = pri->secure ? "wss" : "ws";
   tpn->tpn_canon = url->url_host;
   tpn->tpn_host = url->url_host;
@@ -1584,14 +1651,35 @@ ws_client_connect (tport_t    *client,
     goto out;
   tp = NULL;
 
+  if (!host_is_ip_address (tpn->tpn_host))
+    {
+      /* A name: no lookup here, which would block the loop. The connection is made now,
+       * connecting (requests sent meanwhile wait in it), and its WebSocket resolves the name
+       * with GLib's resolver, asynchronously; the address is taken once connected. */
+      struct sockaddr_in unspecified = { 0 };
+
+      unspecified.sin_family = AF_INET;
+      unspecified.sin_port = htons ((guint16) strtoul (port_text, NULL, 10));
+      ai.ai_family = AF_INET;
+      ai.ai_socktype = SOCK_STREAM;
+      ai.ai_protocol = IPPROTO_TCP;
+      ai.ai_addr = (void *) &unspecified;
+      ai.ai_addrlen = sizeof unspecified;
+      tp = ws_connect_full (&pri->base, &ai, tpn, TRUE);
+      if (tp == NULL)
+        fail (error, SOFIA_WS_ERROR_FAILED, "Cannot make a connection to %s: %s", url_text,
+              g_strerror (errno));
+      goto out;
+    }
+
   hints.ai_socktype = SOCK_STREAM;
   hints.ai_protocol = IPPROTO_TCP;
-  hints.ai_flags = AI_NUMERICSERV;
+  hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;     /* an IP literal: no lookup */
   status = getaddrinfo (tpn->tpn_host, port_text, &hints, &found);
   if (status != 0 || found == NULL)
     {
-      fail (error, SOFIA_WS_ERROR_RESOLVE, "Cannot resolve %s: %s", tpn->tpn_host,
-            gai_strerror (status));
+      fail (error, SOFIA_WS_ERROR_INVALID_ARGUMENT, "\"%s\" is not an address: %s",
+            tpn->tpn_host, gai_strerror (status));
       goto out;
     }
   ai.ai_family = found->ai_family;
@@ -1599,7 +1687,7 @@ ws_client_connect (tport_t    *client,
   ai.ai_protocol = IPPROTO_TCP;
   ai.ai_addr = (void *) found->ai_addr;
   ai.ai_addrlen = found->ai_addrlen;
-  tp = ws_connect (&pri->base, &ai, tpn);
+  tp = ws_connect_full (&pri->base, &ai, tpn, FALSE);
   if (tp == NULL)
     fail (error, SOFIA_WS_ERROR_FAILED, "Cannot make a connection to %s: %s", url_text,
           g_strerror (errno));

@@ -20,12 +20,16 @@
 #include "support/drain.h"
 #include "support/kamailio-peer.h"
 #include "support/registrar-peer.h"
+#include "support/test-resolver.h"
 #include "support/valgrind-compat.h"
 
 typedef struct {
   gboolean plain_root;
   gboolean wss;
 } Params;
+
+/* The default GResolver of the whole test: made-up names, no DNS (see main()). */
+static TestResolver *resolver;
 
 typedef struct {
   const Params *params;
@@ -497,6 +501,89 @@ test_kamailio_restart (Fixture *f, gconstpointer data)
   tport_unref (connection);
 }
 
+/* ---- host names ---------------------------------------------------------------------------- */
+
+typedef struct {
+  guint ticks;                    /* while the lookup is under way */
+  guint lookups_done;             /* test_resolver_finished() once it has ended */
+} Ticker;
+
+static void
+on_tick (su_root_magic_t *magic, su_timer_t *timer, su_timer_arg_t *arg)
+{
+  Ticker *t = (Ticker *) arg;
+
+  if (test_resolver_finished (resolver) < t->lookups_done)
+    t->ticks++;
+}
+
+/* A connection to a host name that takes 1.5 s to resolve: sofia_ws_tport_connect() returns
+ * at once, the agent's root keeps running (a 100 ms su_timer keeps firing), and the request
+ * sent meanwhile goes out once connected. The connection then carries the address the name
+ * resolved to, and is found again by the name and by that address. */
+static void
+test_name (Fixture *f, gconstpointer data)
+{
+  g_autofree char *uri = g_strdup_printf ("sip:slow.sofia-ws.test:%u;transport=ws", f->port);
+  g_autofree char *by_address = registrar_uri (f);
+  g_autoptr(GError) error = NULL;
+  Ticker ticker = { 0, test_resolver_finished (resolver) + 1 };
+  guint started = test_resolver_started (resolver);
+  su_timer_t *timer = su_timer_create (su_root_task (f->root), 100);
+  tport_t *connection;
+  Result result;
+  gint64 start;
+
+  test_resolver_add (resolver, "slow.sofia-ws.test", 1500, "127.0.0.1");
+  g_assert_cmpint (su_timer_run (timer, on_tick, (su_timer_arg_t *) &ticker), ==, 0);
+  start = g_get_monotonic_time ();
+  request (f, "OPTIONS", uri, &result, TAG_END ());
+  g_assert_cmpint (result.status, ==, 200);
+  result_clear (&result);
+  g_assert_cmpuint (test_resolver_started (resolver), ==, started + 1);
+  g_assert_cmpint (g_get_monotonic_time () - start, >=, 1400 * 1000);
+  g_test_message ("%u ticks of 100 ms during the 1.5 s lookup", ticker.ticks);
+  g_assert_cmpuint (ticker.ticks, >=, 3);
+  su_timer_destroy (timer);
+
+  connection = sofia_ws_tport_connect (f->client, uri, &error);
+  g_assert_no_error (error);
+  g_assert_cmpstr (tport_name (connection)->tpn_canon, ==, "slow.sofia-ws.test");
+  g_assert_cmpstr (tport_name (connection)->tpn_host, ==, "127.0.0.1");
+  g_assert_true (sofia_ws_tport_connect (f->client, by_address, &error) == connection);
+  g_assert_no_error (error);
+  g_assert_cmpuint (test_resolver_started (resolver), ==, started + 1);
+  request (f, "OPTIONS", uri, &result, TAG_END ());
+  g_assert_cmpint (result.status, ==, 200);
+  result_clear (&result);
+}
+
+/* A name that does not resolve: the request sent over the connection ends with 503, the
+ * connection is closed, and the client still works. */
+static void
+test_name_not_resolved (Fixture *f, gconstpointer data)
+{
+  g_autofree char *uri = g_strdup_printf ("sip:fail.sofia-ws.test:%u;transport=ws", f->port);
+  g_autofree char *good = registrar_uri (f);
+  g_autoptr(GError) error = NULL;
+  tport_t *connection;
+  Result result;
+
+  test_resolver_add (resolver, "fail.sofia-ws.test", 50, NULL);
+  connection = sofia_ws_tport_connect (f->client, uri, &error);
+  g_assert_no_error (error);
+  tport_ref (connection);
+  request (f, "OPTIONS", uri, &result, TAG_END ());
+  g_assert_cmpint (result.status, ==, 503);
+  result_clear (&result);
+  g_assert_true (tport_is_closed (connection));
+  tport_unref (connection);
+
+  request (f, "OPTIONS", good, &result, TAG_END ());
+  g_assert_cmpint (result.status, ==, 200);
+  result_clear (&result);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -507,6 +594,7 @@ main (int argc, char **argv)
 
   g_test_init (&argc, &argv, NULL);
   su_init ();
+  resolver = test_resolver_install ();
 
 #define ADD(path, params, fn) \
   g_test_add ("/tport-client/" path, Fixture, &params, fixture_setup, fn, fixture_teardown)
@@ -523,11 +611,16 @@ main (int argc, char **argv)
   ADD ("plain-root/request-back", plain_ws, test_request_back);
   ADD ("plain-root/refused", plain_ws, test_refused);
   ADD ("plain-root/wss-options", plain_wss, test_options);
+  ADD ("glib/name", glib_ws, test_name);
+  ADD ("plain-root/name", plain_ws, test_name);
+  ADD ("glib/name-not-resolved", glib_ws, test_name_not_resolved);
+  ADD ("plain-root/name-not-resolved", plain_ws, test_name_not_resolved);
 #undef ADD
 
   {
     int status = g_test_run ();
 
+    test_resolver_uninstall (resolver);
     su_deinit ();
     return status;
   }

@@ -10,6 +10,10 @@
 #include "support/drain.h"
 #include "support/outcome.h"
 #include "support/raw-ws.h"
+#include "support/test-resolver.h"
+
+/* The default GResolver of the whole test: made-up names, no DNS (see main()). */
+static TestResolver *resolver;
 
 typedef struct {
   SofiaWsListener *listener;
@@ -1508,10 +1512,313 @@ test_trace_sip (Fixture *f, gconstpointer data)
   g_clear_pointer (&traced, g_ptr_array_unref);
 }
 
+/* ---- host names: GResolver, asynchronously ------------------------------------------------ */
+
+typedef struct {
+  guint ticks;                    /* while the lookup is under way */
+  guint lookups_done;             /* test_resolver_finished() when the lookup has ended */
+} Ticker;
+
+static gboolean
+on_tick (gpointer user_data)
+{
+  Ticker *t = user_data;
+
+  if (test_resolver_finished (resolver) < t->lookups_done)
+    t->ticks++;
+  return G_SOURCE_CONTINUE;
+}
+
+static char *
+url_for_name (Fixture *f, const char *name)
+{
+  return g_strdup_printf ("ws://%s:%u/", name, sofia_ws_listener_get_port (f->listener));
+}
+
+/* A name that takes 1.5 s to resolve: the loop keeps running meanwhile (a 100 ms timer keeps
+ * firing), then the connection is made to the address it resolved to. */
+static void
+test_name_resolved_without_blocking (Fixture *f, gconstpointer data)
+{
+  g_autofree char *url = url_for_name (f, "slow.sofia-ws.test");
+  g_autoptr(SofiaWsWebSocket) client = client_new (f, url);
+  Ticker ticker = { 0, test_resolver_finished (resolver) + 1 };
+  guint started = test_resolver_started (resolver);
+  Outcome o = { 0 };
+  gint64 start;
+  guint tick_id;
+
+  test_resolver_add (resolver, "slow.sofia-ws.test", 1500, "127.0.0.1");
+  tick_id = g_timeout_add (100, on_tick, &ticker);
+  start = g_get_monotonic_time ();
+  sofia_ws_transport_connect_async (SOFIA_WS_TRANSPORT (client), NULL, NULL, on_connect_done, &o);
+  g_assert_cmpuint (test_resolver_started (resolver), ==, started + 1);
+  wait_until (&o.done, "connect by name");
+  g_source_remove (tick_id);
+  g_assert_no_error (o.error);
+  g_assert_true (o.ok);
+  g_assert_cmpint (g_get_monotonic_time () - start, >=, 1400 * 1000);
+  /* About 15 ticks while the lookup was under way; a loop blocked in the lookup would have
+   * none (fewer on a loaded machine or under valgrind, but not none). */
+  g_test_message ("%u ticks of 100 ms during the 1.5 s lookup", ticker.ticks);
+  g_assert_cmpuint (ticker.ticks, >=, 3);
+  g_assert_cmpstr (f->client_events->str, ==, "connecting,connected");
+  g_assert_cmpstr (sofia_ws_websocket_get_remote_address (client), ==, "127.0.0.1");
+  wait_for_len (f->accepted, 1, "accepted");
+  send_and_wait (SOFIA_WS_TRANSPORT (client), options_request);
+  wait_for_len (f->server_received, 1, "request at the server");
+  g_signal_handlers_disconnect_by_data (client, f);
+}
+
+/* The Host header carries the name, not the address it resolved to. */
+static void
+test_name_in_host_header (Fixture *f, gconstpointer data)
+{
+  RawServer raw = { 0 };
+  g_autofree char *url = NULL;
+  g_autofree char *expected = NULL;
+  g_autoptr(SofiaWsWebSocket) client = NULL;
+  Outcome o = { 0 };
+
+  test_resolver_add (resolver, "host.sofia-ws.test", 10, "127.0.0.1");
+  raw_server_start (&raw, RAW_HANDSHAKE_THEN_SILENT);
+  url = g_strdup_printf ("ws://host.sofia-ws.test:%u/", raw.port);
+  expected = g_strdup_printf ("host.sofia-ws.test:%u", raw.port);
+  client = sofia_ws_websocket_new (url);
+  sofia_ws_transport_connect_async (SOFIA_WS_TRANSPORT (client), NULL, NULL, on_connect_done, &o);
+  wait_until (&o.done, "connect by name to the raw server");
+  g_assert_no_error (o.error);
+  g_assert_cmpstr (raw.host_header, ==, expected);
+  g_clear_object (&client);
+  test_drain_main_context ();
+  raw_server_stop (&raw);
+}
+
+/* Every address of the name in turn: the first refuses (nobody on 127.0.0.2), the second
+ * accepts. */
+static void
+test_name_addresses_tried_in_turn (Fixture *f, gconstpointer data)
+{
+  g_autofree char *url = url_for_name (f, "two.sofia-ws.test");
+  g_autoptr(SofiaWsWebSocket) client = client_new (f, url);
+  Outcome o = { 0 };
+
+  test_resolver_add (resolver, "two.sofia-ws.test", 10, "127.0.0.2,127.0.0.1");
+  sofia_ws_transport_connect_async (SOFIA_WS_TRANSPORT (client), NULL, NULL, on_connect_done, &o);
+  wait_until (&o.done, "connect to the second address");
+  g_assert_no_error (o.error);
+  g_assert_cmpstr (f->client_events->str, ==, "connecting,connected");
+  g_assert_cmpstr (sofia_ws_websocket_get_remote_address (client), ==, "127.0.0.1");
+  g_signal_handlers_disconnect_by_data (client, f);
+}
+
+/* A name that does not resolve: a RESOLVE error naming the host, and the usual events. */
+static void
+test_name_not_resolved (Fixture *f, gconstpointer data)
+{
+  g_autofree char *url = url_for_name (f, "fail.sofia-ws.test");
+  g_autoptr(SofiaWsWebSocket) client = client_new (f, url);
+  g_autoptr(GError) error = NULL;
+
+  test_resolver_add (resolver, "fail.sofia-ws.test", 50, NULL);
+  error = connect_failure (client);
+  g_assert_error (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_RESOLVE);
+  g_assert_nonnull (strstr (error->message, "fail.sofia-ws.test"));
+  g_assert_nonnull (strstr (error->message, "test resolver: no address"));
+  g_assert_cmpstr (f->client_events->str, ==, "connecting,transport-error,disconnected");
+  g_assert_error ((GError *) f->client_errors->pdata[0], SOFIA_WS_ERROR,
+                  SOFIA_WS_ERROR_RESOLVE);
+  g_assert_cmpint (sofia_ws_transport_get_state (SOFIA_WS_TRANSPORT (client)), ==,
+                   SOFIA_WS_TRANSPORT_STATE_DISCONNECTED);
+  g_assert_cmpuint (f->accepted->len, ==, 0);
+  g_signal_handlers_disconnect_by_data (client, f);
+}
+
+/* A reconnection whose lookup fails reports RESOLVE and goes on with the schedule; the next
+ * one, the name resolving again, connects. */
+static void
+test_name_not_resolved_on_reconnection (Fixture *f, gconstpointer data)
+{
+  g_autofree char *url = url_for_name (f, "flaky.sofia-ws.test");
+  guint16 port = sofia_ws_listener_get_port (f->listener);
+  g_autoptr(SofiaWsWebSocket) client = client_new (f, url);
+  g_autoptr(GError) error = NULL;
+  Outcome o = { 0 };
+  gint64 deadline;
+
+  test_resolver_add (resolver, "flaky.sofia-ws.test", 10, "127.0.0.1");
+  g_object_set (client, "reconnection-attempts", 5, "reconnection-delay", 1, NULL);
+  sofia_ws_transport_connect_async (SOFIA_WS_TRANSPORT (client), NULL, NULL, on_connect_done, &o);
+  wait_until (&o.done, "connect by name");
+  g_assert_no_error (o.error);
+
+  test_resolver_add (resolver, "flaky.sofia-ws.test", 10, NULL);
+  stop_listener_and_wait (f);
+  deadline = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+  while (!g_str_has_suffix (f->client_events->str, "connecting,transport-error,disconnected"))
+    {
+      if (g_get_monotonic_time () > deadline)
+        g_error ("no failed reconnection: %s", f->client_events->str);
+      g_main_context_iteration (NULL, TRUE);
+    }
+  g_assert_cmpuint (f->client_errors->len, ==, 2);       /* the loss, then the lookup */
+  g_assert_error ((GError *) f->client_errors->pdata[1], SOFIA_WS_ERROR,
+                  SOFIA_WS_ERROR_RESOLVE);
+
+  test_resolver_add (resolver, "flaky.sofia-ws.test", 10, "127.0.0.1");
+  f->listener = g_object_new (SOFIA_WS_TYPE_LISTENER, "port", port, NULL);
+  g_signal_connect (f->listener, "accepted", G_CALLBACK (on_accepted), f);
+  g_assert_true (sofia_ws_listener_start (f->listener, &error));
+  g_assert_no_error (error);
+  while (!g_str_has_suffix (f->client_events->str, "connecting,connected"))
+    {
+      if (g_get_monotonic_time () > deadline)
+        g_error ("no reconnection: %s", f->client_events->str);
+      g_main_context_iteration (NULL, TRUE);
+    }
+  g_assert_true (g_str_has_prefix (f->client_events->str,
+                                   "connecting,connected,transport-error,disconnected,"
+                                   "connecting,transport-error,disconnected,connecting"));
+  g_signal_handlers_disconnect_by_data (client, f);
+}
+
+/* A disconnect while the name is being looked up drops the lookup: the resolver sees it
+ * cancelled, nothing happens when it would have answered, and no connection is made. */
+static void
+test_disconnect_during_resolution (Fixture *f, gconstpointer data)
+{
+  g_autofree char *url = url_for_name (f, "slow2.sofia-ws.test");
+  g_autoptr(SofiaWsWebSocket) client = client_new (f, url);
+  guint finished = test_resolver_finished (resolver);
+  guint cancelled = test_resolver_cancelled (resolver);
+  Outcome o = { 0 }, d = { 0 };
+  g_autofree char *events = NULL;
+  gint64 end;
+
+  test_resolver_add (resolver, "slow2.sofia-ws.test", 800, "127.0.0.1");
+  sofia_ws_transport_connect_async (SOFIA_WS_TRANSPORT (client), NULL, NULL, on_connect_done, &o);
+  end = g_get_monotonic_time () + 200 * 1000;
+  while (g_get_monotonic_time () < end)
+    if (!g_main_context_iteration (NULL, FALSE))
+      g_usleep (1000);
+  g_assert_false (o.done);
+  sofia_ws_transport_disconnect_async (SOFIA_WS_TRANSPORT (client), NULL, NULL,
+                                       on_disconnect_done, &d);
+  wait_until (&d.done, "disconnect");
+  wait_until (&o.done, "the connect to end");
+  g_assert_false (o.ok);
+  g_clear_error (&o.error);
+  events = g_strdup (f->client_events->str);
+  g_assert_null (strstr (events, "connected,"));
+  g_assert_true (g_str_has_suffix (events, "disconnected"));
+
+  /* The lookup ends (cancelled) and nothing follows. */
+  test_resolver_wait_idle (resolver);
+  g_assert_cmpuint (test_resolver_finished (resolver), ==, finished + 1);
+  g_assert_cmpuint (test_resolver_cancelled (resolver), ==, cancelled + 1);
+  end = g_get_monotonic_time () + 300 * 1000;
+  while (g_get_monotonic_time () < end)
+    if (!g_main_context_iteration (NULL, FALSE))
+      g_usleep (1000);
+  g_assert_cmpstr (f->client_events->str, ==, events);
+  g_assert_cmpuint (f->accepted->len, ==, 0);
+  g_assert_cmpint (sofia_ws_transport_get_state (SOFIA_WS_TRANSPORT (client)), ==,
+                   SOFIA_WS_TRANSPORT_STATE_DISCONNECTED);
+  g_signal_handlers_disconnect_by_data (client, f);
+}
+
+/* The last reference dropped while a reconnection looks the name up (a connect call would
+ * hold the transport; a reconnection does not): the lookup is cancelled and its answer
+ * touches nothing (valgrind would see a use after free). */
+static void
+test_dispose_during_resolution (Fixture *f, gconstpointer data)
+{
+  g_autofree char *url = url_for_name (f, "slow3.sofia-ws.test");
+  SofiaWsWebSocket *client = client_new (f, url);
+  guint cancelled = test_resolver_cancelled (resolver);
+  guint started;
+  gint64 deadline;
+  Outcome o = { 0 };
+
+  test_resolver_add (resolver, "slow3.sofia-ws.test", 10, "127.0.0.1");
+  g_object_set (client, "reconnection-attempts", 3, NULL);
+  sofia_ws_transport_connect_async (SOFIA_WS_TRANSPORT (client), NULL, NULL, on_connect_done, &o);
+  wait_until (&o.done, "connect by name");
+  g_assert_no_error (o.error);
+
+  test_resolver_add (resolver, "slow3.sofia-ws.test", 800, "127.0.0.1");
+  started = test_resolver_started (resolver);
+  stop_listener_and_wait (f);
+  deadline = g_get_monotonic_time () + 10 * G_USEC_PER_SEC;
+  while (test_resolver_started (resolver) == started)
+    {
+      if (g_get_monotonic_time () > deadline)
+        g_error ("no reconnection: %s", f->client_events->str);
+      g_main_context_iteration (NULL, TRUE);
+    }
+  g_assert_true (g_str_has_suffix (f->client_events->str, "disconnected,connecting"));
+  g_signal_handlers_disconnect_by_data (client, f);
+  g_assert_finalize_object (client);
+  test_resolver_wait_idle (resolver);
+  g_assert_cmpuint (test_resolver_cancelled (resolver), ==, cancelled + 1);
+}
+
+/* The connection timeout covers the lookup: a lookup slower than it fails the connect with
+ * CONNECT_TIMEOUT, and is cancelled. */
+static void
+test_connect_timeout_covers_resolution (Fixture *f, gconstpointer data)
+{
+  g_autofree char *url = url_for_name (f, "slow4.sofia-ws.test");
+  g_autoptr(SofiaWsWebSocket) client = client_new (f, url);
+  guint cancelled = test_resolver_cancelled (resolver);
+  g_autoptr(GError) error = NULL;
+  gint64 start;
+  double elapsed;
+
+  test_resolver_add (resolver, "slow4.sofia-ws.test", 2500, "127.0.0.1");
+  g_object_set (client, "connection-timeout", 1, NULL);
+  start = g_get_monotonic_time ();
+  error = connect_failure (client);
+  elapsed = (g_get_monotonic_time () - start) / (double) G_USEC_PER_SEC;
+  g_assert_error (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_CONNECT_TIMEOUT);
+  g_assert_nonnull (strstr (error->message, "still resolving slow4.sofia-ws.test"));
+  g_assert_cmpfloat (elapsed, >=, 0.9);
+  g_assert_cmpstr (f->client_events->str, ==, "connecting,transport-error,disconnected");
+  /* The timeout came first: the lookup was still under way, and was cancelled. */
+  test_resolver_wait_idle (resolver);
+  g_assert_cmpuint (test_resolver_cancelled (resolver), ==, cancelled + 1);
+  g_assert_cmpuint (f->accepted->len, ==, 0);
+  g_signal_handlers_disconnect_by_data (client, f);
+}
+
+/* Over wss the certificate is checked against the name, not the address it resolved to: the
+ * server's certificate names localhost and 127.0.0.1, so a name that resolves to 127.0.0.1
+ * but is not in the certificate is refused, while localhost is accepted (test_wss). */
+static void
+test_wss_name_checked_not_address (Fixture *f, gconstpointer data)
+{
+  g_autofree char *url = wss_url (f, "other.sofia-ws.test");
+  g_autoptr(SofiaWsWebSocket) client = client_new (f, url);
+  g_autoptr(GError) error = NULL;
+  guint started = test_resolver_started (resolver);
+
+  test_resolver_add (resolver, "other.sofia-ws.test", 10, "127.0.0.1");
+  g_object_set (client, "tls-ca-file", f->pki->ca, NULL);
+  error = connect_failure (client);
+  g_assert_cmpuint (test_resolver_started (resolver), ==, started + 1);
+  g_assert_error (error, SOFIA_WS_ERROR, SOFIA_WS_ERROR_TLS);
+  g_assert_cmpstr (f->client_events->str, ==, "connecting,transport-error,disconnected");
+  g_assert_cmpuint (f->accepted->len, ==, 0);
+  g_signal_handlers_disconnect_by_data (client, f);
+}
+
 int
 main (int argc, char **argv)
 {
+  int status;
+
   g_test_init (&argc, &argv, NULL);
+  resolver = test_resolver_install ();
 
 #define ADD(path, fn) \
   g_test_add ("/websocket/" path, Fixture, NULL, fixture_setup, fn, fixture_teardown)
@@ -1550,9 +1857,20 @@ main (int argc, char **argv)
   ADD_WSS ("wss-verification-off-only-when-asked", test_wss_verification_off_only_when_asked);
   ADD ("wss-to-plain-listener", test_wss_to_plain_listener);
   ADD ("wss-listener-bad-files", test_wss_listener_bad_files);
+  ADD ("name-resolved-without-blocking", test_name_resolved_without_blocking);
+  ADD ("name-in-host-header", test_name_in_host_header);
+  ADD ("name-addresses-tried-in-turn", test_name_addresses_tried_in_turn);
+  ADD ("name-not-resolved", test_name_not_resolved);
+  ADD ("name-not-resolved-on-reconnection", test_name_not_resolved_on_reconnection);
+  ADD ("disconnect-during-resolution", test_disconnect_during_resolution);
+  ADD ("dispose-during-resolution", test_dispose_during_resolution);
+  ADD ("connect-timeout-covers-resolution", test_connect_timeout_covers_resolution);
+  ADD_WSS ("wss-name-checked-not-address", test_wss_name_checked_not_address);
 
 #undef ADD
 #undef ADD_WSS
 
-  return g_test_run ();
+  status = g_test_run ();
+  test_resolver_uninstall (resolver);
+  return status;
 }

@@ -215,7 +215,8 @@ SOFIA_WS_AVAILABLE_IN_1_0 tag_typedef_t wstag_origin_ref;
 
 /**
  * WSTAG_CONNECT_TIMEOUT:
- * @x: (type guint): seconds allowed for the TCP, TLS and WebSocket handshakes (default 5)
+ * @x: (type guint): seconds allowed for the lookup of a host name and the TCP, TLS and
+ *   WebSocket handshakes (default 5)
  */
 #define WSTAG_CONNECT_TIMEOUT(x) wstag_connect_timeout, tag_uint_v (x)
 #define WSTAG_CONNECT_TIMEOUT_REF(x) wstag_connect_timeout_ref, tag_uint_vr (&(x))
