@@ -411,35 +411,77 @@ sentinel (void)
 
 /* ---- the network: one tcp connection per message --------------------------------------- */
 
+typedef struct {
+  GString *in;
+  gboolean eof;
+} NetworkPeer;
+
 static gboolean
 network_on_readable (int fd, GIOCondition condition, gpointer data)
 {
-  gboolean *eof = data;
+  NetworkPeer *peer = data;
   char buffer[16384];
   ssize_t n = recv (fd, buffer, sizeof buffer, MSG_DONTWAIT);
 
   if (n < 0 && (errno == EAGAIN || errno == EINTR))
     return G_SOURCE_CONTINUE;
   if (n > 0)
-    return G_SOURCE_CONTINUE;       /* the edge's responses: read and dropped */
-  *eof = TRUE;
+    {
+      g_string_append_len (peer->in, buffer, n);
+      return G_SOURCE_CONTINUE;
+    }
+  peer->eof = TRUE;
   return G_SOURCE_REMOVE;
 }
 
-/* @data over a new connection to the edge's tcp listener, half-closed: the edge has read and
- * handled all of it when it closes its side. */
+/* @data over a new connection to the edge's tcp listener, half-closed. A stream is not framed
+ * for us (a Content-Length may claim what follows), and Sofia keeps a half-closed connection
+ * open while it waits for the rest of a message: then an OPTIONS to the edge itself over a
+ * second connection, which the edge answers after it has read the first (its sockets are
+ * served in the order they were accepted). */
 static void
 network_send (const void *data, gsize len)
 {
-  int fd = connect_loopback (g.edge_tcp_port);
-  gboolean eof = FALSE;
+  int fd = connect_loopback (g.edge_tcp_port), probe;
+  NetworkPeer peer = { g_string_new (NULL), FALSE }, answer = { g_string_new (NULL), FALSE };
+  guint watch = g_unix_fd_add (fd, G_IO_IN | G_IO_HUP | G_IO_ERR, network_on_readable, &peer);
+  guint probe_watch;
+  g_autofree char *call_id = g_strdup_printf ("fuzz-network-sentinel-%u", ++g.serial);
+  g_autofree char *uri = g_strdup_printf ("sip:127.0.0.1:%u;transport=tcp", g.edge_tcp_port);
+  g_autofree char *options = g_strdup_printf ("OPTIONS %s SIP/2.0\r\n"
+                                              "Via: SIP/2.0/TCP 127.0.0.1:9;branch=z9hG4bK-%s\r\n"
+                                              "Max-Forwards: 70\r\n"
+                                              "To: <%s>\r\n"
+                                              "From: <%s>;tag=sentinel\r\n"
+                                              "Call-ID: %s\r\n"
+                                              "CSeq: 1 OPTIONS\r\n"
+                                              "Content-Length: 0\r\n"
+                                              "\r\n", uri, call_id, uri, uri, call_id);
 
-  g_unix_fd_add (fd, G_IO_IN | G_IO_HUP | G_IO_ERR, network_on_readable, &eof);
   if (send_all (fd, data, len))
     shutdown (fd, SHUT_WR);
-  while (!eof)
+  probe = connect_loopback (g.edge_tcp_port);
+  probe_watch = g_unix_fd_add (probe, G_IO_IN | G_IO_HUP | G_IO_ERR, network_on_readable,
+                               &answer);
+  if (!send_all (probe, options, strlen (options)))
+    g_error ("fuzz-edge: the edge closed the network sentinel's connection");
+  while (!answer.eof && !(strstr (answer.in->str, "SIP/2.0 ") != NULL &&
+                          strstr (answer.in->str, call_id) != NULL &&
+                          g_str_has_suffix (answer.in->str, "\r\n\r\n")))
     g_main_context_iteration (NULL, TRUE);
+  if (!g_str_has_prefix (answer.in->str, "SIP/2.0 200 "))
+    {
+      fprintf (stderr, "fuzz-edge: the network sentinel got: %.80s\n", answer.in->str);
+      abort ();
+    }
+  if (!answer.eof)
+    g_source_remove (probe_watch);
+  if (!peer.eof)
+    g_source_remove (watch);
+  close (probe);
   close (fd);
+  g_string_free (answer.in, TRUE);
+  g_string_free (peer.in, TRUE);
 }
 
 /* ---- the upstream: a raw SIP server over tcp -------------------------------------------- */
