@@ -687,14 +687,21 @@ on_relay_response (nta_outgoing_magic_t *magic,
     }
   else
     {
-      msg_t *out = msg_copy (response);
-      sip_t *osip = sip_object (out);
+      /* A deep copy: NTA keeps it in the incoming transaction, to send again when the
+       * request is retransmitted, after the relay (and with it @response) is gone; a
+       * shallow msg_copy() would still point into @response's buffer. */
+      msg_t *out = msg_dup (response);
+      sip_t *osip = out != NULL ? sip_object (out) : NULL;
 
       /* Our Via goes, the request's Vias come from the incoming transaction. */
-      while (osip->sip_via != NULL)
+      while (osip != NULL && osip->sip_via != NULL)
         msg_header_remove (out, (msg_pub_t *) osip, (msg_header_t *) osip->sip_via);
-      if (nta_incoming_complete_response (relay->irq, out, 0, NULL, TAG_END ()) < 0)
-        msg_destroy (out);
+      if (osip == NULL || nta_incoming_complete_response (relay->irq, out, 0, NULL,
+                                                          TAG_END ()) < 0)
+        {
+          if (out != NULL)
+            msg_destroy (out);
+        }
       else
         nta_incoming_mreply (relay->irq, out);
     }

@@ -258,6 +258,53 @@ test_limits (Fixture *f, gconstpointer data)
   }
 }
 
+/* The next final response on @socket (provisional ones skipped), or NULL. */
+static char *
+read_final (SipSocket *socket)
+{
+  for (;;)
+    {
+      char *message = sip_socket_read (socket, 10000);
+
+      if (message == NULL || sip_text_status (message) >= 200)
+        return message;
+      g_free (message);
+    }
+}
+
+/* A relayed INVITE answered 486: the caller's retransmission of the INVITE gets the same 486
+ * again, retransmitted by NTA from the relayed copy. That copy must own its text: the callee's
+ * response it was made from is freed with the relay (a use after free found by fuzz-edge). */
+static void
+test_retransmitted_final (Fixture *f, gconstpointer data)
+{
+  g_autoptr(SipSocket) caller = sip_socket_connect (f->port);
+  g_autoptr(SipSocket) callee = sip_socket_connect (f->port);
+  g_autofree char *contact = contact_line ("bob", 0);
+  g_autofree char *invite = sip_text_over_tcp (sip_text_request ("INVITE", "sip:bob@127.0.0.1",
+                                                                 "alice", "sip:bob@127.0.0.1",
+                                                                 "retransmitted-final", 1,
+                                                                 NULL, NULL));
+  g_autofree char *relayed = NULL, *method = NULL, *busy = NULL, *first = NULL, *again = NULL;
+
+  g_assert_cmpuint (do_register (callee, "bob", contact, 600, NULL), ==, 200);
+  sip_socket_send (caller, invite);
+  relayed = sip_socket_read (callee, 10000);
+  g_assert_nonnull (relayed);
+  method = sip_text_method (relayed);
+  g_assert_cmpstr (method, ==, "INVITE");
+  busy = sip_text_response (relayed, 486, "Busy Here");
+  sip_socket_send (callee, busy);
+  first = read_final (caller);
+  g_assert_nonnull (first);
+  g_assert_cmpuint (sip_text_status (first), ==, 486);
+
+  sip_socket_send (caller, invite);
+  again = read_final (caller);
+  g_assert_nonnull (again);
+  g_assert_cmpstr (again, ==, first);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -269,6 +316,8 @@ main (int argc, char **argv)
               test_connection_close, fixture_teardown);
   g_test_add ("/registrar-core/limits", Fixture, &small, fixture_setup, test_limits,
               fixture_teardown);
+  g_test_add ("/registrar-core/retransmitted-final", Fixture, NULL, fixture_setup,
+              test_retransmitted_final, fixture_teardown);
 
   return g_test_run ();
 }
