@@ -1134,6 +1134,7 @@ relay_request (Registrar      *self,
   if (relay->orq == NULL)
     {
       say ("%s: cannot relay\n", method);
+      msg_destroy (forward);          /* NTA takes it only when it makes the transaction */
       relay->irq = NULL;
       if (relay->tport != NULL)
         tport_unref (relay->tport);

@@ -333,6 +333,31 @@ test_separator (Fixture *f, gconstpointer data)
   g_assert_true (g_str_has_suffix (relayed, "\r\n\r\nhello"));
 }
 
+static const RegistrarOptions edge = {
+  .quiet = TRUE, .sweep_interval_ms = 100, .upstream = "sip:127.0.0.1:9;transport=tcp",
+};
+
+/* The edge: a request from the network for a URI NTA makes no transaction for (a scheme it
+ * does not know) gets 500, and its copy is not left behind (a leak found by fuzz-edge, seen
+ * under valgrind and ASan). */
+static void
+test_edge_cannot_relay (Fixture *f, gconstpointer data)
+{
+  g_autoptr(SipSocket) peer = sip_socket_connect (f->port);
+  g_autofree char *uri = g_strdup_printf ("sizp:bob@127.0.0.1:%u;transport=tcp", f->port);
+  g_autofree char *options = sip_text_over_tcp (sip_text_request ("OPTIONS", uri, "alice",
+                                                                  "sip:bob@127.0.0.1",
+                                                                  "cannot-relay", 1, NULL,
+                                                                  NULL));
+  g_autofree char *answer = NULL;
+
+  sip_socket_send (peer, options);
+  answer = read_final (peer);
+  g_assert_nonnull (answer);
+  g_assert_cmpuint (sip_text_status (answer), ==, 500);
+  g_assert_cmpuint (stats (f).relays, ==, 0);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -348,6 +373,8 @@ main (int argc, char **argv)
               test_retransmitted_final, fixture_teardown);
   g_test_add ("/registrar-core/separator", Fixture, NULL, fixture_setup, test_separator,
               fixture_teardown);
+  g_test_add ("/registrar-core/edge-cannot-relay", Fixture, &edge, fixture_setup,
+              test_edge_cannot_relay, fixture_teardown);
 
   return g_test_run ();
 }
