@@ -682,6 +682,23 @@ describe_error (sip_error_t const *error)
   return g_string_free (text, FALSE);
 }
 
+/* Sofia takes a bare CR or LF for the empty line before the body, and keeps it as it came: sent
+ * on as it is, a peer that looks for CRLF (RFC 3261 7) would not find where the message ends
+ * over a stream, and would read the next message as its body. Ours is CRLF. */
+static void
+set_separator (msg_t *msg,
+               sip_t *sip)
+{
+  sip_separator_t *separator;
+
+  if (sip->sip_separator == NULL || strcmp (sip->sip_separator->sep_data, "\r\n") == 0)
+    return;
+  separator = sip_separator_create (msg_home (msg));
+  if (separator != NULL)
+    msg_header_replace (msg, (msg_pub_t *) sip, (msg_header_t *) sip->sip_separator,
+                        (msg_header_t *) separator);
+}
+
 /* ---- the relay ----------------------------------------------------------------------------- */
 
 static void
@@ -734,14 +751,23 @@ on_relay_response (nta_outgoing_magic_t *magic,
     }
   else
     {
-      msg_t *out = msg_copy (response);
-      sip_t *osip = sip_object (out);
+      /* A deep copy: NTA keeps it in the incoming transaction, to send again when the
+       * request is retransmitted, after the relay (and with it @response) is gone; a
+       * shallow msg_copy() would still point into @response's buffer. */
+      msg_t *out = msg_dup (response);
+      sip_t *osip = out != NULL ? sip_object (out) : NULL;
 
+      if (osip != NULL)
+        set_separator (out, osip);
       /* Our Via goes, the request's Vias come from the incoming transaction. */
-      while (osip->sip_via != NULL)
+      while (osip != NULL && osip->sip_via != NULL)
         msg_header_remove (out, (msg_pub_t *) osip, (msg_header_t *) osip->sip_via);
-      if (nta_incoming_complete_response (relay->irq, out, 0, NULL, TAG_END ()) < 0)
-        msg_destroy (out);
+      if (osip == NULL || nta_incoming_complete_response (relay->irq, out, 0, NULL,
+                                                          TAG_END ()) < 0)
+        {
+          if (out != NULL)
+            msg_destroy (out);
+        }
       else
         nta_incoming_mreply (relay->irq, out);
     }
@@ -1084,6 +1110,7 @@ relay_request (Registrar      *self,
 
   forward = msg_copy (request);
   fsip = sip_object (forward);
+  set_separator (forward, fsip);
   if (target->url != NULL)
     msg_header_replace (forward, NULL, (msg_header_t *) fsip->sip_request,
                         (msg_header_t *) sip_request_create (msg_home (forward),
@@ -1154,6 +1181,7 @@ relay_request (Registrar      *self,
   if (relay->orq == NULL)
     {
       say ("%s: cannot relay\n", method);
+      msg_destroy (forward);          /* NTA takes it only when it makes the transaction */
       relay->irq = NULL;
       if (relay->tport != NULL)
         tport_unref (relay->tport);

@@ -258,6 +258,106 @@ test_limits (Fixture *f, gconstpointer data)
   }
 }
 
+/* The next final response on @socket (provisional ones skipped), or NULL. */
+static char *
+read_final (SipSocket *socket)
+{
+  for (;;)
+    {
+      char *message = sip_socket_read (socket, 10000);
+
+      if (message == NULL || sip_text_status (message) >= 200)
+        return message;
+      g_free (message);
+    }
+}
+
+/* A relayed INVITE answered 486: the caller's retransmission of the INVITE gets the same 486
+ * again, retransmitted by NTA from the relayed copy. That copy must own its text: the callee's
+ * response it was made from is freed with the relay (a use after free found by fuzz-edge). */
+static void
+test_retransmitted_final (Fixture *f, gconstpointer data)
+{
+  g_autoptr(SipSocket) caller = sip_socket_connect (f->port);
+  g_autoptr(SipSocket) callee = sip_socket_connect (f->port);
+  g_autofree char *contact = contact_line ("bob", 0);
+  g_autofree char *invite = sip_text_over_tcp (sip_text_request ("INVITE", "sip:bob@127.0.0.1",
+                                                                 "alice", "sip:bob@127.0.0.1",
+                                                                 "retransmitted-final", 1,
+                                                                 NULL, NULL));
+  g_autofree char *relayed = NULL, *method = NULL, *busy = NULL, *first = NULL, *again = NULL;
+
+  g_assert_cmpuint (do_register (callee, "bob", contact, 600, NULL), ==, 200);
+  sip_socket_send (caller, invite);
+  relayed = sip_socket_read (callee, 10000);
+  g_assert_nonnull (relayed);
+  method = sip_text_method (relayed);
+  g_assert_cmpstr (method, ==, "INVITE");
+  busy = sip_text_response (relayed, 486, "Busy Here");
+  sip_socket_send (callee, busy);
+  first = read_final (caller);
+  g_assert_nonnull (first);
+  g_assert_cmpuint (sip_text_status (first), ==, 486);
+
+  sip_socket_send (caller, invite);
+  again = read_final (caller);
+  g_assert_nonnull (again);
+  g_assert_cmpstr (again, ==, first);
+}
+
+/* A request whose empty line before the body is a bare CR (Sofia takes it) goes on with CRLF:
+ * as it came, the callee would not find where it ends over tcp (found by fuzz-edge: the
+ * edge's upstream read the next request as its body). */
+static void
+test_separator (Fixture *f, gconstpointer data)
+{
+  g_autoptr(SipSocket) caller = sip_socket_connect (f->port);
+  g_autoptr(SipSocket) callee = sip_socket_connect (f->port);
+  g_autofree char *contact = contact_line ("bob", 0);
+  g_autofree char *message = sip_text_over_tcp (sip_text_request ("MESSAGE",
+                                                                  "sip:bob@127.0.0.1", "alice",
+                                                                  "sip:bob@127.0.0.1",
+                                                                  "separator", 1, NULL,
+                                                                  "hello"));
+  char *separator = strstr (message, "\r\n\r\nhello");
+  g_autofree char *relayed = NULL, *method = NULL;
+
+  g_assert_cmpuint (do_register (callee, "bob", contact, 600, NULL), ==, 200);
+  g_assert_nonnull (separator);
+  memmove (separator + 3, separator + 4, strlen (separator + 4) + 1);   /* "\r\n\r" */
+  sip_socket_send (caller, message);
+  relayed = sip_socket_read (callee, 10000);
+  g_assert_nonnull (relayed);
+  method = sip_text_method (relayed);
+  g_assert_cmpstr (method, ==, "MESSAGE");
+  g_assert_true (g_str_has_suffix (relayed, "\r\n\r\nhello"));
+}
+
+static const RegistrarOptions edge = {
+  .quiet = TRUE, .sweep_interval_ms = 100, .upstream = "sip:127.0.0.1:9;transport=tcp",
+};
+
+/* The edge: a request from the network for a URI NTA makes no transaction for (a scheme it
+ * does not know) gets 500, and its copy is not left behind (a leak found by fuzz-edge, seen
+ * under valgrind and ASan). */
+static void
+test_edge_cannot_relay (Fixture *f, gconstpointer data)
+{
+  g_autoptr(SipSocket) peer = sip_socket_connect (f->port);
+  g_autofree char *uri = g_strdup_printf ("sizp:bob@127.0.0.1:%u;transport=tcp", f->port);
+  g_autofree char *options = sip_text_over_tcp (sip_text_request ("OPTIONS", uri, "alice",
+                                                                  "sip:bob@127.0.0.1",
+                                                                  "cannot-relay", 1, NULL,
+                                                                  NULL));
+  g_autofree char *answer = NULL;
+
+  sip_socket_send (peer, options);
+  answer = read_final (peer);
+  g_assert_nonnull (answer);
+  g_assert_cmpuint (sip_text_status (answer), ==, 500);
+  g_assert_cmpuint (stats (f).relays, ==, 0);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -269,6 +369,12 @@ main (int argc, char **argv)
               test_connection_close, fixture_teardown);
   g_test_add ("/registrar-core/limits", Fixture, &small, fixture_setup, test_limits,
               fixture_teardown);
+  g_test_add ("/registrar-core/retransmitted-final", Fixture, NULL, fixture_setup,
+              test_retransmitted_final, fixture_teardown);
+  g_test_add ("/registrar-core/separator", Fixture, NULL, fixture_setup, test_separator,
+              fixture_teardown);
+  g_test_add ("/registrar-core/edge-cannot-relay", Fixture, &edge, fixture_setup,
+              test_edge_cannot_relay, fixture_teardown);
 
   return g_test_run ();
 }
