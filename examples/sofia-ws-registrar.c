@@ -407,6 +407,8 @@ out:
 }
 #endif
 /* A "listening <url>" line: on stdout, or in a worker to the supervisor. */
+static void announce (const char *format, ...) G_GNUC_PRINTF (1, 2);
+
 static void
 announce (const char *format,
           ...)

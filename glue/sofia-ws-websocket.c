@@ -1411,7 +1411,8 @@ sofia_ws_websocket_handle_callback (SofiaWsWebSocket          *self,
                                     void                      *in,
                                     size_t                     len)
 {
-  g_autoptr(SofiaWsWebSocket) hold = g_object_ref (self);
+  /* a callback may drop the last reference the application held */
+  G_GNUC_UNUSED g_autoptr(SofiaWsWebSocket) hold = g_object_ref (self);
 
   switch (reason)
     {
