@@ -67,23 +67,14 @@
 #include "registrar-core.h"
 #include "support/sip-text.h"
 #include "support/ws-frame.h"
+#include "fuzz-client.h"
 
-#define DEADLINE_US (10 * G_USEC_PER_SEC)
 #define MAX_RECORDS 8
 #define SEPARATOR "\n%%\n"
 #define FLOW_ID_LENGTH 16
 #define NO_FLOW "0000000000000000"
 
 enum { UPSTREAM_200, UPSTREAM_HOLD_INVITE, UPSTREAM_INPUT_RESPONSE };
-
-typedef struct {
-  const char *name;
-  int fd;
-  guint watch;
-  GByteArray *in;
-  gboolean upgraded;
-  gboolean closed;
-} Client;
 
 typedef struct {
   int fd;
@@ -108,10 +99,8 @@ static struct {
   int upstream_fd;
   GPtrArray *upstream_connections;  /* UpstreamConnection */
   GPtrArray *held;                  /* HeldInvite */
-  Client browser;
+  FuzzClient browser;
   guint serial;
-  char *awaited_call_id;
-  guint awaited_status;
   char flow[FLOW_ID_LENGTH + 1];        /* the browser's, as the upstream saw it */
   char target_flow[FLOW_ID_LENGTH + 1]; /* the edge's connection to the target's */
   /* this input */
@@ -202,178 +191,7 @@ getaddrinfo (const char *node, const char *service, const struct addrinfo *hints
   return real (node, service, &numeric, result);
 }
 
-/* ---- the browser: a WebSocket client on a plain socket ------------------------------------ */
-
-static void
-client_close (Client *c)
-{
-  if (c->watch != 0)
-    g_source_remove (c->watch);
-  c->watch = 0;
-  if (c->fd >= 0)
-    close (c->fd);
-  c->fd = -1;
-  c->closed = TRUE;
-  c->upgraded = FALSE;
-  g_byte_array_set_size (c->in, 0);
-}
-
-/* Writes all of @data on @fd, running the loop while the kernel's buffer is full (the reader
- * runs in this thread); FALSE when the peer has gone. */
-static gboolean
-send_all (int fd, const void *data, gsize len)
-{
-  const guint8 *p = data;
-  gint64 deadline = g_get_monotonic_time () + DEADLINE_US;
-
-  while (len > 0)
-    {
-      ssize_t n = send (fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-
-      if (n > 0)
-        {
-          p += n;
-          len -= n;
-        }
-      else if (n < 0 && (errno == EAGAIN || errno == EINTR))
-        {
-          if (g_get_monotonic_time () > deadline)
-            g_error ("fuzz-edge: the edge reads nothing for 10 s");
-          g_main_context_iteration (NULL, TRUE);
-        }
-      else
-        return FALSE;
-    }
-  return TRUE;
-}
-
-static void
-client_send_message (Client *c, guint8 opcode, const void *data, gsize len)
-{
-  g_autoptr(GByteArray) frame = ws_frame_new (opcode, data, len);
-
-  if (!c->closed && !send_all (c->fd, frame->data, frame->len))
-    client_close (c);
-}
-
-static void
-browser_on_sip (Client *c, const char *text)
-{
-  guint status = sip_text_status (text);
-
-  if (status == 0)
-    {
-      g_autofree char *method = sip_text_method (text);
-
-      if (method != NULL && g_strcmp0 (method, "ACK") != 0)
-        {
-          g_autofree char *response = sip_text_response (text, 200, "OK");
-
-          client_send_message (c, g_utf8_validate (response, -1, NULL) ? 0x1 : 0x2, response,
-                               strlen (response));
-        }
-      return;
-    }
-  if (status >= 200 && g.awaited_call_id != NULL)
-    {
-      g_autofree char *call_id = sip_text_header (text, "Call-ID");
-
-      if (g_strcmp0 (call_id, g.awaited_call_id) == 0)
-        {
-          g.awaited_status = status;
-          g_clear_pointer (&g.awaited_call_id, g_free);
-        }
-    }
-}
-
-static gboolean
-browser_on_readable (int fd, GIOCondition condition, gpointer data)
-{
-  Client *c = data;
-  guint8 buffer[16384];
-  ssize_t n = recv (fd, buffer, sizeof buffer, MSG_DONTWAIT);
-  WsFrame frame;
-
-  if (n < 0 && (errno == EAGAIN || errno == EINTR))
-    return G_SOURCE_CONTINUE;
-  if (n <= 0)
-    {
-      c->watch = 0;
-      client_close (c);
-      return G_SOURCE_REMOVE;
-    }
-  g_byte_array_append (c->in, buffer, n);
-  if (!c->upgraded)
-    {
-      gsize head = 0;
-      guint status = ws_frame_handshake_status ((const char *) c->in->data, c->in->len, &head);
-
-      if (status == 0)
-        return G_SOURCE_CONTINUE;
-      if (status != 101)
-        g_error ("%s: handshake answered %u", c->name, status);
-      g_byte_array_remove_range (c->in, 0, head);
-      c->upgraded = TRUE;
-    }
-  while (!c->closed && ws_frame_parse (c->in, &frame))
-    {
-      gsize size;
-      const char *payload = g_bytes_get_data (frame.payload, &size);
-
-      if (frame.opcode == 0x1 || frame.opcode == 0x2)
-        {
-          g_autofree char *text = g_strndup (payload, size);
-
-          browser_on_sip (c, text);
-        }
-      else if (frame.opcode == 0x8)
-        {
-          client_send_message (c, 0x8, payload, MIN (size, 2));
-          g_bytes_unref (frame.payload);
-          c->watch = 0;
-          client_close (c);
-          return G_SOURCE_REMOVE;
-        }
-      else if (frame.opcode == 0x9)
-        client_send_message (c, 0xa, payload, size);
-      g_bytes_unref (frame.payload);
-    }
-  return G_SOURCE_CONTINUE;
-}
-
-static int
-connect_loopback (guint16 port)
-{
-  struct sockaddr_in address = { .sin_family = AF_INET, .sin_port = htons (port),
-                                 .sin_addr.s_addr = htonl (INADDR_LOOPBACK) };
-  int one = 1;
-  int fd = socket (AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-  g_assert (fd >= 0);
-  setsockopt (fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  /* Loopback: connect() completes in the kernel's accept queue, before the server runs. */
-  if (connect (fd, (struct sockaddr *) &address, sizeof address) < 0)
-    g_error ("fuzz-edge: connect to port %u: %s", port, g_strerror (errno));
-  return fd;
-}
-
-static void
-client_connect (Client *c)
-{
-  g_autofree char *host = g_strdup_printf ("127.0.0.1:%u", g.edge_ws_port);
-  g_autofree char *request = ws_frame_handshake_request (host, NULL);
-
-  c->fd = connect_loopback (g.edge_ws_port);
-  c->closed = FALSE;
-  c->upgraded = FALSE;
-  c->watch = g_unix_fd_add (c->fd, G_IO_IN | G_IO_HUP | G_IO_ERR, browser_on_readable, c);
-  if (!send_all (c->fd, request, strlen (request)))
-    client_close (c);
-  while (!c->upgraded && !c->closed)
-    g_main_context_iteration (NULL, TRUE);
-  if (c->closed)
-    g_error ("%s: the edge closed the handshake", c->name);
-}
+/* ---- the browser (fuzz-client.c) ------------------------------------------------------- */
 
 /* The sentinel: an OPTIONS of the browser's, which the edge sends to the upstream, whose 200
  * must come back on the browser's connection (a new one if the input made the edge close
@@ -392,15 +210,8 @@ sentinel (void)
                                                 NULL, NULL);
 
       if (g.browser.closed)
-        client_connect (&g.browser);
-      g_free (g.awaited_call_id);
-      g.awaited_call_id = g_strdup (call_id);
-      g.awaited_status = 0;
-      client_send_message (&g.browser, 0x1, text, strlen (text));
-      while (g.awaited_call_id != NULL && !g.browser.closed)
-        g_main_context_iteration (NULL, TRUE);
-      g_clear_pointer (&g.awaited_call_id, g_free);
-      status = g.awaited_status;
+        fuzz_client_connect (&g.browser, g.edge_ws_port);
+      status = fuzz_client_request (&g.browser, text, call_id);
     }
   if (status != 200)
     {
@@ -442,7 +253,7 @@ network_on_readable (int fd, GIOCondition condition, gpointer data)
 static void
 network_send (const void *data, gsize len)
 {
-  int fd = connect_loopback (g.edge_tcp_port), probe;
+  int fd = fuzz_connect_loopback (g.edge_tcp_port), probe;
   NetworkPeer peer = { g_string_new (NULL), FALSE }, answer = { g_string_new (NULL), FALSE };
   guint watch = g_unix_fd_add (fd, G_IO_IN | G_IO_HUP | G_IO_ERR, network_on_readable, &peer);
   guint probe_watch;
@@ -458,12 +269,12 @@ network_send (const void *data, gsize len)
                                               "Content-Length: 0\r\n"
                                               "\r\n", uri, call_id, uri, uri, call_id);
 
-  if (send_all (fd, data, len))
+  if (fuzz_send_all (fd, data, len))
     shutdown (fd, SHUT_WR);
-  probe = connect_loopback (g.edge_tcp_port);
+  probe = fuzz_connect_loopback (g.edge_tcp_port);
   probe_watch = g_unix_fd_add (probe, G_IO_IN | G_IO_HUP | G_IO_ERR, network_on_readable,
                                &answer);
-  if (!send_all (probe, options, strlen (options)))
+  if (!fuzz_send_all (probe, options, strlen (options)))
     g_error ("fuzz-edge: the edge closed the network sentinel's connection");
   while (!answer.eof && !(strstr (answer.in->str, "SIP/2.0 ") != NULL &&
                           strstr (answer.in->str, call_id) != NULL &&
@@ -491,7 +302,7 @@ static void
 upstream_send (UpstreamConnection *c, const char *text, gsize len)
 {
   if (c->fd >= 0)
-    send_all (c->fd, text, len);
+    fuzz_send_all (c->fd, text, len);
 }
 
 /* The flow ids in our Path and Record-Route entries ("sip:<a>.<b>@"): the browser's is the
@@ -626,11 +437,15 @@ held_invite_free (HeldInvite *held)
 }
 
 /* Answers what the upstream still holds (486, the input's response), so that no relay stays
- * pending, and waits for the edge to close the connections that ended. */
+ * pending, and waits for the edge to close the connections that ended. An input's response
+ * that is incomplete (a Content-Length past its end) leaves the edge waiting for the rest on a
+ * half-closed connection, as Sofia does until its idle timeout: after the edge's transaction
+ * timeout (2 s, below) that connection is closed from this side instead. */
 static void
 upstream_release_held (void)
 {
   gboolean draining = TRUE;
+  gint64 until = g_get_monotonic_time () + 3 * G_USEC_PER_SEC;
 
   for (guint i = 0; i < g.upstream_connections->len; i++)
     {
@@ -647,6 +462,23 @@ upstream_release_held (void)
           UpstreamConnection *c = g_ptr_array_index (g.upstream_connections, i);
 
           draining |= c->draining && c->fd >= 0;
+        }
+      if (draining && g_get_monotonic_time () > until)
+        {
+          for (guint i = 0; i < g.upstream_connections->len; i++)
+            {
+              UpstreamConnection *c = g_ptr_array_index (g.upstream_connections, i);
+
+              if (c->draining && c->fd >= 0)
+                {
+                  if (c->watch != 0)
+                    g_source_remove (c->watch);
+                  c->watch = 0;
+                  close (c->fd);
+                  c->fd = -1;
+                }
+            }
+          draining = FALSE;
         }
       if (draining)
         g_main_context_iteration (NULL, TRUE);
@@ -917,8 +749,9 @@ LLVMFuzzerInitialize (int *argc, char ***argv)
 
   g_strlcpy (g.flow, NO_FLOW, sizeof g.flow);
   g_strlcpy (g.target_flow, NO_FLOW, sizeof g.target_flow);
-  g.browser = (Client) { .name = "browser", .fd = -1, .in = g_byte_array_new (), .closed = TRUE };
-  client_connect (&g.browser);
+  g.browser = (FuzzClient) { .name = "browser", .fd = -1, .in = g_byte_array_new (),
+                             .closed = TRUE };
+  fuzz_client_connect (&g.browser, g.edge_ws_port);
   return 0;
 }
 
@@ -943,7 +776,7 @@ substitute (const guint8 *data, gsize len)
 int
 LLVMFuzzerTestOneInput (const guint8 *data, size_t size)
 {
-  guint deadline = g_timeout_add (DEADLINE_US / 1000, on_deadline, NULL);
+  guint deadline = g_timeout_add (FUZZ_DEADLINE_US / 1000, on_deadline, NULL);
   struct { const guint8 *data; gsize len; } records[MAX_RECORDS];
   guint n = 0;
 
@@ -996,8 +829,8 @@ LLVMFuzzerTestOneInput (const guint8 *data, size_t size)
                                             : g_string_new (NULL);
 
           if (g.browser.closed)
-            client_connect (&g.browser);
-          client_send_message (&g.browser, 0x2, text->str, text->len);
+            fuzz_client_connect (&g.browser, g.edge_ws_port);
+          fuzz_client_send_message (&g.browser, 0x2, text->str, text->len);
           sentinel ();
         }
     }

@@ -42,212 +42,18 @@
 #include "registrar-core.h"
 #include "support/sip-text.h"
 #include "support/ws-frame.h"
+#include "fuzz-client.h"
 
-#define DEADLINE_US (10 * G_USEC_PER_SEC)
-
-typedef struct {
-  const char *name;
-  int fd;
-  guint watch;
-  GByteArray *in;
-  gboolean upgraded;
-  gboolean closed;
-} Client;
 
 static struct {
   su_root_t *root;
   nta_agent_t *agent;
   Registrar *registrar;
   guint16 port;
-  Client callee;
-  Client fuzzer;
+  FuzzClient callee;
+  FuzzClient fuzzer;
   guint serial;
-  char *awaited_call_id;          /* the Call-ID whose final response ends a wait */
-  guint awaited_status;
 } g;
-
-static void
-client_close (Client *c)
-{
-  if (c->watch != 0)
-    g_source_remove (c->watch);
-  c->watch = 0;
-  if (c->fd >= 0)
-    close (c->fd);
-  c->fd = -1;
-  c->closed = TRUE;
-  c->upgraded = FALSE;
-  g_byte_array_set_size (c->in, 0);
-}
-
-static void
-client_send (Client *c, const void *data, gsize len)
-{
-  const guint8 *p = data;
-  gint64 deadline = g_get_monotonic_time () + DEADLINE_US;
-
-  while (len > 0 && !c->closed)
-    {
-      ssize_t n = send (c->fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-
-      if (n > 0)
-        {
-          p += n;
-          len -= n;
-        }
-      else if (n < 0 && (errno == EAGAIN || errno == EINTR))
-        {
-          /* The server must read for this to go on: it runs in this thread. */
-          if (g_get_monotonic_time () > deadline)
-            g_error ("%s: the server reads nothing for 10 s", c->name);
-          g_main_context_iteration (NULL, TRUE);
-        }
-      else
-        client_close (c);
-    }
-}
-
-static void
-client_send_message (Client *c, guint8 opcode, const void *data, gsize len)
-{
-  g_autoptr(GByteArray) frame = ws_frame_new (opcode, data, len);
-
-  client_send (c, frame->data, frame->len);
-}
-
-static void
-on_sip (Client *c, const char *text)
-{
-  guint status = sip_text_status (text);
-
-  if (status == 0)
-    {
-      g_autofree char *method = sip_text_method (text);
-
-      /* Whatever the registrar relays is answered, as a browser would. */
-      if (method != NULL && g_strcmp0 (method, "ACK") != 0)
-        {
-          g_autofree char *response = sip_text_response (text, 200, "OK");
-
-          /* Text when it is UTF-8 (RFC 7118), else binary: the request's own bytes come back
-           * in its headers. */
-          client_send_message (c, g_utf8_validate (response, -1, NULL) ? 0x1 : 0x2, response,
-                               strlen (response));
-        }
-      return;
-    }
-  if (status >= 200 && g.awaited_call_id != NULL)
-    {
-      g_autofree char *call_id = sip_text_header (text, "Call-ID");
-
-      if (g_strcmp0 (call_id, g.awaited_call_id) == 0)
-        {
-          g.awaited_status = status;
-          g_clear_pointer (&g.awaited_call_id, g_free);
-        }
-    }
-}
-
-static gboolean
-on_readable (int fd, GIOCondition condition, gpointer data)
-{
-  Client *c = data;
-  guint8 buffer[16384];
-  ssize_t n = recv (fd, buffer, sizeof buffer, MSG_DONTWAIT);
-  WsFrame frame;
-
-  if (n < 0 && (errno == EAGAIN || errno == EINTR))
-    return G_SOURCE_CONTINUE;
-  if (n <= 0)
-    {
-      c->watch = 0;
-      client_close (c);
-      return G_SOURCE_REMOVE;
-    }
-  g_byte_array_append (c->in, buffer, n);
-  if (!c->upgraded)
-    {
-      gsize head = 0;
-      guint status = ws_frame_handshake_status ((const char *) c->in->data, c->in->len, &head);
-
-      if (status == 0)
-        return G_SOURCE_CONTINUE;
-      if (status != 101)
-        g_error ("%s: handshake answered %u", c->name, status);
-      g_byte_array_remove_range (c->in, 0, head);
-      c->upgraded = TRUE;
-    }
-  while (!c->closed && ws_frame_parse (c->in, &frame))
-    {
-      gsize size;
-      const char *payload = g_bytes_get_data (frame.payload, &size);
-
-      if (frame.opcode == 0x1 || frame.opcode == 0x2)
-        {
-          g_autofree char *text = g_strndup (payload, size);
-
-          on_sip (c, text);
-        }
-      else if (frame.opcode == 0x8)
-        {
-          /* The server closes: answer its close, then let it go. */
-          client_send_message (c, 0x8, payload, MIN (size, 2));
-          g_bytes_unref (frame.payload);
-          c->watch = 0;
-          client_close (c);
-          return G_SOURCE_REMOVE;
-        }
-      else if (frame.opcode == 0x9)
-        client_send_message (c, 0xa, payload, size);
-      g_bytes_unref (frame.payload);
-    }
-  return G_SOURCE_CONTINUE;
-}
-
-static gboolean
-client_upgraded_or_closed (Client *c)
-{
-  return c->upgraded || c->closed;
-}
-
-static void
-client_connect (Client *c)
-{
-  struct sockaddr_in address = { .sin_family = AF_INET, .sin_port = htons (g.port),
-                                 .sin_addr.s_addr = htonl (INADDR_LOOPBACK) };
-  g_autofree char *host = g_strdup_printf ("127.0.0.1:%u", g.port);
-  g_autofree char *request = ws_frame_handshake_request (host, NULL);
-  int one = 1;
-  c->fd = socket (AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  g_assert (c->fd >= 0);
-  setsockopt (c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  /* Loopback: connect() completes in the kernel's accept queue, before the server runs. */
-  if (connect (c->fd, (struct sockaddr *) &address, sizeof address) < 0)
-    g_error ("%s: connect: %s", c->name, g_strerror (errno));
-  c->closed = FALSE;
-  c->upgraded = FALSE;
-  c->watch = g_unix_fd_add (c->fd, G_IO_IN | G_IO_HUP | G_IO_ERR, on_readable, c);
-  client_send (c, request, strlen (request));
-  while (!client_upgraded_or_closed (c))
-    g_main_context_iteration (NULL, TRUE);
-  if (c->closed)
-    g_error ("%s: the server closed the handshake", c->name);
-}
-
-/* Sends @text as a request on @c and runs the loop until the final response with Call-ID
- * @call_id came back (its status), or @c was closed (0). The deadline source aborts. */
-static guint
-request_and_wait (Client *c, const char *text, const char *call_id)
-{
-  g_free (g.awaited_call_id);
-  g.awaited_call_id = g_strdup (call_id);
-  g.awaited_status = 0;
-  client_send_message (c, 0x1, text, strlen (text));
-  while (g.awaited_call_id != NULL && !c->closed)
-    g_main_context_iteration (NULL, TRUE);
-  g_clear_pointer (&g.awaited_call_id, g_free);
-  return g.awaited_status;
-}
 
 static char *
 make_request (const char *method, const char *user, const char *extra, const char *call_id)
@@ -280,8 +86,8 @@ register_callee (void)
   for (int attempt = 0; attempt < 3 && status == 0; attempt++)
     {
       if (g.callee.closed)
-        client_connect (&g.callee);
-      status = request_and_wait (&g.callee, text, call_id);
+        fuzz_client_connect (&g.callee, g.port);
+      status = fuzz_client_request (&g.callee, text, call_id);
     }
   if (status != 200)
     {
@@ -323,26 +129,26 @@ LLVMFuzzerInitialize (int *argc, char ***argv)
   tp = sofia_ws_tport_add_listener (g.agent, "sip:127.0.0.1:0;transport=ws", &error, TAG_END ());
   g_assert_no_error (error);
   g.port = (guint16) atoi (tport_name (tp)->tpn_port);
-  g.callee = (Client) { .name = "callee", .fd = -1, .in = g_byte_array_new () };
-  g.fuzzer = (Client) { .name = "fuzzer", .fd = -1, .in = g_byte_array_new () };
-  client_connect (&g.callee);
-  client_connect (&g.fuzzer);
+  g.callee = (FuzzClient) { .name = "callee", .fd = -1, .in = g_byte_array_new () };
+  g.fuzzer = (FuzzClient) { .name = "fuzzer", .fd = -1, .in = g_byte_array_new () };
+  fuzz_client_connect (&g.callee, g.port);
+  fuzz_client_connect (&g.fuzzer, g.port);
   return 0;
 }
 
 int
 LLVMFuzzerTestOneInput (const guint8 *data, size_t size)
 {
-  guint deadline = g_timeout_add (DEADLINE_US / 1000, on_deadline, NULL);
+  guint deadline = g_timeout_add (FUZZ_DEADLINE_US / 1000, on_deadline, NULL);
   guint status = 0;
 
   registrar_free (g.registrar);
   g.registrar = registrar_new (g.root, g.agent, &(RegistrarOptions) { .quiet = TRUE });
   register_callee ();
   if (g.fuzzer.closed)
-    client_connect (&g.fuzzer);
+    fuzz_client_connect (&g.fuzzer, g.port);
 
-  client_send_message (&g.fuzzer, 0x2, data, size);
+  fuzz_client_send_message (&g.fuzzer, 0x2, data, size);
   /* The input may make the server close the connection (a bad message, a close frame): the
    * sentinel, a new one each time, then goes again on a new connection. */
   while (status == 0)
@@ -351,8 +157,8 @@ LLVMFuzzerTestOneInput (const guint8 *data, size_t size)
       g_autofree char *sentinel = make_request ("OPTIONS", "sentinel", NULL, call_id);
 
       if (g.fuzzer.closed)
-        client_connect (&g.fuzzer);
-      status = request_and_wait (&g.fuzzer, sentinel, call_id);
+        fuzz_client_connect (&g.fuzzer, g.port);
+      status = fuzz_client_request (&g.fuzzer, sentinel, call_id);
     }
   g_source_remove (deadline);
   if (status != 200)
