@@ -946,6 +946,24 @@ network_primary (Registrar *self)
   return NULL;
 }
 
+/* Our route entry "<sip:TOKEN@HOST:PORT;transport=PROTO;lr>" on the listener @primary; NULL
+ * when it has no name. */
+static char *
+listener_route_uri (su_home_t  *home,
+                    tport_t    *primary,
+                    const char *token)
+{
+  tp_name_t const *name = primary != NULL ? tport_name (primary) : NULL;
+  g_autofree char *proto = NULL;
+
+  if (name == NULL || name->tpn_host == NULL)
+    return NULL;
+  proto = g_ascii_strdown (name->tpn_proto, -1);
+  return su_sprintf (home, "<sip:%s@%s%s%s:%s;transport=%s;lr>", token,
+                     strchr (name->tpn_host, ':') ? "[" : "", name->tpn_host,
+                     strchr (name->tpn_host, ':') ? "]" : "", name->tpn_port, proto);
+}
+
 /* The edge's address on the side of @flow, for its Path and Record-Route entries: on its own
  * connection to a ws/wss target, the connection's local address (the server, which cannot
  * dial a WebSocket, finds its connection from us by that address: RFC 7118's way of reaching
@@ -959,9 +977,6 @@ edge_side_uri (Registrar  *self,
 {
   SofiaWsTransport *transport = flow != NULL && flow->outbound
                                 ? sofia_ws_tport_get_transport (flow->tport) : NULL;
-  tport_t *primary;
-  tp_name_t const *name;
-  g_autofree char *proto = NULL;
 
   if (transport != NULL && SOFIA_WS_IS_WEBSOCKET (transport))
     {
@@ -975,14 +990,7 @@ edge_side_uri (Registrar  *self,
     }
   if (flow != NULL && flow->outbound)
     return NULL;
-  primary = network_primary (self);
-  name = primary != NULL ? tport_name (primary) : NULL;
-  if (name == NULL || name->tpn_host == NULL)
-    return NULL;
-  proto = g_ascii_strdown (name->tpn_proto, -1);
-  return su_sprintf (home, "<sip:%s@%s%s%s:%s;transport=%s;lr>", token,
-                     strchr (name->tpn_host, ':') ? "[" : "", name->tpn_host,
-                     strchr (name->tpn_host, ':') ? "]" : "", name->tpn_port, proto);
+  return listener_route_uri (home, network_primary (self), token);
 }
 
 /* Our Record-Route (or, for the edge's REGISTER, Path) with the flow token of the two
@@ -1020,17 +1028,11 @@ add_own_route (Registrar *self,
     }
   else
     {
-      tport_t *primary = inbound == NULL ? NULL
-                         : tport_is_primary (inbound) ? inbound : tport_parent (inbound);
-      tp_name_t const *name = primary != NULL ? tport_name (primary) : NULL;
-      g_autofree char *proto = NULL;
-
-      if (name == NULL || name->tpn_host == NULL)
+      entries[1] = listener_route_uri (home, inbound == NULL ? NULL
+                                             : tport_is_primary (inbound) ? inbound
+                                             : tport_parent (inbound), token);
+      if (entries[1] == NULL)
         return;
-      proto = g_ascii_strdown (name->tpn_proto, -1);
-      entries[1] = su_sprintf (home, "<sip:%s@%s%s%s:%s;transport=%s;lr>", token,
-                               strchr (name->tpn_host, ':') ? "[" : "", name->tpn_host,
-                               strchr (name->tpn_host, ':') ? "]" : "", name->tpn_port, proto);
     }
   /* Inserted on top: the caller's side first, so that the callee's is the topmost. */
   for (guint i = 0; i < 2; i++)
