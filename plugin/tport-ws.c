@@ -1595,6 +1595,7 @@ ws_client_connect (tport_t    *client,
   char transport[16] = "";
   tp_name_t tpn[1] = { { 0 } };
   char port_text[8];
+  guint64 port_number = 0;
   struct addrinfo hints = { 0 }, *found = NULL;
   tport_t *tp = NULL;
   su_addrinfo_t ai = { 0 };
@@ -1626,7 +1627,7 @@ ws_client_connect (tport_t    *client,
 
   g_snprintf (port_text, sizeof port_text, "%s",
               url->url_port && url->url_port[0] ? url->url_port : pri->secure ? "443" : "80");
-  if (!g_ascii_string_to_unsigned (port_text, 10, 1, 65535, NULL, NULL))
+  if (!g_ascii_string_to_unsigned (port_text, 10, 1, 65535, &port_number, NULL))
     {
       fail (error, SOFIA_WS_ERROR_INVALID_ARGUMENT, "\"%s\" has no valid port", url_text);
       goto out;
@@ -1659,7 +1660,7 @@ ws_client_connect (tport_t    *client,
       struct sockaddr_in unspecified = { 0 };
 
       unspecified.sin_family = AF_INET;
-      unspecified.sin_port = htons ((guint16) strtoul (port_text, NULL, 10));
+      unspecified.sin_port = htons ((guint16) port_number);
       ai.ai_family = AF_INET;
       ai.ai_socktype = SOCK_STREAM;
       ai.ai_protocol = IPPROTO_TCP;
